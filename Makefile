@@ -1,0 +1,29 @@
+# Herald task runner. `make run` starts Herald (dev mode, embedded engine);
+# `make test` installs what the tests need and runs the whole suite.
+
+.PHONY: run test test-rust test-js lint bench loadtest fmt
+
+run:
+	cargo run --release -p herald
+
+test:
+	scripts/test.sh
+
+test-rust:
+	cargo test --workspace
+
+test-js:
+	scripts/test.sh js
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+bench:
+	cargo bench -p herald-core -p herald-gateway
+
+loadtest:
+	loadtest/run-all.sh

@@ -1,0 +1,264 @@
+//! The `floor` baseline: a separate process of this binary (`floor-child`) accepts N bare TCP
+//! connections, then for every publication line on stdin builds one WebSocket text frame holding
+//! a Herald push and writes it with writev to every socket from a small thread pool. Its CPU is
+//! the physical cost of accept and of fan-out on this machine, with no protocol work at all.
+
+use std::io::{self, BufRead, BufReader, IoSlice, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::Stdio;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader as AsyncBufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::cli::FloorChildArgs;
+
+/// Batches queued per writer thread before the reader of stdin waits.
+const WRITER_QUEUE: usize = 1024;
+
+/// Line that ends the publications (the sockets stay open until stdin closes).
+pub const END: &str = "end";
+
+/// The floor process seen from the load generator.
+pub struct FloorServer {
+    child: Child,
+    stdout: Lines<AsyncBufReader<ChildStdout>>,
+    /// Address it accepts on.
+    pub addr: SocketAddr,
+    /// Its process id, sampled like a server's.
+    pub pid: u32,
+}
+
+impl FloorServer {
+    /// Starts the floor process for `connections` sockets.
+    pub async fn spawn(connections: usize, writers: usize, batch: usize) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["floor-child", "--listen", "127.0.0.1:0"])
+            .args(["--connections", &connections.to_string()])
+            .args([
+                "--writers",
+                &writers.to_string(),
+                "--batch",
+                &batch.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the floor process")?;
+        let pid = child.id().ok_or_else(|| anyhow!("floor process exited"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut stdout = AsyncBufReader::new(stdout).lines();
+        let line = next_line(&mut stdout, "listening").await?;
+        let addr = line
+            .parse()
+            .with_context(|| format!("bad floor address {line:?}"))?;
+        Ok(FloorServer {
+            child,
+            stdout,
+            addr,
+            pid,
+        })
+    }
+
+    /// Waits until every connection has been accepted.
+    pub async fn ready(&mut self) -> anyhow::Result<()> {
+        next_line(&mut self.stdout, "ready").await.map(drop)
+    }
+
+    /// The pipe publications are written to; closing it ends the floor process.
+    pub fn take_stdin(&mut self) -> anyhow::Result<ChildStdin> {
+        self.child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow!("floor stdin already taken"))
+    }
+
+    /// Waits for the process to finish (its stdin must be closed by then); returns the frames
+    /// it wrote and the writev calls it made.
+    pub async fn finish(mut self) -> anyhow::Result<(u64, u64)> {
+        let done = next_line(&mut self.stdout, "done").await?;
+        let mut it = done.split_whitespace().map(str::parse::<u64>);
+        let frames = it.next().transpose()?.unwrap_or(0);
+        let writes = it.next().transpose()?.unwrap_or(0);
+        self.child.wait().await?;
+        Ok((frames, writes))
+    }
+}
+
+async fn next_line(
+    lines: &mut Lines<AsyncBufReader<ChildStdout>>,
+    word: &str,
+) -> anyhow::Result<String> {
+    while let Some(line) = lines.next_line().await? {
+        if let Some(rest) = line.strip_prefix(word) {
+            return Ok(rest.trim().to_owned());
+        }
+    }
+    bail!("floor process ended before saying {word:?}")
+}
+
+/// Entry point of the `floor-child` process.
+pub fn run_child(args: FloorChildArgs) -> anyhow::Result<()> {
+    crate::limits::raise_nofile();
+    let listener = TcpListener::bind(&args.listen)?;
+    let mut out = io::stdout();
+    writeln!(out, "listening {}", listener.local_addr()?)?;
+    out.flush()?;
+    let writers = args.writers.max(1);
+    let mut shards: Vec<Vec<TcpStream>> = (0..writers).map(|_| Vec::new()).collect();
+    for i in 0..args.connections {
+        let (s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        shards[i % writers].push(s);
+    }
+    writeln!(out, "ready {}", args.connections)?;
+    out.flush()?;
+
+    let mut queues = Vec::new();
+    let mut threads = Vec::new();
+    for shard in shards {
+        let (tx, rx) = sync_channel::<Arc<Vec<Vec<u8>>>>(WRITER_QUEUE);
+        queues.push(tx);
+        threads.push(std::thread::spawn(move || write_loop(shard, rx)));
+    }
+    let mut input = BufReader::with_capacity(64 * 1024, io::stdin().lock());
+    let mut line = String::new();
+    let batch_size = args.batch.max(1);
+    let mut batch = Vec::with_capacity(batch_size);
+    // Exactly `batch_size` publications per writev, like a server whose writer coalesces that
+    // many queued messages; "end" (or EOF) flushes the remainder.
+    loop {
+        line.clear();
+        let eof = input.read_line(&mut line)? == 0;
+        if eof || line.trim() == END {
+            break;
+        }
+        batch.extend(frame_for_line(&line));
+        if batch.len() == batch_size {
+            send_batch(
+                &queues,
+                std::mem::replace(&mut batch, Vec::with_capacity(batch_size)),
+            );
+        }
+    }
+    if !batch.is_empty() {
+        send_batch(&queues, batch);
+    }
+    drop(queues);
+    let mut open = Vec::new();
+    let (mut frames, mut writes) = (0, 0);
+    for t in threads {
+        let (f, w, socks) = t.join().map_err(|_| anyhow!("writer thread panicked"))?;
+        (frames, writes) = (frames + f, writes + w);
+        open.push(socks);
+    }
+    writeln!(out, "done {frames} {writes}")?;
+    out.flush()?;
+    // Keep the sockets open until the load generator has stopped reading (stdin closed).
+    while input.read_line(&mut line)? != 0 {}
+    drop(open);
+    Ok(())
+}
+
+fn send_batch(queues: &[std::sync::mpsc::SyncSender<Arc<Vec<Vec<u8>>>>], batch: Vec<Vec<u8>>) {
+    let batch = Arc::new(batch);
+    for q in queues {
+        let _ = q.send(batch.clone());
+    }
+}
+
+/// Frame of a `"<seq> <ts>"` line: the Herald push a subscriber of the topic would receive.
+fn frame_for_line(line: &str) -> Option<Vec<u8>> {
+    let mut it = line.split_whitespace().map(str::parse::<u64>);
+    let (seq, ts) = (it.next()?.ok()?, it.next()?.ok()?);
+    let json = format!(
+        r#"{{"push":{{"channel":"stock:LOAD","pub":{{"data":{{"seq":{seq},"ts":{ts}}},"offset":{}}}}}}}"#,
+        seq + 1
+    );
+    Some(text_frame(json.as_bytes()))
+}
+
+/// Unmasked (server to client) WebSocket text frame, RFC 6455 section 5.2.
+fn text_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + 10);
+    f.push(0x81);
+    match payload.len() {
+        n if n < 126 => f.push(n as u8),
+        n if n <= u16::MAX as usize => {
+            f.push(126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Writes every batch to every socket of the shard; returns frames written, writev calls and
+/// the sockets still open. A socket that fails is dropped from the shard.
+fn write_loop(
+    mut socks: Vec<TcpStream>,
+    rx: Receiver<Arc<Vec<Vec<u8>>>>,
+) -> (u64, u64, Vec<TcpStream>) {
+    let (mut frames, mut writes) = (0u64, 0u64);
+    while let Ok(batch) = rx.recv() {
+        socks.retain_mut(|s| {
+            let mut slices: Vec<IoSlice<'_>> = batch.iter().map(|f| IoSlice::new(f)).collect();
+            match write_all_vectored(s, &mut slices, &mut writes) {
+                Ok(()) => {
+                    frames += batch.len() as u64;
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+    }
+    (frames, writes, socks)
+}
+
+fn write_all_vectored(
+    s: &mut TcpStream,
+    mut bufs: &mut [IoSlice<'_>],
+    writes: &mut u64,
+) -> io::Result<()> {
+    while !bufs.is_empty() {
+        *writes += 1;
+        match s.write_vectored(bufs) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{decode, Event, Payload, Proto};
+
+    #[test]
+    fn frames_decode_as_herald_pushes() {
+        let f = frame_for_line("41 1234\n").unwrap();
+        assert_eq!(f[0], 0x81);
+        assert_eq!(f[1] as usize, f.len() - 2);
+        let mut out = Vec::new();
+        decode(Proto::Raw, std::str::from_utf8(&f[2..]).unwrap(), &mut out);
+        assert_eq!(out, vec![Event::Pub(Payload { seq: 41, ts: 1234 })]);
+        assert!(frame_for_line("garbage").is_none());
+    }
+
+    #[test]
+    fn long_frames_use_extended_length() {
+        let f = text_frame(&[b'x'; 300]);
+        assert_eq!((f[1], u16::from_be_bytes([f[2], f[3]])), (126, 300));
+    }
+}

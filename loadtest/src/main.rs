@@ -1,0 +1,106 @@
+//! `herald-loadtest`: load generator for Herald and its peers (a Socket.IO server, a plain `ws`
+//! server, a raw TCP floor). Parses the command line, raises the open-file limit, runs one
+//! scenario on a multi-threaded runtime and writes the JSON summary and SVG plots.
+
+mod cli;
+mod client;
+mod fleet;
+mod floor;
+mod limits;
+mod monitor;
+mod plot;
+mod procstat;
+mod publish;
+mod report;
+mod scenario;
+mod stats;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, RunArgs};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::FloorChild(args)) => floor::run_child(args),
+        Some(Command::Report(args)) => report::run(&args),
+        None => run(cli.run),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald-loadtest: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let nofile = limits::raise_nofile();
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = builder.enable_all().build()?;
+    let outcome = rt.block_on(scenario::run(&args, nofile))?;
+    let s = &outcome.summary;
+    s.write(&args.out)?;
+    eprintln!("wrote {}", args.out.display());
+    if !args.no_plots {
+        match plot::write_all(s, &outcome.latency, &args.out) {
+            Ok(paths) => paths
+                .iter()
+                .for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(e) => eprintln!("plots not written: {e:#}"),
+        }
+    }
+    print_summary(s);
+    rt.shutdown_background();
+    Ok(())
+}
+
+fn print_summary(s: &summary::Summary) {
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+    let l = &s.latency_ms;
+    eprintln!(
+        "{} {}: {} connections ({:.0}/s), published {}, delivered {}/{} (lost {}, duplicates {}), \
+         {:.0} deliveries/s, latency ms p50 {} p90 {} p99 {} p99.9 {} max {}",
+        s.target,
+        s.scenario,
+        s.connections,
+        s.connects_per_sec,
+        s.published,
+        s.delivered,
+        s.expected_deliveries,
+        s.lost,
+        s.duplicates,
+        s.deliveries_per_sec,
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max),
+    );
+    if let (Some(cpu), Some(rss)) = (s.server.cpu_seconds, s.server.rss_bytes) {
+        let per = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+        eprintln!(
+            "server: {cpu:.2} CPU s, RSS {:.1} MiB, {} bytes/connection, {} CPU us/delivery, {} CPU us/connect",
+            rss as f64 / 1_048_576.0,
+            s.server.rss_bytes_per_connection.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
+            per(s.cpu_us_per_delivery),
+            per(s.cpu_us_per_connect),
+        );
+    }
+    if !s.publish.rate_met && s.publish.target_rate > 0.0 {
+        eprintln!(
+            "warning: target rate {}/s not met: {:.1}/s accepted, {} skipped (in-flight bound), {} errors",
+            s.publish.target_rate, s.publish.achieved_rate, s.publish.skipped, s.publish.errors
+        );
+    }
+    for e in &s.errors {
+        eprintln!("  {e}");
+    }
+}

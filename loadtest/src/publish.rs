@@ -1,0 +1,302 @@
+//! Open-loop publisher: a ticker schedules publications at the target rate whatever happens to
+//! deliveries; each one is sent on its own task (HTTP publish API) or written to the floor
+//! child's stdin. In-flight requests are bounded; a publication that finds no slot is skipped
+//! and counted, so an overloaded server shows up as "rate not met" instead of a slower schedule.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
+use tokio::sync::Semaphore;
+use tokio::time::MissedTickBehavior;
+
+use crate::stats::{unix_micros, Live, SeqSet};
+
+/// Publish errors quoted in the output.
+const MAX_QUOTED_ERRORS: usize = 5;
+
+/// Where publications go.
+pub enum Sink {
+    /// `POST {api}/api/publish` with `X-API-Key`.
+    Http {
+        /// Pooled client.
+        client: reqwest::Client,
+        /// Full publish URL.
+        url: String,
+        /// API key.
+        key: String,
+    },
+    /// `floor`: `"<seq> <ts>\n"` lines to the acceptor process.
+    Pipe(ChildStdin),
+}
+
+impl Sink {
+    /// HTTP sink for the API at `api_url` with a pool sized for `max_inflight` requests.
+    pub fn http(api_url: &str, key: &str, max_inflight: usize) -> anyhow::Result<Sink> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(max_inflight)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let url = format!("{}/api/publish", api_url.trim_end_matches('/'));
+        Ok(Sink::Http {
+            client,
+            url,
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// Channel of each publication.
+#[derive(Debug, Clone)]
+pub enum Channels {
+    /// Every publication to the same channel.
+    One(String),
+    /// Publication `p` to `user:lt-<p % n>`.
+    Personal(usize),
+}
+
+impl Channels {
+    fn for_seq(&self, seq: u64) -> String {
+        match self {
+            Channels::One(c) => c.clone(),
+            Channels::Personal(n) => format!("user:lt-{}", seq % (*n).max(1) as u64),
+        }
+    }
+}
+
+/// Shape of the publishing phase.
+pub struct Plan {
+    /// Publications per second.
+    pub rate: f64,
+    /// Length of the phase.
+    pub duration: Duration,
+    /// Bound on requests in flight.
+    pub max_inflight: usize,
+    /// Channel of each publication.
+    pub channels: Channels,
+}
+
+/// Result of the publishing phase.
+pub struct Published {
+    /// Publication numbers the server accepted.
+    pub accepted: SeqSet,
+    /// Publications sent (accepted or not).
+    pub sent: u64,
+    /// Time from the first to the last scheduled publication.
+    pub wall: Duration,
+    /// First few failures.
+    pub errors: Vec<String>,
+    /// The floor pipe, handed back so that it is closed only once the subscribers stopped.
+    pub pipe: Option<ChildStdin>,
+}
+
+/// Publishes per `plan` into `sink`, counting into `live`; returns once every request finished.
+pub async fn run(sink: Sink, plan: Plan, live: Arc<Live>) -> anyhow::Result<Published> {
+    match sink {
+        Sink::Pipe(stdin) => run_pipe(stdin, plan, live).await,
+        Sink::Http { client, url, key } => {
+            let target = Arc::new(HttpTarget { client, url, key });
+            run_http(target, plan, live).await
+        }
+    }
+}
+
+/// Open-loop schedule: how many publications are due at each tick.
+struct Schedule {
+    ticker: tokio::time::Interval,
+    start: Instant,
+    rate: f64,
+    duration: Duration,
+    scheduled: u64,
+}
+
+impl Schedule {
+    fn new(rate: f64, duration: Duration) -> Self {
+        let rate = rate.max(0.001);
+        // Sub-millisecond periods are served by sending every due publication on a 1 ms tick.
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_millis(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        Schedule {
+            ticker,
+            start: Instant::now(),
+            rate,
+            duration,
+            scheduled: 0,
+        }
+    }
+
+    /// Waits for the next tick; the number of publications now due, `None` once the phase is over.
+    async fn due(&mut self) -> Option<u64> {
+        self.ticker.tick().await;
+        let elapsed = self.start.elapsed();
+        if elapsed >= self.duration {
+            return None;
+        }
+        let due = (elapsed.as_secs_f64() * self.rate) as u64 + 1;
+        let n = due.saturating_sub(self.scheduled);
+        self.scheduled = self.scheduled.max(due);
+        Some(n)
+    }
+
+    fn wall(&self) -> Duration {
+        self.start.elapsed().min(self.duration)
+    }
+}
+
+async fn run_pipe(mut stdin: ChildStdin, plan: Plan, live: Arc<Live>) -> anyhow::Result<Published> {
+    let mut schedule = Schedule::new(plan.rate, plan.duration);
+    let mut accepted = SeqSet::default();
+    let mut sent = 0u64;
+    while let Some(n) = schedule.due().await {
+        let mut lines = String::new();
+        for _ in 0..n {
+            lines.push_str(&format!("{sent} {}\n", unix_micros()));
+            accepted.insert(sent);
+            sent += 1;
+        }
+        stdin
+            .write_all(lines.as_bytes())
+            .await
+            .context("floor writer is gone")?;
+        live.published
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+    stdin
+        .write_all(format!("{}\n", crate::floor::END).as_bytes())
+        .await?;
+    stdin.flush().await?;
+    Ok(Published {
+        accepted,
+        sent,
+        wall: schedule.wall(),
+        errors: Vec::new(),
+        pipe: Some(stdin),
+    })
+}
+
+struct HttpTarget {
+    client: reqwest::Client,
+    url: String,
+    key: String,
+}
+
+async fn run_http(
+    target: Arc<HttpTarget>,
+    plan: Plan,
+    live: Arc<Live>,
+) -> anyhow::Result<Published> {
+    let accepted = Arc::new(Mutex::new(SeqSet::default()));
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let max_inflight = plan.max_inflight.max(1);
+    let slots = Arc::new(Semaphore::new(max_inflight));
+    let mut schedule = Schedule::new(plan.rate, plan.duration);
+    let mut sent = 0u64;
+    while let Some(n) = schedule.due().await {
+        for _ in 0..n {
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                Live::incr(&live.publish_skipped);
+                continue;
+            };
+            let seq = sent;
+            sent += 1;
+            let channel = plan.channels.for_seq(seq);
+            let (target, live) = (target.clone(), live.clone());
+            let (accepted, errors) = (accepted.clone(), errors.clone());
+            tokio::spawn(async move {
+                let result = publish_one(&target, &channel, seq).await;
+                drop(permit);
+                match result {
+                    Ok(()) => {
+                        accepted
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(seq);
+                        Live::incr(&live.published);
+                    }
+                    Err(e) => {
+                        Live::incr(&live.publish_errors);
+                        let mut errors = errors.lock().unwrap_or_else(|e| e.into_inner());
+                        if errors.len() < MAX_QUOTED_ERRORS {
+                            errors.push(format!("{e:#}"));
+                        }
+                    }
+                }
+            });
+        }
+    }
+    let wall = schedule.wall();
+    // Every slot back means every request has finished.
+    let _all = slots.acquire_many(max_inflight as u32).await?;
+    let accepted = std::mem::take(&mut *accepted.lock().unwrap_or_else(|e| e.into_inner()));
+    let errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Published {
+        accepted,
+        sent,
+        wall,
+        errors,
+        pipe: None,
+    })
+}
+
+/// Body of a publish request; `ts` is taken as late as possible.
+fn body(channel: &str, seq: u64, ts: u64) -> String {
+    format!(
+        r#"{{"channel":{},"data":{{"seq":{seq},"ts":{ts}}}}}"#,
+        serde_json::to_string(channel).unwrap_or_default()
+    )
+}
+
+async fn publish_one(target: &HttpTarget, channel: &str, seq: u64) -> anyhow::Result<()> {
+    let resp = target
+        .client
+        .post(&target.url)
+        .header("X-API-Key", &target.key)
+        .header("Content-Type", "application/json")
+        .body(body(channel, seq, unix_micros()))
+        .send()
+        .await?;
+    let status = resp.status();
+    let bytes = resp.bytes().await?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
+        anyhow::bail!("HTTP {status}: {text}");
+    }
+    let v: Value = serde_json::from_slice(&bytes).context("publish reply is not JSON")?;
+    if let Some(e) = v.get("error") {
+        anyhow::bail!("publish error reply: {e}");
+    }
+    if v.get("result").is_none() {
+        anyhow::bail!("publish reply without result: {v}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_the_api_shape() {
+        let v: Value = serde_json::from_str(&body("stock:LOAD", 3, 17)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"channel": "stock:LOAD", "data": {"seq": 3, "ts": 17}})
+        );
+        assert_eq!(Channels::Personal(4).for_seq(6), "user:lt-2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schedule_is_open_loop() {
+        let mut s = Schedule::new(1000.0, Duration::from_millis(100));
+        let mut total = 0;
+        while let Some(n) = s.due().await {
+            total += n;
+        }
+        assert!((99..=101).contains(&total), "{total}");
+    }
+}

@@ -1,0 +1,360 @@
+//! `report`: rebuilds the markdown results page from a directory of JSON summaries. One table
+//! per scenario, one column per target, each cell the median over the runs; plus the machine,
+//! the commands that produced the numbers and links to the plots of each cell's first run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::cli::ReportArgs;
+use crate::summary::{sibling, Summary};
+
+const TARGETS: [&str; 4] = ["herald", "socketio", "ws", "floor"];
+const SCENARIOS: [&str; 5] = ["broadcast", "personal", "idle", "churn", "floor"];
+
+/// One row of a table: label, extractor, decimals.
+struct Row(&'static str, fn(&Summary) -> Option<f64>, usize);
+
+fn rows(scenario: &str) -> Vec<Row> {
+    let lat = [
+        Row("latency p50 (ms)", |s| s.latency_ms.p50, 2),
+        Row("latency p90 (ms)", |s| s.latency_ms.p90, 2),
+        Row("latency p99 (ms)", |s| s.latency_ms.p99, 2),
+        Row("latency p99.9 (ms)", |s| s.latency_ms.p999, 2),
+        Row("latency max (ms)", |s| s.latency_ms.max, 2),
+    ];
+    let mut r = vec![Row("connections", |s| Some(s.connections as f64), 0)];
+    match scenario {
+        "broadcast" | "personal" | "floor" => {
+            r.push(Row(
+                "publications/s accepted",
+                |s| Some(s.publish.achieved_rate),
+                1,
+            ));
+            r.push(Row("deliveries/s", |s| Some(s.deliveries_per_sec), 0));
+            r.extend(lat);
+            r.push(Row(
+                "expected deliveries",
+                |s| Some(s.expected_deliveries as f64),
+                0,
+            ));
+            r.push(Row("lost", |s| Some(s.lost as f64), 0));
+            r.push(Row("duplicates", |s| Some(s.duplicates as f64), 0));
+            r.push(Row("server CPU (s)", |s| s.server.cpu_seconds, 2));
+            r.push(Row(
+                "server CPU µs / delivery",
+                |s| s.cpu_us_per_delivery,
+                3,
+            ));
+            r.push(Row("  of which user", |s| s.user_cpu_us_per_delivery, 3));
+            r.push(Row(
+                "  of which system",
+                |s| s.system_cpu_us_per_delivery,
+                3,
+            ));
+            r.push(Row("server RSS (MiB)", |s| s.server.rss_bytes.map(mib), 1));
+        }
+        "idle" => {
+            r.push(Row("server RSS (MiB)", |s| s.server.rss_bytes.map(mib), 1));
+            r.push(Row(
+                "RSS / connection (bytes)",
+                |s| s.server.rss_bytes_per_connection,
+                0,
+            ));
+        }
+        _ => {}
+    }
+    if scenario == "floor" || scenario == "idle" || scenario == "churn" {
+        r.push(Row("connects/s", |s| Some(s.connects_per_sec), 0));
+        r.push(Row("server CPU µs / connect", |s| s.cpu_us_per_connect, 1));
+        r.push(Row(
+            "connect latency p50 (ms)",
+            |s| s.connect_latency_ms.p50,
+            2,
+        ));
+        r.push(Row(
+            "connect latency p99 (ms)",
+            |s| s.connect_latency_ms.p99,
+            2,
+        ));
+        r.push(Row(
+            "connect failures",
+            |s| Some(s.connect_failures as f64),
+            0,
+        ));
+    }
+    r.push(Row(
+        "load generator CPU (s)",
+        |s| Some(s.loadgen.cpu_seconds),
+        1,
+    ));
+    r
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / 1_048_576.0
+}
+
+/// Median of the present values.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// Writes the report.
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    let mut runs: BTreeMap<(String, String), Vec<(PathBuf, Summary)>> = BTreeMap::new();
+    let dir = std::fs::read_dir(&args.results)
+        .with_context(|| format!("read {}", args.results.display()))?;
+    let mut files: Vec<PathBuf> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    for path in files
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+    {
+        let Ok(s) = Summary::read(&path) else {
+            continue;
+        };
+        if s.scenario.is_empty() {
+            continue;
+        }
+        runs.entry((s.scenario.clone(), s.target.clone()))
+            .or_default()
+            .push((path, s));
+    }
+    let md = render(&runs, args)?;
+    std::fs::write(&args.out, md)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+type Runs = BTreeMap<(String, String), Vec<(PathBuf, Summary)>>;
+
+fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
+    let base = args.out.parent().unwrap_or(Path::new(""));
+    let rel = |p: &Path| -> String {
+        let p = p.strip_prefix(base).unwrap_or(p);
+        p.to_string_lossy().into_owned()
+    };
+    let mut md = String::new();
+    writeln!(md, "# Load test results\n")?;
+    writeln!(
+        md,
+        "Generated by `herald-loadtest report` from the JSON summaries in `{}`. Each cell is the \
+         median over the runs of that scenario and target (run count in the header). Regenerate \
+         everything with `{}`.\n",
+        rel(&args.results),
+        args.invocation
+    )?;
+    writeln!(md, "## Machine\n")?;
+    for line in machine() {
+        writeln!(md, "- {line}")?;
+    }
+    writeln!(
+        md,
+        "- The load generator, Redis and the server under test share this machine and its cores; \
+         figures are comparable between targets, not absolute.\n"
+    )?;
+    writeln!(md, "Targets: **herald** (Herald, Centrifugo protocol), **socketio** (Socket.IO 4 with the Redis adapter, publishing through `@socket.io/redis-emitter`), **ws** (`ws` + ioredis pub/sub), **floor** (no server: a raw TCP acceptor writing pre-built frames with writev, the physical limit).\n")?;
+    for scenario in SCENARIOS {
+        let cols: Vec<&str> = TARGETS
+            .iter()
+            .copied()
+            .filter(|t| runs.contains_key(&(scenario.to_owned(), (*t).to_owned())))
+            .collect();
+        if cols.is_empty() {
+            continue;
+        }
+        let first = &runs[&(scenario.to_owned(), cols[0].to_owned())][0].1;
+        writeln!(md, "## {}\n", heading(scenario, first))?;
+        let header: Vec<String> = cols
+            .iter()
+            .map(|t| {
+                format!(
+                    "{t} ({} runs)",
+                    runs[&(scenario.to_owned(), (*t).to_owned())].len()
+                )
+            })
+            .collect();
+        writeln!(md, "| | {} |", header.join(" | "))?;
+        writeln!(md, "|---|{}", "---:|".repeat(cols.len()))?;
+        for Row(label, f, decimals) in rows(scenario) {
+            let cells: Vec<String> = cols
+                .iter()
+                .map(|t| {
+                    let v = runs[&(scenario.to_owned(), (*t).to_owned())]
+                        .iter()
+                        .filter_map(|(_, s)| f(s))
+                        .collect();
+                    median(v).map_or_else(|| "–".to_owned(), |m| format!("{m:.decimals$}"))
+                })
+                .collect();
+            writeln!(md, "| {label} | {} |", cells.join(" | "))?;
+        }
+        let plots: Vec<String> = cols
+            .iter()
+            .map(|t| {
+                let p = &runs[&(scenario.to_owned(), (*t).to_owned())][0].0;
+                ["latency-percentiles", "latency-over-time", "throughput"]
+                    .iter()
+                    .map(|k| format!("[{k}]({})", rel(&sibling(p, k))))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            })
+            .collect();
+        writeln!(md, "| plots (first run) | {} |\n", plots.join(" | "))?;
+        ratios(&mut md, runs, scenario)?;
+    }
+    writeln!(md, "## Commands\n")?;
+    writeln!(
+        md,
+        "Every run, as recorded in its summary (`command` field):\n\n```"
+    )?;
+    for list in runs.values() {
+        for (_, s) in list {
+            writeln!(md, "{}", shell_line(&s.command))?;
+        }
+    }
+    writeln!(md, "```")?;
+    Ok(md)
+}
+
+fn heading(scenario: &str, s: &Summary) -> String {
+    let rate = s.publish.target_rate;
+    let dur = s.duration_s.round();
+    match scenario {
+        "broadcast" => format!(
+            "Broadcast: {} subscribers of one channel, {rate} publications/s for {dur} s",
+            s.connections_requested
+        ),
+        "personal" => format!(
+            "Personal: {} users, {rate} publications/s round robin over `user:<id>` for {dur} s",
+            s.connections_requested
+        ),
+        "idle" => format!(
+            "Idle: {} connections held for {dur} s",
+            s.connections_requested
+        ),
+        "churn" => format!(
+            "Churn: {} workers connecting and disconnecting for {dur} s",
+            s.connections_requested
+        ),
+        _ => format!(
+            "Floor: raw TCP, {} sockets, {rate} frames/s each for {dur} s",
+            s.connections_requested
+        ),
+    }
+}
+
+/// Herald's cost as a multiple of the floor and of the peers.
+fn ratios(md: &mut String, runs: &Runs, scenario: &str) -> anyhow::Result<()> {
+    let med = |sc: &str, t: &str, f: fn(&Summary) -> Option<f64>| {
+        runs.get(&(sc.to_owned(), t.to_owned()))
+            .and_then(|l| median(l.iter().filter_map(|(_, s)| f(s)).collect()))
+    };
+    let (metric, f): (&str, fn(&Summary) -> Option<f64>) = match scenario {
+        "broadcast" | "personal" => ("CPU µs per delivery", |s| s.cpu_us_per_delivery),
+        "idle" | "churn" => ("CPU µs per connect", |s| s.cpu_us_per_connect),
+        _ => return Ok(()),
+    };
+    let floor = med("floor", "floor", f);
+    for t in ["herald", "socketio", "ws"] {
+        if let (Some(v), Some(fl)) = (med(scenario, t, f), floor) {
+            if fl > 0.0 {
+                writeln!(md, "- {t}: {metric} = {:.1} × floor", v / fl)?;
+            }
+        }
+    }
+    md.push('\n');
+    Ok(())
+}
+
+fn shell_line(argv: &[String]) -> String {
+    argv.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == 0 {
+                "target/release/herald-loadtest".to_owned()
+            } else if a
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@".contains(c))
+            {
+                a.clone()
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn machine() -> Vec<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or_else(
+            || "unknown".to_owned(),
+            |kb| format!("{:.1} GiB", kb / 1_048_576.0),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    vec![
+        format!("CPU: {model}, {cpus} logical CPUs in /proc/cpuinfo, nproc = {nproc}"),
+        format!("Memory: {mem}"),
+        format!("Kernel: Linux {}", kernel.trim()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn commands_are_quoted_for_the_shell() {
+        let argv = ["/x/herald-loadtest", "--channel", "a b", "--rate", "10"].map(String::from);
+        assert_eq!(
+            shell_line(&argv),
+            "target/release/herald-loadtest --channel 'a b' --rate 10"
+        );
+    }
+}

@@ -1,0 +1,322 @@
+//! One run end to end for the steady scenarios (idle, broadcast, personal, floor): server
+//! baseline, connect phase, settle, measured phase, drain, accounting, summary. The churn loop
+//! lives in `scenario::churn`; clients, publishing and sampling are in their own modules.
+
+mod churn;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{RunArgs, Scenario};
+use crate::client::{Dialer, Proto};
+use crate::fleet::{self, FleetCtx};
+use crate::floor::FloorServer;
+use crate::monitor;
+use crate::procstat::{self, CpuDelta, ProcSample};
+use crate::publish::{self, Channels, Plan, Sink};
+use crate::stats::{self, unix_micros, Live, Percentiles, Routing, SeqSet};
+use crate::summary::{us_per, Loadgen, PublishStats, Server, Summary};
+
+/// Latency shards: enough to keep lock contention negligible on small machines.
+const LATENCY_SHARDS: usize = 64;
+
+/// Errors quoted in the summary.
+const MAX_ERRORS: usize = 10;
+
+/// A finished run: its summary and full latency histogram (for the percentile plot).
+pub struct Outcome {
+    /// The JSON summary.
+    pub summary: Summary,
+    /// Publish-to-receive latency in microseconds.
+    pub latency: Histogram<u64>,
+}
+
+/// Runs the scenario of `args`; `nofile` is this process's open-file limit.
+pub async fn run(args: &RunArgs, nofile: u64) -> anyhow::Result<Outcome> {
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    let sources = args.source_addrs.clone().map(|s| s.0).unwrap_or_default();
+    crate::limits::check_fds(args.connections + args.max_inflight, nofile)?;
+    crate::limits::check_ports(
+        args.connections,
+        sources.len(),
+        crate::limits::ephemeral_ports(),
+    )?;
+    match args.scenario {
+        Scenario::Churn => churn::run(args, sources).await,
+        _ => steady(args, sources).await,
+    }
+}
+
+/// Server process ids from the command line.
+fn server_pids(args: &RunArgs) -> Vec<u32> {
+    args.server_pid.clone().map(|p| p.0).unwrap_or_default()
+}
+
+/// Samples the server, if any; a server that disappeared is an error.
+fn sample(pids: &[u32]) -> anyhow::Result<Option<ProcSample>> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    procstat::sample(pids).map(Some)
+}
+
+fn cpu_between(a: Option<ProcSample>, b: Option<ProcSample>) -> Option<CpuDelta> {
+    Some(b?.cpu_since(&a?))
+}
+
+fn ws_url(args: &RunArgs) -> anyhow::Result<String> {
+    args.ws_url
+        .clone()
+        .ok_or_else(|| anyhow!("--ws-url is required for --target {}", args.target.name()))
+}
+
+async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcome> {
+    let scenario = args.scenario;
+    let n = args.connections;
+    let started_at = unix_micros() / 1_000_000;
+    let self_start = procstat::sample_self();
+    let live = Arc::new(Live::new(LATENCY_SHARDS));
+
+    let mut floor = None;
+    let (proto, url, pids) = if scenario == Scenario::Floor {
+        let f = FloorServer::spawn(n, args.floor_writers, args.floor_batch).await?;
+        let url = format!("ws://{}/", f.addr);
+        let pid = f.pid;
+        floor = Some(f);
+        (Proto::Raw, url, vec![pid])
+    } else {
+        (Proto::from(args.target), ws_url(args)?, server_pids(args))
+    };
+    let sink = match scenario {
+        Scenario::Broadcast | Scenario::Personal => {
+            let api = args
+                .api_url
+                .as_deref()
+                .ok_or_else(|| anyhow!("--api-url is required"))?;
+            Some(Sink::http(api, &args.api_key, args.max_inflight)?)
+        }
+        _ => None,
+    };
+    let routing = match scenario {
+        Scenario::Personal => Routing::Personal { n: n as u64 },
+        _ => Routing::Broadcast,
+    };
+    let topic = (scenario == Scenario::Broadcast).then(|| args.channel.clone());
+    let expect_personal = scenario == Scenario::Personal;
+    let dialer = Dialer::new(
+        proto,
+        &url,
+        sources,
+        &args.hmac_secret,
+        topic,
+        expect_personal,
+    )
+    .await?;
+
+    let baseline = sample(&pids)?;
+    let monitor = monitor::spawn(live.clone(), pids.clone());
+    let cancel = CancellationToken::new();
+    let ctx = Arc::new(FleetCtx {
+        dialer,
+        live: live.clone(),
+        routing,
+        connect_timeout: args.connect_timeout,
+        cancel: cancel.clone(),
+    });
+    eprintln!("connecting {n} clients to {url}");
+    let fleet = fleet::connect_all(ctx, n, args.connect_rate, args.connect_concurrency).await;
+    eprintln!(
+        "connected {} of {n} in {:.2}s ({:.0}/s), {} failed",
+        fleet.connected,
+        fleet.wall.as_secs_f64(),
+        fleet.connects_per_sec(),
+        fleet.failed
+    );
+    for e in &fleet.errors {
+        eprintln!("  connect error: {e}");
+    }
+    if fleet.connected == 0 {
+        bail!("no connection succeeded");
+    }
+    if let Some(f) = floor.as_mut() {
+        f.ready().await?;
+    }
+    let after_connect = sample(&pids)?;
+    tokio::time::sleep(args.settle).await;
+    let settled = sample(&pids)?;
+
+    let mut errors: Vec<String> = fleet.errors.clone();
+    let (mut sent, mut pipe) = (0, None);
+    let (published, wall) = if scenario == Scenario::Idle {
+        eprintln!(
+            "holding {} connections for {:?}",
+            fleet.connected, args.duration
+        );
+        tokio::time::sleep(args.duration).await;
+        (SeqSet::default(), args.duration)
+    } else {
+        let sink = match floor.as_mut() {
+            Some(f) => Sink::Pipe(f.take_stdin()?),
+            None => sink.ok_or_else(|| anyhow!("no publish sink"))?,
+        };
+        let channels = match scenario {
+            Scenario::Personal => Channels::Personal(n),
+            _ => Channels::One(args.channel.clone()),
+        };
+        let plan = Plan {
+            rate: args.rate,
+            duration: args.duration,
+            max_inflight: args.max_inflight,
+            channels,
+        };
+        live.measure_from_us.store(
+            unix_micros() + args.warmup.as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        eprintln!("publishing {}/s for {:?}", args.rate, args.duration);
+        let p = publish::run(sink, plan, live.clone()).await?;
+        errors.extend(p.errors.iter().map(|e| format!("publish: {e}")));
+        sent = p.sent;
+        pipe = p.pipe;
+        let connected = Live::get(&live.connected);
+        let expected = match routing {
+            Routing::Broadcast => p.accepted.len() * connected,
+            Routing::Personal { n } => p.accepted.len() * connected / n.max(1),
+        };
+        drain(&live, expected, args.drain).await;
+        (p.accepted, p.wall)
+    };
+    let end = sample(&pids)?;
+
+    let connected = fleet.connected;
+    let (connect_wall, connect_latency) = (fleet.wall, fleet.connect_latency.clone());
+    let failed = fleet.failed;
+    let (logs, ended) = fleet.finish(&cancel).await;
+    errors.extend(
+        ended
+            .iter()
+            .take(MAX_ERRORS)
+            .map(|e| format!("subscriber: {e}")),
+    );
+    drop(pipe);
+    if let Some(f) = floor {
+        let (frames, writes) = f.finish().await?;
+        eprintln!("floor process wrote {frames} frames in {writes} writev calls");
+    }
+    let report = monitor.stop().await;
+    let acc = stats::account(routing, &published, &logs);
+
+    let measured = cpu_between(settled, end);
+    let connect_cpu = cpu_between(baseline, after_connect);
+    let rss_at = if scenario == Scenario::Idle {
+        settled
+    } else {
+        end
+    };
+    let server = Server {
+        rss_bytes: rss_at.map(|s| s.rss_bytes),
+        rss_bytes_per_connection: baseline
+            .zip(settled)
+            .map(|(b, s)| (s.rss_bytes as f64 - b.rss_bytes as f64) / connected as f64),
+        cpu_seconds: measured.map(|c| c.total_s()),
+        user_cpu_seconds: measured.map(|c| c.user_s),
+        system_cpu_seconds: measured.map(|c| c.system_s),
+        baseline_rss_bytes: baseline.map(|b| b.rss_bytes),
+        peak_rss_bytes: report.peak_rss,
+        connect_cpu_seconds: connect_cpu.map(|c| c.total_s()),
+        pids,
+    };
+    let wall_s = wall.as_secs_f64().max(1e-9);
+    let self_end = procstat::sample_self();
+    errors.truncate(MAX_ERRORS);
+    let summary = Summary {
+        scenario: scenario.name().to_owned(),
+        target: if scenario == Scenario::Floor {
+            "floor".to_owned()
+        } else {
+            args.target.name().to_owned()
+        },
+        connections: connected as u64,
+        duration_s: wall_s,
+        published: published.len(),
+        expected_deliveries: acc.expected,
+        delivered: acc.delivered,
+        lost: acc.lost,
+        duplicates: acc.duplicates,
+        deliveries_per_sec: acc.delivered as f64 / wall_s,
+        connects_per_sec: connected as f64 / connect_wall.as_secs_f64().max(1e-9),
+        latency_ms: Percentiles::from_histogram(&report.latency),
+        cpu_us_per_delivery: us_per(server.cpu_seconds, acc.delivered),
+        user_cpu_us_per_delivery: us_per(server.user_cpu_seconds, acc.delivered),
+        system_cpu_us_per_delivery: us_per(server.system_cpu_seconds, acc.delivered),
+        cpu_us_per_connect: us_per(server.connect_cpu_seconds, connected as u64),
+        server,
+        connections_requested: n as u64,
+        connect_failures: failed as u64,
+        disconnects: Live::get(&live.disconnects),
+        misrouted: Live::get(&live.misrouted),
+        connect_latency_ms: Percentiles::from_histogram(&connect_latency),
+        publish: publish_stats(args, &live, (published.len(), sent), wall_s, scenario),
+        loadgen: Loadgen {
+            cpu_seconds: self_end.cpu_since(&self_start).total_s(),
+            rss_bytes: self_end.rss_bytes,
+        },
+        errors,
+        command: std::env::args().collect(),
+        started_at,
+        timeline: report.timeline,
+    };
+    Ok(Outcome {
+        summary,
+        latency: report.latency,
+    })
+}
+
+fn publish_stats(
+    args: &RunArgs,
+    live: &Live,
+    (accepted, sent): (u64, u64),
+    wall_s: f64,
+    scenario: Scenario,
+) -> PublishStats {
+    if scenario == Scenario::Idle {
+        return PublishStats::default();
+    }
+    let scheduled = args.rate * wall_s;
+    PublishStats {
+        target_rate: args.rate,
+        achieved_rate: accepted as f64 / wall_s,
+        sent,
+        errors: Live::get(&live.publish_errors),
+        skipped: Live::get(&live.publish_skipped),
+        rate_met: accepted as f64 >= scheduled * 0.99 - 1.0,
+    }
+}
+
+/// Waits until `expected` deliveries arrived, nothing arrived for a second, or `limit` passed.
+async fn drain(live: &Live, expected: u64, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let (mut last, mut last_change) = (Live::get(&live.delivered), Instant::now());
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let d = Live::get(&live.delivered);
+        if d >= expected
+            || now >= deadline
+            || now.duration_since(last_change) > Duration::from_secs(1)
+        {
+            break;
+        }
+        if d != last {
+            (last, last_change) = (d, now);
+        }
+    }
+}

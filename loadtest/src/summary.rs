@@ -1,0 +1,221 @@
+//! The JSON summary of a run: the fixed fields every consumer relies on (`scenario` … `server`)
+//! followed by extras. Also read back by `report`, so every extra has a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::monitor::Point;
+use crate::stats::Percentiles;
+
+/// Summary of one run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Summary {
+    /// Scenario name.
+    pub scenario: String,
+    /// Target name (`floor` for the floor scenario).
+    pub target: String,
+    /// Connections established (churn: concurrent workers).
+    pub connections: u64,
+    /// Measured phase in seconds (publishing, idle hold or churn).
+    pub duration_s: f64,
+    /// Publications the server accepted.
+    pub published: u64,
+    /// Receipts the subscribers should have seen.
+    pub expected_deliveries: u64,
+    /// Distinct receipts.
+    pub delivered: u64,
+    /// Expected receipts that never arrived.
+    pub lost: u64,
+    /// Repeated receipts.
+    pub duplicates: u64,
+    /// Deliveries per second of the measured phase.
+    pub deliveries_per_sec: f64,
+    /// Completed handshakes per second (connect phase, or churn loop).
+    pub connects_per_sec: f64,
+    /// Publish-to-receive latency.
+    pub latency_ms: Percentiles,
+    /// Server processes (all `None` without `--server-pid`).
+    pub server: Server,
+
+    /// Server CPU microseconds per delivery (measured phase).
+    pub cpu_us_per_delivery: Option<f64>,
+    /// Server user CPU microseconds per delivery.
+    pub user_cpu_us_per_delivery: Option<f64>,
+    /// Server system CPU microseconds per delivery.
+    pub system_cpu_us_per_delivery: Option<f64>,
+    /// Server CPU microseconds per completed connection handshake.
+    pub cpu_us_per_connect: Option<f64>,
+    /// Connections asked for.
+    pub connections_requested: u64,
+    /// Failed connection attempts.
+    pub connect_failures: u64,
+    /// Connections ended by the server or the network during the run.
+    pub disconnects: u64,
+    /// Publications received by a subscriber they were not addressed to.
+    pub misrouted: u64,
+    /// Handshake latency (TCP + WebSocket + protocol connect and subscribe).
+    pub connect_latency_ms: Percentiles,
+    /// Publisher figures.
+    pub publish: PublishStats,
+    /// The load generator's own cost.
+    pub loadgen: Loadgen,
+    /// First few errors seen (connects, publishes, disconnects).
+    pub errors: Vec<String>,
+    /// Command line that produced this summary.
+    pub command: Vec<String>,
+    /// Start time, seconds since the Unix epoch.
+    pub started_at: u64,
+    /// Once-a-second samples.
+    pub timeline: Vec<Point>,
+}
+
+/// Server figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Server {
+    /// Resident memory: after connecting and settling (idle), else at the end of the run.
+    pub rss_bytes: Option<u64>,
+    /// RSS growth from before connecting to after settling, per connection.
+    pub rss_bytes_per_connection: Option<f64>,
+    /// CPU seconds of the measured phase (user + system).
+    pub cpu_seconds: Option<f64>,
+    /// User CPU seconds of the measured phase.
+    pub user_cpu_seconds: Option<f64>,
+    /// System CPU seconds of the measured phase.
+    pub system_cpu_seconds: Option<f64>,
+    /// RSS before the first connection.
+    pub baseline_rss_bytes: Option<u64>,
+    /// Largest RSS sampled.
+    pub peak_rss_bytes: Option<u64>,
+    /// CPU seconds of the connect phase.
+    pub connect_cpu_seconds: Option<f64>,
+    /// Sampled process ids.
+    pub pids: Vec<u32>,
+}
+
+/// Publisher figures.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PublishStats {
+    /// Publications per second asked for.
+    pub target_rate: f64,
+    /// Publications accepted per second.
+    pub achieved_rate: f64,
+    /// Requests sent.
+    pub sent: u64,
+    /// Requests that failed.
+    pub errors: u64,
+    /// Scheduled publications skipped because too many requests were in flight.
+    pub skipped: u64,
+    /// Whether at least 99% of the scheduled publications were accepted.
+    pub rate_met: bool,
+}
+
+/// The load generator's own resource use over the whole run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Loadgen {
+    /// CPU seconds.
+    pub cpu_seconds: f64,
+    /// Resident memory at the end.
+    pub rss_bytes: u64,
+}
+
+impl Summary {
+    /// Writes the summary as pretty JSON.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+
+    /// Reads a summary.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        Ok(serde_json::from_slice(&std::fs::read(path)?)?)
+    }
+}
+
+/// Path of a file written next to the summary: `result.json` + `throughput` → `result.throughput.svg`.
+pub fn sibling(out: &Path, name: &str) -> PathBuf {
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("result");
+    out.with_file_name(format!("{stem}.{name}.svg"))
+}
+
+/// `part / whole` in microseconds per unit, `None` when either side is missing or zero.
+pub fn us_per(seconds: Option<f64>, count: u64) -> Option<f64> {
+    seconds
+        .filter(|_| count > 0)
+        .map(|s| s * 1e6 / count as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    #[test]
+    fn summary_has_the_documented_shape() {
+        let v = serde_json::to_value(Summary::default()).unwrap();
+        for key in [
+            "scenario",
+            "target",
+            "connections",
+            "duration_s",
+            "published",
+            "expected_deliveries",
+            "delivered",
+            "lost",
+            "duplicates",
+            "deliveries_per_sec",
+            "connects_per_sec",
+            "latency_ms",
+            "server",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        let mut lat: Vec<&str> = v["latency_ms"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        lat.sort_unstable();
+        assert_eq!(lat, ["max", "p50", "p90", "p99", "p999"]);
+        for key in [
+            "rss_bytes",
+            "rss_bytes_per_connection",
+            "cpu_seconds",
+            "user_cpu_seconds",
+            "system_cpu_seconds",
+        ] {
+            assert_eq!(
+                v["server"].get(key),
+                Some(&Value::Null),
+                "server.{key} must be null without a pid"
+            );
+        }
+        assert!(v["cpu_us_per_delivery"].is_null());
+    }
+
+    #[test]
+    fn summary_round_trips_and_tolerates_missing_extras() {
+        let s: Summary =
+            serde_json::from_str(r#"{"scenario":"idle","target":"ws","connections":5}"#).unwrap();
+        assert_eq!((s.scenario.as_str(), s.connections), ("idle", 5));
+        let back: Summary = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
+        assert_eq!(back.target, "ws");
+    }
+
+    #[test]
+    fn plot_paths_sit_next_to_the_summary() {
+        let p = sibling(Path::new("out/herald-broadcast-1.json"), "throughput");
+        assert_eq!(p, Path::new("out/herald-broadcast-1.throughput.svg"));
+        assert_eq!(us_per(Some(2.0), 4), Some(500_000.0));
+        assert_eq!(us_per(Some(2.0), 0), None);
+        assert_eq!(us_per(None, 4), None);
+    }
+}

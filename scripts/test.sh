@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs Herald's whole test suite on a fresh Debian machine: installs what is
+# missing (redis-server, Chromium, Node packages), builds, then runs the Rust
+# tests and the Node suites (official centrifuge SDK, raw protocol, demo page
+# in headless Chromium). `scripts/test.sh js` runs only the Node suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n== %s\n' "$*"; }
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+redis-server --version | grep -Eq 'v=(7|8|9)\.' || { echo "redis-server 7 or newer is required (sharded pub/sub)"; exit 1; }
+
+say "node packages"
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+
+say "build"
+cargo build --workspace --all-targets
+export HERALD_BIN="$PWD/target/debug/herald"
+
+if [ "${1:-all}" != js ]; then
+  say "rust tests"
+  cargo test --workspace
+fi
+
+say "node tests (centrifuge SDK, protocol, demo page in Chromium)"
+(cd tests/js && node --test --test-concurrency=1 --test-reporter=spec)

@@ -1,0 +1,289 @@
+//! Engines carry publications between nodes and keep history and presence.
+//! A closed set: the in-process memory engine (one node) and Redis (standalone
+//! or Cluster with sharded pub/sub). Each delivers what it receives to the
+//! node's [`Handler`] (the gateway hub), per channel in offset order.
+
+pub mod memory;
+pub mod redis;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::channel::Channel;
+use crate::control::{self, NodeInfo};
+use crate::publication::{ClientInfo, Publication, RawJson, StreamPosition};
+
+/// The `[engine]` configuration section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `redis://host:port` (or `rediss://`): standalone Redis.
+    pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster (sharded pub/sub).
+    #[serde(default, deserialize_with = "crate::config::string_list")]
+    pub redis_cluster: Vec<String>,
+    /// Prefix of every Redis key and channel.
+    #[serde(default = "default_prefix")]
+    pub redis_prefix: String,
+}
+
+fn default_prefix() -> String {
+    "herald".into()
+}
+
+impl Config {
+    /// Whether a Redis engine is configured.
+    pub fn is_redis(&self) -> bool {
+        self.redis_url.is_some() || !self.redis_cluster.is_empty()
+    }
+}
+
+/// Engine failures; all are worth retrying (error 100 to clients, 503 to the API).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum EngineError {
+    /// The broker cannot be reached or is not ready.
+    #[error("engine unavailable: {0}")]
+    Unavailable(String),
+    /// The broker answered something unexpected.
+    #[error("engine error: {0}")]
+    Internal(String),
+}
+
+/// What a node does with what the engine receives. Implemented by the gateway hub;
+/// calls must not block (they run on the engine's delivery path).
+pub trait Handler: Send + Sync + 'static {
+    /// A publication in a channel this node subscribed to, in offset order.
+    fn on_publication(&self, channel: &str, publication: &Publication);
+    /// Someone joined a channel.
+    fn on_join(&self, channel: &str, info: &ClientInfo);
+    /// Someone left a channel.
+    fn on_leave(&self, channel: &str, info: &ClientInfo);
+    /// A cluster-wide command.
+    fn on_control(&self, command: &control::Command);
+    /// The node lost publications of a channel it cannot recover (history gone):
+    /// subscribers must be told to resubscribe.
+    fn on_unrecoverable(&self, channel: &str);
+    /// Whether any local connection still needs the channel (checked before unsubscribing).
+    fn has_subscribers(&self, channel: &str) -> bool;
+    /// This node, for `/api/info`.
+    fn node_info(&self) -> NodeInfo;
+    /// Local channels and their subscriber counts, for `/api/channels`.
+    fn channels(&self) -> HashMap<String, u64>;
+}
+
+/// A node without connections (publisher role).
+#[derive(Debug, Default)]
+pub struct NoConnections {
+    /// This node's description.
+    pub info: NodeInfo,
+}
+
+impl Handler for NoConnections {
+    fn on_publication(&self, _: &str, _: &Publication) {}
+    fn on_join(&self, _: &str, _: &ClientInfo) {}
+    fn on_leave(&self, _: &str, _: &ClientInfo) {}
+    fn on_control(&self, _: &control::Command) {}
+    fn on_unrecoverable(&self, _: &str) {}
+    fn has_subscribers(&self, _: &str) -> bool {
+        false
+    }
+    fn node_info(&self) -> NodeInfo {
+        self.info.clone()
+    }
+    fn channels(&self) -> HashMap<String, u64> {
+        HashMap::new()
+    }
+}
+
+/// Options of one publish.
+#[derive(Debug, Default)]
+pub struct PublishOptions {
+    /// The publishing client.
+    pub info: Option<ClientInfo>,
+    /// Publisher tags.
+    pub tags: Option<BTreeMap<String, String>>,
+    /// Do not append to history even if the namespace keeps it.
+    pub skip_history: bool,
+}
+
+/// A history read.
+#[derive(Debug, Default, Clone)]
+pub struct HistoryQuery {
+    /// Only publications after this position (its epoch must match the stream's).
+    pub since: Option<StreamPosition>,
+    /// At most this many; `None` for all that are kept.
+    pub limit: Option<usize>,
+    /// Newest first.
+    pub reverse: bool,
+}
+
+/// What a history read returns.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Publications, in the requested order.
+    pub publications: Vec<Publication>,
+    /// The stream's current top position.
+    pub position: StreamPosition,
+}
+
+/// Presence summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceStats {
+    /// Connections.
+    pub num_clients: u64,
+    /// Distinct users.
+    pub num_users: u64,
+}
+
+/// The node's engine.
+pub enum Engine {
+    /// One process, in memory.
+    Memory(memory::Memory),
+    /// Redis or Redis Cluster.
+    Redis(redis::Redis),
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Memory(_) => "Engine::Memory",
+            Engine::Redis(_) => "Engine::Redis",
+        })
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $e:ident => $body:expr) => {
+        match $self {
+            Engine::Memory($e) => $body,
+            Engine::Redis($e) => $body,
+        }
+    };
+}
+
+impl Engine {
+    /// Starts the configured engine, delivering to `handler`.
+    pub async fn start(
+        config: &Config,
+        handler: Arc<dyn Handler>,
+        metrics: crate::Metrics,
+    ) -> Result<Engine, EngineError> {
+        if config.is_redis() {
+            Ok(Engine::Redis(
+                redis::Redis::start(config, handler, metrics).await?,
+            ))
+        } else {
+            Ok(Engine::Memory(memory::Memory::new(handler)))
+        }
+    }
+
+    /// Publishes into a channel; with history, answers the new position once stored.
+    pub async fn publish(
+        &self,
+        channel: &Channel,
+        data: RawJson,
+        options: PublishOptions,
+    ) -> Result<StreamPosition, EngineError> {
+        dispatch!(self, e => e.publish(channel, data, options).await)
+    }
+
+    /// Makes this node receive a channel's publications; idempotent, resolves once active.
+    pub async fn subscribe(&self, channel: &Channel) -> Result<(), EngineError> {
+        dispatch!(self, e => e.subscribe(channel).await)
+    }
+
+    /// Stops receiving a channel (the engine may debounce and re-check `has_subscribers`).
+    pub async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError> {
+        dispatch!(self, e => e.unsubscribe(channel).await)
+    }
+
+    /// Reads a channel's history.
+    pub async fn history(
+        &self,
+        channel: &Channel,
+        query: HistoryQuery,
+    ) -> Result<History, EngineError> {
+        dispatch!(self, e => e.history(channel, query).await)
+    }
+
+    /// Drops a channel's publications, keeping its position.
+    pub async fn remove_history(&self, channel: &Channel) -> Result<(), EngineError> {
+        dispatch!(self, e => e.remove_history(channel).await)
+    }
+
+    /// Adds or refreshes a connection in a channel's presence.
+    pub async fn add_presence(
+        &self,
+        channel: &Channel,
+        info: &ClientInfo,
+    ) -> Result<(), EngineError> {
+        dispatch!(self, e => e.add_presence(channel, info).await)
+    }
+
+    /// Removes a connection from a channel's presence.
+    pub async fn remove_presence(
+        &self,
+        channel: &Channel,
+        client: &str,
+    ) -> Result<(), EngineError> {
+        dispatch!(self, e => e.remove_presence(channel, client).await)
+    }
+
+    /// Who is in a channel.
+    pub async fn presence(
+        &self,
+        channel: &Channel,
+    ) -> Result<HashMap<String, ClientInfo>, EngineError> {
+        dispatch!(self, e => e.presence(channel).await)
+    }
+
+    /// How many are in a channel.
+    pub async fn presence_stats(&self, channel: &Channel) -> Result<PresenceStats, EngineError> {
+        dispatch!(self, e => e.presence_stats(channel).await)
+    }
+
+    /// Tells a channel's subscribers on every node that someone joined.
+    pub async fn publish_join(
+        &self,
+        channel: &Channel,
+        info: &ClientInfo,
+    ) -> Result<(), EngineError> {
+        dispatch!(self, e => e.publish_join(channel, info).await)
+    }
+
+    /// Tells a channel's subscribers on every node that someone left.
+    pub async fn publish_leave(
+        &self,
+        channel: &Channel,
+        info: &ClientInfo,
+    ) -> Result<(), EngineError> {
+        dispatch!(self, e => e.publish_leave(channel, info).await)
+    }
+
+    /// Sends a command to every node.
+    pub async fn publish_control(&self, command: &control::Command) -> Result<(), EngineError> {
+        dispatch!(self, e => e.publish_control(command).await)
+    }
+
+    /// Every live node.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
+        dispatch!(self, e => e.nodes().await)
+    }
+
+    /// Channels with subscribers, over every node.
+    pub async fn channels(&self) -> Result<HashMap<String, u64>, EngineError> {
+        dispatch!(self, e => e.channels().await)
+    }
+
+    /// Whether the engine can deliver (for `/readyz`).
+    pub fn is_ready(&self) -> bool {
+        dispatch!(self, e => e.is_ready())
+    }
+
+    /// Stops background work and closes connections.
+    pub async fn close(&self) {
+        dispatch!(self, e => e.close().await)
+    }
+}

@@ -1,0 +1,396 @@
+//! The embedded engine: one process, channels' history and presence in memory.
+//! Publications reach the handler synchronously, under the channel's lock, so
+//! per-channel order is the offset order.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rand::distr::{Alphanumeric, SampleString};
+
+use super::{Handler, History, HistoryQuery, PresenceStats, PublishOptions};
+use crate::channel::Channel;
+use crate::control::{self, NodeInfo};
+use crate::engine::EngineError;
+use crate::publication::{sanitize, ClientInfo, Publication, RawJson, StreamPosition};
+
+const SHARDS: usize = 64;
+
+type Shard<T> = Mutex<HashMap<Arc<str>, T>>;
+
+/// The memory engine.
+pub struct Memory {
+    handler: Arc<dyn Handler>,
+    streams: Vec<Shard<Arc<Mutex<Stream>>>>,
+    presence: Vec<Shard<HashMap<String, ClientInfo>>>,
+}
+
+struct Stream {
+    epoch: String,
+    offset: u64,
+    publications: VecDeque<Publication>,
+    last_publish: Instant,
+}
+
+impl Stream {
+    fn new() -> Stream {
+        Stream {
+            epoch: new_epoch(),
+            offset: 0,
+            publications: VecDeque::new(),
+            last_publish: Instant::now(),
+        }
+    }
+
+    fn expire(&mut self, channel: &Channel) {
+        if self.last_publish.elapsed() > channel.options().history_ttl {
+            self.publications.clear();
+        }
+    }
+
+    fn position(&self) -> StreamPosition {
+        StreamPosition {
+            offset: self.offset,
+            epoch: self.epoch.clone(),
+        }
+    }
+}
+
+/// A short random stream generation id.
+pub fn new_epoch() -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), 8)
+}
+
+fn shard_of(name: &str) -> usize {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    (h.finish() as usize) % SHARDS
+}
+
+fn shards<T>() -> Vec<Shard<T>> {
+    (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()
+}
+
+impl Memory {
+    /// An empty engine delivering to `handler`.
+    pub fn new(handler: Arc<dyn Handler>) -> Memory {
+        Memory {
+            handler,
+            streams: shards(),
+            presence: shards(),
+        }
+    }
+
+    fn stream(&self, channel: &Channel) -> Arc<Mutex<Stream>> {
+        let mut shard = self.streams[shard_of(channel.name())]
+            .lock()
+            .expect("poisoned");
+        shard
+            .entry(channel.name_arc().clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Stream::new())))
+            .clone()
+    }
+
+    /// See [`super::Engine::publish`].
+    pub async fn publish(
+        &self,
+        channel: &Channel,
+        data: RawJson,
+        options: PublishOptions,
+    ) -> Result<StreamPosition, EngineError> {
+        let mut publication = Publication {
+            offset: 0,
+            data: sanitize(data),
+            info: options.info,
+            tags: options.tags,
+            time: 0,
+        };
+        let opts = channel.options();
+        if !opts.has_history() || options.skip_history {
+            self.handler.on_publication(channel.name(), &publication);
+            return Ok(StreamPosition::default());
+        }
+        let stream = self.stream(channel);
+        let mut s = stream.lock().expect("poisoned");
+        s.expire(channel);
+        s.offset += 1;
+        s.last_publish = Instant::now();
+        publication.offset = s.offset;
+        self.handler.on_publication(channel.name(), &publication);
+        s.publications.push_back(publication);
+        while s.publications.len() > opts.history_size {
+            s.publications.pop_front();
+        }
+        Ok(s.position())
+    }
+
+    /// Nothing to do: every publication reaches the handler.
+    pub async fn subscribe(&self, _channel: &Channel) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Nothing to do.
+    pub async fn unsubscribe(&self, _channel: &str) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// See [`super::Engine::history`].
+    pub async fn history(
+        &self,
+        channel: &Channel,
+        query: HistoryQuery,
+    ) -> Result<History, EngineError> {
+        if !channel.options().has_history() {
+            return Ok(History::default());
+        }
+        let stream = self.stream(channel);
+        let mut s = stream.lock().expect("poisoned");
+        s.expire(channel);
+        let position = s.position();
+        let since = match &query.since {
+            Some(p) if p.epoch == s.epoch => p.offset,
+            Some(_) => {
+                return Ok(History {
+                    publications: Vec::new(),
+                    position,
+                })
+            }
+            None => 0,
+        };
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let after = s.publications.iter().filter(|p| p.offset > since);
+        let publications: Vec<Publication> = if query.reverse {
+            after.rev().take(limit).cloned().collect()
+        } else {
+            after.take(limit).cloned().collect()
+        };
+        Ok(History {
+            publications,
+            position,
+        })
+    }
+
+    /// See [`super::Engine::remove_history`].
+    pub async fn remove_history(&self, channel: &Channel) -> Result<(), EngineError> {
+        self.stream(channel)
+            .lock()
+            .expect("poisoned")
+            .publications
+            .clear();
+        Ok(())
+    }
+
+    fn with_presence<T>(
+        &self,
+        channel: &Channel,
+        f: impl FnOnce(&mut HashMap<Arc<str>, HashMap<String, ClientInfo>>) -> T,
+    ) -> T {
+        f(&mut self.presence[shard_of(channel.name())]
+            .lock()
+            .expect("poisoned"))
+    }
+
+    /// See [`super::Engine::add_presence`].
+    pub async fn add_presence(
+        &self,
+        channel: &Channel,
+        info: &ClientInfo,
+    ) -> Result<(), EngineError> {
+        self.with_presence(channel, |p| {
+            p.entry(channel.name_arc().clone())
+                .or_default()
+                .insert(info.client.clone(), info.clone());
+        });
+        Ok(())
+    }
+
+    /// See [`super::Engine::remove_presence`].
+    pub async fn remove_presence(
+        &self,
+        channel: &Channel,
+        client: &str,
+    ) -> Result<(), EngineError> {
+        self.with_presence(channel, |p| {
+            if let Some(members) = p.get_mut(channel.name()) {
+                members.remove(client);
+                if members.is_empty() {
+                    p.remove(channel.name());
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// See [`super::Engine::presence`].
+    pub async fn presence(
+        &self,
+        channel: &Channel,
+    ) -> Result<HashMap<String, ClientInfo>, EngineError> {
+        Ok(self.with_presence(channel, |p| {
+            p.get(channel.name()).cloned().unwrap_or_default()
+        }))
+    }
+
+    /// See [`super::Engine::presence_stats`].
+    pub async fn presence_stats(&self, channel: &Channel) -> Result<PresenceStats, EngineError> {
+        Ok(self.with_presence(channel, |p| {
+            let members = p.get(channel.name());
+            let num_clients = members.map_or(0, |m| m.len()) as u64;
+            let num_users = members.map_or(0, |m| {
+                m.values()
+                    .map(|i| i.user.as_str())
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+            }) as u64;
+            PresenceStats {
+                num_clients,
+                num_users,
+            }
+        }))
+    }
+
+    /// See [`super::Engine::publish_join`].
+    pub async fn publish_join(
+        &self,
+        channel: &Channel,
+        info: &ClientInfo,
+    ) -> Result<(), EngineError> {
+        self.handler.on_join(channel.name(), info);
+        Ok(())
+    }
+
+    /// See [`super::Engine::publish_leave`].
+    pub async fn publish_leave(
+        &self,
+        channel: &Channel,
+        info: &ClientInfo,
+    ) -> Result<(), EngineError> {
+        self.handler.on_leave(channel.name(), info);
+        Ok(())
+    }
+
+    /// See [`super::Engine::publish_control`].
+    pub async fn publish_control(&self, command: &control::Command) -> Result<(), EngineError> {
+        self.handler.on_control(command);
+        Ok(())
+    }
+
+    /// This node only.
+    pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
+        Ok(vec![self.handler.node_info()])
+    }
+
+    /// This node's channels.
+    pub async fn channels(&self) -> Result<HashMap<String, u64>, EngineError> {
+        Ok(self.handler.channels())
+    }
+
+    /// Always ready.
+    pub fn is_ready(&self) -> bool {
+        true
+    }
+
+    /// Nothing to close.
+    pub async fn close(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::NoConnections;
+    use crate::namespace::Namespaces;
+    use serde_json::value::RawValue;
+
+    fn data(n: u64) -> RawJson {
+        RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn history_is_bounded_ordered_and_recoverable() {
+        let engine = Memory::new(Arc::new(NoConnections::default()));
+        let ns = Namespaces::default();
+        let stock = Channel::parse("stock:A", &ns).unwrap();
+        let user = Channel::parse("user:1", &ns).unwrap();
+        for n in 1..=3 {
+            engine
+                .publish(&stock, data(n), PublishOptions::default())
+                .await
+                .unwrap();
+        }
+        let h = engine
+            .history(&stock, HistoryQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(h.position.offset, 3);
+        assert_eq!(h.publications.len(), 1, "stock keeps only the latest");
+        assert_eq!(h.publications[0].data.get(), "{\"n\":3}");
+
+        let mut last = StreamPosition::default();
+        for n in 1..=5 {
+            last = engine
+                .publish(&user, data(n), PublishOptions::default())
+                .await
+                .unwrap();
+        }
+        let since = StreamPosition {
+            offset: 2,
+            epoch: last.epoch.clone(),
+        };
+        let h = engine
+            .history(
+                &user,
+                HistoryQuery {
+                    since: Some(since),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            h.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
+            [3, 4, 5]
+        );
+        let stale = StreamPosition {
+            offset: 2,
+            epoch: "other".into(),
+        };
+        let h = engine
+            .history(
+                &user,
+                HistoryQuery {
+                    since: Some(stale),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(h.publications.is_empty());
+        assert_eq!(h.position, last);
+    }
+
+    #[tokio::test]
+    async fn presence_counts_clients_and_users() {
+        let engine = Memory::new(Arc::new(NoConnections::default()));
+        let ch = Channel::parse("room", &Namespaces::default()).unwrap();
+        for (user, client) in [("a", "1"), ("a", "2"), ("b", "3")] {
+            let info = ClientInfo {
+                user: user.into(),
+                client: client.into(),
+                conn_info: None,
+                chan_info: None,
+            };
+            engine.add_presence(&ch, &info).await.unwrap();
+        }
+        engine.remove_presence(&ch, "3").await.unwrap();
+        let stats = engine.presence_stats(&ch).await.unwrap();
+        assert_eq!(
+            stats,
+            PresenceStats {
+                num_clients: 2,
+                num_users: 1
+            }
+        );
+    }
+}

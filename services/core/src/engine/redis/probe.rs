@@ -1,0 +1,159 @@
+//! Readiness. A subscriber connection can look healthy while its subscriptions
+//! are gone (centrifugo issues 766 and 1189), so each connection subscribes
+//! probe channels (one per Cluster primary) and the node publishes a counter to
+//! them every second: ready means connected and the probes keep arriving.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fred::interfaces::{ClientLike, ClusterInterface};
+use futures_util::future::join_all;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::conn::Shared;
+use super::keys::tag_in_slots;
+use super::pubsub::Subscriptions;
+
+/// Probe period; a probe must arrive within two periods.
+const INTERVAL: Duration = Duration::from_secs(1);
+
+/// The latest probe counter seen per probe channel.
+#[derive(Default)]
+pub(super) struct Received {
+    latest: Mutex<HashMap<String, u64>>,
+}
+
+impl Received {
+    /// Records a probe message.
+    pub(super) fn record(&self, channel: &str, payload: &[u8]) {
+        let Some(n) = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let mut latest = self.latest.lock().expect("poisoned");
+        let seen = latest.entry(channel.to_owned()).or_default();
+        *seen = (*seen).max(n);
+    }
+
+    fn get(&self, channel: &str) -> u64 {
+        self.latest
+            .lock()
+            .expect("poisoned")
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The probe channels connection `k` should have now: one per primary in Cluster.
+fn wanted(shared: &Shared, subs: &Subscriptions, k: usize) -> Vec<String> {
+    if !shared.cluster {
+        return vec![shared.keys.probe(&shared.uid, k, "0")];
+    }
+    let Some(state) = subs.conns[k].client.cached_cluster_state() else {
+        return Vec::new();
+    };
+    let mut by_primary: HashMap<String, (u16, u16)> = HashMap::new();
+    for range in state.slots() {
+        by_primary
+            .entry(range.primary.to_string())
+            .or_insert((range.start, range.end));
+    }
+    let mut names: Vec<String> = by_primary
+        .values()
+        .map(|(start, end)| {
+            shared
+                .keys
+                .probe(&shared.uid, k, &tag_in_slots(*start, *end))
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// Subscribes the initial probe channels.
+pub(super) async fn subscribe_probes(
+    shared: &Shared,
+    subs: &Subscriptions,
+) -> Result<(), crate::engine::EngineError> {
+    for k in 0..subs.conns.len() {
+        for name in wanted(shared, subs, k) {
+            subs.add_static(k, name, shared.cluster).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every connection is up and has its subscriptions.
+pub(super) fn connected(shared: &Shared, subs: &Subscriptions) -> bool {
+    shared.pool.clients().iter().any(|c| c.is_connected())
+        && subs
+            .conns
+            .iter()
+            .all(|c| c.client.is_connected() && c.healthy.load(Ordering::SeqCst))
+}
+
+/// Runs the probe until cancelled, keeping `ready` up to date.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    subs: Arc<Subscriptions>,
+    ready: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Probe channel -> first round published to it.
+    let mut since: HashMap<String, u64> = HashMap::new();
+    let mut round = 0u64;
+    let mut published = true;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        round += 1;
+        let mut probes = Vec::new();
+        for k in 0..subs.conns.len() {
+            let statics = subs.statics(k);
+            for name in wanted(&shared, &subs, k) {
+                if !statics.iter().any(|(s, _)| *s == name) {
+                    if let Err(e) = subs.add_static(k, name.clone(), shared.cluster).await {
+                        warn!(error = %e, "probe subscribe failed");
+                    }
+                }
+                probes.push(name);
+            }
+        }
+        for p in &probes {
+            since.entry(p.clone()).or_insert(round);
+        }
+        let arrived = probes.iter().all(|p| {
+            let first = since[p];
+            round < first + 2 || subs.received.get(p) + 2 >= round
+        });
+        let now_ready = published && arrived && !probes.is_empty() && connected(&shared, &subs);
+        if ready.swap(now_ready, Ordering::SeqCst) != now_ready {
+            if now_ready {
+                info!("redis engine ready");
+            } else {
+                warn!(published, arrived, "redis engine not ready");
+            }
+        }
+        let sends = probes.iter().map(|p| {
+            let shared = &shared;
+            async move {
+                let payload = round.to_string();
+                shared.send_pubsub(p.clone(), payload, shared.cluster).await
+            }
+        });
+        published = join_all(sends).await.iter().all(Result::is_ok);
+        if !published {
+            ready.store(false, Ordering::SeqCst);
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Node-level subscriptions over a small pool of subscriber connections (a
+//! channel is hashed to one). Per connection one task issues every (S)SUBSCRIBE
+//! and UNSUBSCRIBE, so they never overtake each other: requests that arrive
+//! together share one command, unsubscribes are debounced and re-checked, and
+//! after a reconnect everything is subscribed again and gap-checked.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fred::clients::Client;
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::Message as FredMessage;
+use futures_util::future::join_all;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::conn::Shared;
+use super::keys::spread;
+use super::probe::Received;
+use super::sync::{Event, Workers};
+use crate::engine::EngineError;
+
+/// How long a channel stays subscribed after its last local subscriber left.
+const UNSUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+const TICK: Duration = Duration::from_millis(200);
+/// Most channels in one SUBSCRIBE command.
+const BATCH: usize = 512;
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+const REGISTRY_SHARDS: usize = 64;
+
+type Waiter = oneshot::Sender<Result<(), EngineError>>;
+
+struct Entry {
+    conn: usize,
+    history: bool,
+    active: bool,
+    waiters: Vec<Waiter>,
+    unsub_at: Option<Instant>,
+}
+
+/// One subscriber connection.
+pub(super) struct Conn {
+    pub(super) client: Client,
+    requests: mpsc::Sender<Arc<str>>,
+    due: Mutex<Vec<(Arc<str>, Instant)>>,
+    /// Channels outside the registry (control, probes): pub/sub name, sharded.
+    statics: Mutex<Vec<(String, bool)>>,
+    /// Subscriptions restored since the last reconnect.
+    pub(super) healthy: AtomicBool,
+}
+
+/// The node's subscriptions.
+pub(super) struct Subscriptions {
+    shared: Arc<Shared>,
+    pub(super) conns: Vec<Conn>,
+    registry: Vec<Mutex<HashMap<Arc<str>, Entry>>>,
+    workers: Workers,
+    pub(super) received: Received,
+}
+
+impl Subscriptions {
+    /// Starts the per-connection tasks for already connected `clients`; `messages`
+    /// are their message receivers, taken before anything was subscribed.
+    pub(super) fn start(
+        shared: Arc<Shared>,
+        clients: Vec<(Client, broadcast::Receiver<FredMessage>)>,
+        workers: Workers,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Arc<Subscriptions> {
+        let mut conns = Vec::new();
+        let mut tasks = Vec::new();
+        for (client, messages) in clients {
+            let (tx, rx) = mpsc::channel(4 * BATCH);
+            let reconnects = client.reconnect_rx();
+            conns.push(Conn {
+                client,
+                requests: tx,
+                due: Mutex::new(Vec::new()),
+                statics: Mutex::new(Vec::new()),
+                healthy: AtomicBool::new(true),
+            });
+            tasks.push((rx, messages, reconnects));
+        }
+        let subs = Arc::new(Subscriptions {
+            shared,
+            conns,
+            registry: (0..REGISTRY_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            workers,
+            received: Received::default(),
+        });
+        for (k, (rx, messages, reconnects)) in tasks.into_iter().enumerate() {
+            tracker.spawn(subs.clone().run(k, rx, reconnects, cancel.clone()));
+            tracker.spawn(subs.clone().read(k, messages, cancel.clone()));
+        }
+        subs
+    }
+
+    fn shard(&self, channel: &str) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+        self.registry[spread(channel) % REGISTRY_SHARDS]
+            .lock()
+            .expect("poisoned")
+    }
+
+    /// Subscribes a channel; resolves once Redis confirmed it and its start position is known.
+    pub(super) async fn subscribe(
+        &self,
+        channel: &Arc<str>,
+        history: bool,
+    ) -> Result<(), EngineError> {
+        let conn = spread(channel) % self.conns.len();
+        let (tx, rx) = oneshot::channel();
+        let first = {
+            let mut shard = self.shard(channel);
+            match shard.get_mut(channel) {
+                Some(e) if e.active => {
+                    e.unsub_at = None;
+                    return Ok(());
+                }
+                Some(e) => {
+                    e.unsub_at = None;
+                    e.waiters.push(tx);
+                    false
+                }
+                None => {
+                    let entry = Entry {
+                        conn,
+                        history,
+                        active: false,
+                        waiters: vec![tx],
+                        unsub_at: None,
+                    };
+                    shard.insert(channel.clone(), entry);
+                    true
+                }
+            }
+        };
+        let closed = || EngineError::Unavailable("engine closed".into());
+        if first {
+            self.conns[conn]
+                .requests
+                .send(channel.clone())
+                .await
+                .map_err(|_| closed())?;
+        }
+        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(closed()),
+            Err(_) => Err(EngineError::Unavailable(
+                "redis subscribe: timed out".into(),
+            )),
+        }
+    }
+
+    /// Schedules an unsubscribe; it happens after [`UNSUBSCRIBE_DELAY`] unless the
+    /// channel was subscribed again or still has local subscribers.
+    pub(super) fn unsubscribe(&self, channel: &str) {
+        let deadline = Instant::now() + UNSUBSCRIBE_DELAY;
+        let scheduled = {
+            let mut shard = self.shard(channel);
+            match shard.get_mut(channel) {
+                Some(e) if e.unsub_at.is_none() => {
+                    e.unsub_at = Some(deadline);
+                    Some(e.conn)
+                }
+                _ => None,
+            }
+        };
+        if let Some(conn) = scheduled {
+            self.conns[conn]
+                .due
+                .lock()
+                .expect("poisoned")
+                .push((Arc::from(channel), deadline));
+        }
+    }
+
+    /// Subscribes a channel outside the registry on connection `conn` and keeps it across reconnects.
+    pub(super) async fn add_static(
+        &self,
+        conn: usize,
+        name: String,
+        sharded: bool,
+    ) -> Result<(), EngineError> {
+        self.conns[conn]
+            .statics
+            .lock()
+            .expect("poisoned")
+            .push((name.clone(), sharded));
+        self.send(conn, vec![name], sharded, true)
+            .await
+            .pop()
+            .unwrap_or(Ok(()))
+    }
+
+    /// The static channels of connection `conn`.
+    pub(super) fn statics(&self, conn: usize) -> Vec<(String, bool)> {
+        self.conns[conn].statics.lock().expect("poisoned").clone()
+    }
+
+    /// Every channel with a Redis subscription (or one on its way).
+    pub(super) fn channel_count(&self) -> usize {
+        self.registry
+            .iter()
+            .map(|s| s.lock().expect("poisoned").len())
+            .sum()
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        k: usize,
+        mut requests: mpsc::Receiver<Arc<str>>,
+        mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(first) = requests.recv() => {
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH {
+                        match requests.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    self.subscribe_batch(k, batch).await;
+                }
+                r = reconnects.recv() => match r {
+                    Err(broadcast::error::RecvError::Closed) => break,
+                    _ => {
+                        self.conns[k].healthy.store(false, Ordering::SeqCst);
+                        self.restore(k).await;
+                    }
+                },
+                _ = tick.tick() => {
+                    if !self.conns[k].healthy.load(Ordering::SeqCst) {
+                        self.restore(k).await;
+                    }
+                    self.unsubscribe_due(k).await;
+                }
+            }
+        }
+    }
+
+    /// Sends (S)SUBSCRIBE or (S)UNSUBSCRIBE for `names`; one result per name.
+    async fn send(
+        &self,
+        k: usize,
+        names: Vec<String>,
+        sharded: bool,
+        on: bool,
+    ) -> Vec<Result<(), EngineError>> {
+        let client = &self.conns[k].client;
+        let shared = &self.shared;
+        let op = if on { "subscribe" } else { "unsubscribe" };
+        // SSUBSCRIBE takes channels of one slot only.
+        let groups: Vec<Vec<usize>> = if sharded {
+            let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+            for (i, n) in names.iter().enumerate() {
+                by_slot
+                    .entry(fred::util::redis_keyslot(n.as_bytes()))
+                    .or_default()
+                    .push(i);
+            }
+            by_slot
+                .into_values()
+                .flat_map(|g| g.chunks(BATCH).map(<[usize]>::to_vec).collect::<Vec<_>>())
+                .collect()
+        } else {
+            (0..names.len())
+                .collect::<Vec<_>>()
+                .chunks(BATCH)
+                .map(<[usize]>::to_vec)
+                .collect()
+        };
+        let calls = groups.iter().map(|g| {
+            let group: Vec<String> = g.iter().map(|&i| names[i].clone()).collect();
+            async move {
+                let fut = async {
+                    match (sharded, on) {
+                        (true, true) => client.ssubscribe(group).await,
+                        (true, false) => client.sunsubscribe(group).await,
+                        (false, true) => client.subscribe(group).await,
+                        (false, false) => client.unsubscribe(group).await,
+                    }
+                };
+                shared.timed(op, fut).await
+            }
+        });
+        let outcomes = join_all(calls).await;
+        let mut results: Vec<Result<(), EngineError>> = names.iter().map(|_| Ok(())).collect();
+        for (group, outcome) in groups.iter().zip(outcomes) {
+            if let Err(e) = outcome {
+                for &i in group {
+                    results[i] = Err(e.clone());
+                }
+            }
+        }
+        results
+    }
+
+    async fn subscribe_batch(&self, k: usize, batch: Vec<Arc<str>>) {
+        let names = batch.iter().map(|c| self.shared.keys.pubsub(c)).collect();
+        let subscribed = self.send(k, names, self.shared.cluster, true).await;
+        let history: Vec<bool> = batch
+            .iter()
+            .map(|c| self.shard(c).get(c).is_some_and(|e| e.history))
+            .collect();
+        let positions = join_all(batch.iter().zip(&subscribed).zip(&history).map(
+            |((c, s), h)| async move {
+                match (s, h) {
+                    (Err(e), _) => Err(e.clone()),
+                    (Ok(()), true) => self.shared.position(c).await.map(Some),
+                    (Ok(()), false) => Ok(None),
+                }
+            },
+        ))
+        .await;
+        let mut undo = Vec::new();
+        for ((channel, subscribed), position) in batch.iter().zip(subscribed).zip(positions) {
+            let outcome = match position {
+                Ok(Some(position)) => {
+                    self.workers
+                        .send(
+                            channel,
+                            Event::Init {
+                                channel: channel.clone(),
+                                position,
+                            },
+                        )
+                        .await;
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => {
+                    if subscribed.is_ok() {
+                        undo.push(channel.clone());
+                    }
+                    Err(e)
+                }
+            };
+            let waiters = {
+                let mut shard = self.shard(channel);
+                match outcome {
+                    Ok(()) => shard.get_mut(channel).map(|e| {
+                        e.active = true;
+                        std::mem::take(&mut e.waiters)
+                    }),
+                    Err(_) => shard.remove(channel).map(|e| e.waiters),
+                }
+            };
+            for w in waiters.unwrap_or_default() {
+                let _ = w.send(outcome.clone());
+            }
+        }
+        self.drop_channels(k, undo).await;
+    }
+
+    async fn unsubscribe_due(&self, k: usize) {
+        let now = Instant::now();
+        let ready: Vec<Arc<str>> = {
+            let mut due = self.conns[k].due.lock().expect("poisoned");
+            let (ready, later): (Vec<_>, Vec<_>) = due.drain(..).partition(|(_, at)| *at <= now);
+            *due = later;
+            ready.into_iter().map(|(c, _)| c).collect()
+        };
+        let mut gone = Vec::new();
+        let mut again = Vec::new();
+        for channel in ready {
+            // Asked without holding our lock: the hub may call back into `subscribe`.
+            let needed = self.shared.handler.has_subscribers(&channel);
+            let mut shard = self.shard(&channel);
+            let Some(entry) = shard.get_mut(&channel) else {
+                continue;
+            };
+            match entry.unsub_at {
+                None => {}
+                Some(_) if needed => entry.unsub_at = None,
+                Some(at) if at > now || !entry.active => {
+                    again.push((channel.clone(), at.max(now + TICK)))
+                }
+                Some(_) => {
+                    shard.remove(&channel);
+                    gone.push(channel.clone());
+                }
+            }
+        }
+        self.conns[k].due.lock().expect("poisoned").extend(again);
+        self.drop_channels(k, gone).await;
+    }
+
+    async fn drop_channels(&self, k: usize, channels: Vec<Arc<str>>) {
+        if channels.is_empty() {
+            return;
+        }
+        let names = channels
+            .iter()
+            .map(|c| self.shared.keys.pubsub(c))
+            .collect();
+        for r in self.send(k, names, self.shared.cluster, false).await {
+            if let Err(e) = r {
+                debug!(error = %e, "unsubscribe failed");
+            }
+        }
+        for channel in channels {
+            self.workers
+                .send(&channel.clone(), Event::Forget { channel })
+                .await;
+        }
+    }
+
+    /// Subscribes everything of connection `k` again, then gap-checks its channels.
+    async fn restore(&self, k: usize) {
+        if !self.conns[k].client.is_connected() {
+            return;
+        }
+        let mut channels = Vec::new();
+        for shard in &self.registry {
+            let shard = shard.lock().expect("poisoned");
+            channels.extend(
+                shard
+                    .iter()
+                    .filter(|(_, e)| e.conn == k)
+                    .map(|(c, _)| self.shared.keys.pubsub(c)),
+            );
+        }
+        let mut results = self.send(k, channels, self.shared.cluster, true).await;
+        for (name, sharded) in self.statics(k) {
+            results.extend(self.send(k, vec![name], sharded, true).await);
+        }
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            warn!(conn = k, error = %e, "restoring subscriptions failed, retrying");
+            return;
+        }
+        debug!(conn = k, "subscriptions restored");
+        self.conns[k].healthy.store(true, Ordering::SeqCst);
+        self.workers.resync(Some(k)).await;
+    }
+
+    async fn read(
+        self: Arc<Self>,
+        k: usize,
+        mut messages: broadcast::Receiver<FredMessage>,
+        cancel: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                _ = cancel.cancelled() => break,
+                m = messages.recv() => m,
+            };
+            match message {
+                Ok(m) => self.route(m).await,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    warn!(
+                        conn = k,
+                        skipped = n,
+                        "pub/sub reader lagged, checking every channel"
+                    );
+                    self.shared.metrics.lagged.inc_by(n);
+                    self.workers.resync(Some(k)).await;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    async fn route(&self, m: FredMessage) {
+        let keys = &self.shared.keys;
+        let Some(payload) = m.value.into_bytes() else {
+            return;
+        };
+        if let Some(channel) = keys.channel_of(&m.channel) {
+            let channel: Arc<str> = Arc::from(channel);
+            self.workers
+                .send(&channel.clone(), Event::Message { channel, payload })
+                .await;
+        } else if *m.channel == *keys.control() {
+            match serde_json::from_slice(&payload) {
+                Ok(command) => self.shared.handler.on_control(&command),
+                Err(e) => warn!(error = %e, "undecodable control command dropped"),
+            }
+        } else if keys.is_probe(&m.channel) {
+            self.received.record(&m.channel, &payload);
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! Delivery workers: pub/sub messages are spread over a fixed set of tasks by
+//! channel (bounded queues, so a channel's order holds) and delivered to the
+//! handler exactly once and in offset order. A gap (offset jump, epoch change,
+//! reconnect, lagging reader) is filled from the history stream before anything
+//! newer; when history no longer reaches back the handler hears `on_unrecoverable`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::conn::Shared;
+use super::envelope::{self, Message};
+use super::keys::spread;
+use super::scripts::Read;
+use crate::engine::EngineError;
+use crate::publication::StreamPosition;
+
+/// Delivery tasks; a channel always goes to the same one.
+pub(super) const WORKERS: usize = 8;
+const QUEUE: usize = 4096;
+/// Stream entries read per gap-filling request.
+const CHUNK: usize = 1000;
+/// Messages held per channel while it waits for its start position or a gap fill.
+const MAX_PENDING: usize = 1000;
+/// Concurrent gap-filling reads per worker.
+const READS_IN_FLIGHT: usize = 32;
+/// How often channels whose gap fill failed are retried.
+const RETRY: Duration = Duration::from_secs(1);
+/// Channels that never got a start position (messages that raced an unsubscribe) are dropped after this.
+const ORPHAN_AFTER: Duration = Duration::from_secs(30);
+
+/// Work for a delivery task.
+#[derive(Debug)]
+pub(super) enum Event {
+    /// A raw pub/sub message of a channel.
+    Message { channel: Arc<str>, payload: Bytes },
+    /// The node subscribed a channel with history: deliver what comes after `position`.
+    Init {
+        channel: Arc<str>,
+        position: StreamPosition,
+    },
+    /// The node unsubscribed a channel.
+    Forget { channel: Arc<str> },
+    /// Messages may have been missed (reconnect, lag) on subscriber connection `conn`
+    /// (`None`: any): check every channel against its stream.
+    Resync { conn: Option<usize> },
+}
+
+/// Senders to the delivery tasks.
+#[derive(Clone)]
+pub(super) struct Workers {
+    senders: Vec<mpsc::Sender<Event>>,
+}
+
+impl Workers {
+    /// Spawns the delivery tasks on `tracker`.
+    pub(super) fn spawn(
+        shared: Arc<Shared>,
+        connections: usize,
+        tracker: &tokio_util::task::TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Workers {
+        let senders = (0..WORKERS)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(QUEUE);
+                let worker = Worker {
+                    shared: shared.clone(),
+                    connections,
+                    channels: HashMap::new(),
+                };
+                tracker.spawn(worker.run(rx, cancel.clone()));
+                tx
+            })
+            .collect();
+        Workers { senders }
+    }
+
+    /// Queues an event for the channel's worker (waits while that queue is full).
+    pub(super) async fn send(&self, channel: &str, event: Event) {
+        let _ = self.senders[spread(channel) % WORKERS].send(event).await;
+    }
+
+    /// Asks every worker to check its channels (of connection `conn`, or all).
+    pub(super) async fn resync(&self, conn: Option<usize>) {
+        for tx in &self.senders {
+            let _ = tx.send(Event::Resync { conn }).await;
+        }
+    }
+}
+
+struct ChannelState {
+    /// Last delivered offset and its epoch; `None` until the start position arrives.
+    position: Option<(u64, String)>,
+    /// Waiting for a gap fill.
+    dirty: bool,
+    /// Messages held until the start position arrives or a gap is filled, in arrival order.
+    pending: VecDeque<Message>,
+    created: Instant,
+}
+
+impl ChannelState {
+    fn new() -> ChannelState {
+        ChannelState {
+            position: None,
+            dirty: false,
+            pending: VecDeque::new(),
+            created: Instant::now(),
+        }
+    }
+
+    fn hold(&mut self, channel: &str, msg: Message) {
+        if self.pending.len() == MAX_PENDING {
+            // Publications among them are read back from the stream by the next gap fill.
+            debug!(channel, "pending messages over the bound, oldest dropped");
+            self.pending.pop_front();
+        }
+        self.pending.push_back(msg);
+    }
+
+    fn is_waiting(&self) -> bool {
+        self.position.is_none() || self.dirty
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    connections: usize,
+    channels: HashMap<Arc<str>, ChannelState>,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<Event>, cancel: CancellationToken) {
+        let mut retry = tokio::time::interval(RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                event = rx.recv() => match event {
+                    Some(event) => self.handle(event).await,
+                    None => break,
+                },
+                _ = retry.tick() => {
+                    self.channels.retain(|_, s| s.position.is_some() || s.created.elapsed() < ORPHAN_AFTER);
+                    let dirty = self.dirty_channels();
+                    self.fill(dirty).await;
+                }
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Message { channel, payload } => match envelope::decode(&payload) {
+                Ok(msg) => {
+                    if self.on_message(&channel, msg) {
+                        self.fill(vec![channel]).await;
+                    }
+                }
+                Err(e) => warn!(%channel, error = %e, "undecodable pub/sub message dropped"),
+            },
+            Event::Init { channel, position } => {
+                let state = self
+                    .channels
+                    .entry(channel.clone())
+                    .or_insert_with(ChannelState::new);
+                if state.position.is_none() {
+                    state.position = Some((position.offset, position.epoch));
+                }
+                if self.replay(&channel) {
+                    self.fill(vec![channel]).await;
+                }
+            }
+            Event::Forget { channel } => {
+                self.channels.remove(&channel);
+            }
+            Event::Resync { conn } => {
+                let n = self.connections;
+                for (name, state) in self.channels.iter_mut() {
+                    if state.position.is_some() && conn.is_none_or(|c| spread(name) % n == c) {
+                        state.dirty = true;
+                    }
+                }
+                let dirty = self.dirty_channels();
+                self.fill(dirty).await;
+            }
+        }
+    }
+
+    fn dirty_channels(&self) -> Vec<Arc<str>> {
+        self.channels
+            .iter()
+            .filter(|(_, s)| s.dirty && s.position.is_some())
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// Delivers or holds one message; `true` when the channel needs a gap fill.
+    fn on_message(&mut self, channel: &Arc<str>, msg: Message) -> bool {
+        let handler = &self.shared.handler;
+        let (offset, epoch) = match &msg {
+            Message::Publication { offset, epoch, .. } if *offset > 0 => (*offset, epoch),
+            _ => {
+                // Without an offset there is nothing to check; keep order behind held messages.
+                match self.channels.get_mut(channel) {
+                    Some(state) if state.is_waiting() => state.hold(channel, msg),
+                    _ => deliver(handler.as_ref(), channel, msg),
+                }
+                return false;
+            }
+        };
+        let state = self
+            .channels
+            .entry(channel.clone())
+            .or_insert_with(ChannelState::new);
+        let Some((last, current)) = &mut state.position else {
+            state.hold(channel, msg);
+            return false;
+        };
+        if state.dirty {
+            state.hold(channel, msg);
+            return false;
+        }
+        if epoch == current && offset <= *last {
+            return false;
+        }
+        if epoch == current && offset == *last + 1 {
+            *last = offset;
+            deliver(handler.as_ref(), channel, msg);
+            return false;
+        }
+        state.dirty = true;
+        state.hold(channel, msg);
+        true
+    }
+
+    /// Re-runs held messages after the position changed; `true` when another gap showed.
+    fn replay(&mut self, channel: &Arc<str>) -> bool {
+        let Some(state) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        if state.is_waiting() {
+            return false;
+        }
+        let current = state
+            .position
+            .as_ref()
+            .map(|p| p.1.clone())
+            .unwrap_or_default();
+        let held = std::mem::take(&mut state.pending);
+        let mut gap = false;
+        for msg in held {
+            if gap {
+                self.channels
+                    .get_mut(channel)
+                    .expect("present")
+                    .hold(channel, msg);
+                continue;
+            }
+            // Held publications of another epoch predate the position just read.
+            if matches!(&msg, Message::Publication { offset, epoch, .. } if *offset > 0 && *epoch != current)
+            {
+                continue;
+            }
+            gap = self.on_message(channel, msg);
+        }
+        gap
+    }
+
+    /// Reads what the given channels missed from their streams and delivers it.
+    async fn fill(&mut self, mut channels: Vec<Arc<str>>) {
+        for _round in 0..4 {
+            if channels.is_empty() {
+                return;
+            }
+            let requests: Vec<(Arc<str>, u64)> = channels
+                .iter()
+                .filter_map(|c| {
+                    let s = self.channels.get(c)?;
+                    let (last, _) = s.position.as_ref()?;
+                    s.dirty.then(|| (c.clone(), *last))
+                })
+                .collect();
+            let shared = &self.shared;
+            let reads: Vec<(Arc<str>, Result<Read, EngineError>)> = stream::iter(requests)
+                .map(|(channel, last)| async move {
+                    let read = shared.read_after(&channel, last, CHUNK).await;
+                    (channel, read)
+                })
+                .buffer_unordered(READS_IN_FLIGHT)
+                .collect()
+                .await;
+            channels = Vec::new();
+            for (channel, read) in reads {
+                match read {
+                    Ok(read) => {
+                        if self.apply(&channel, read) {
+                            channels.push(channel);
+                        }
+                    }
+                    Err(e) => debug!(%channel, error = %e, "gap fill failed, retrying later"),
+                }
+            }
+        }
+    }
+
+    /// Applies a stream read to a dirty channel; `true` when more must be read.
+    fn apply(&mut self, channel: &Arc<str>, read: Read) -> bool {
+        let handler = self.shared.handler.clone();
+        let gaps = &self.shared.metrics.gaps;
+        let Some(state) = self.channels.get_mut(channel) else {
+            return false;
+        };
+        let Some((last, epoch)) = state.position.clone() else {
+            return false;
+        };
+        let top = read.position;
+        let mut more = false;
+        if top.epoch != epoch {
+            warn!(%channel, "stream epoch changed, publications lost");
+            gaps.with_label_values(&["unrecoverable"]).inc();
+            handler.on_unrecoverable(channel);
+            state.position = Some((top.offset, top.epoch));
+        } else if top.offset > last {
+            let contiguous = read
+                .publications
+                .iter()
+                .enumerate()
+                .all(|(i, p)| p.offset == last + 1 + i as u64);
+            let reached = last + read.publications.len() as u64;
+            if !contiguous || read.publications.is_empty() {
+                warn!(%channel, last, top = top.offset, "history does not reach back, publications lost");
+                gaps.with_label_values(&["unrecoverable"]).inc();
+                handler.on_unrecoverable(channel);
+                state.position = Some((top.offset, top.epoch));
+            } else if reached < top.offset && read.publications.len() < CHUNK {
+                // The stream ends before the top: its tail expired or was removed.
+                for p in &read.publications {
+                    handler.on_publication(channel, p);
+                }
+                gaps.with_label_values(&["unrecoverable"]).inc();
+                handler.on_unrecoverable(channel);
+                state.position = Some((top.offset, top.epoch));
+            } else {
+                for p in &read.publications {
+                    handler.on_publication(channel, p);
+                }
+                gaps.with_label_values(&["filled"]).inc();
+                state.position = Some((reached, top.epoch));
+                more = reached < top.offset;
+            }
+        }
+        if more {
+            return true;
+        }
+        state.dirty = false;
+        self.replay(channel)
+    }
+}
+
+fn deliver(handler: &dyn crate::engine::Handler, channel: &str, msg: Message) {
+    match msg {
+        Message::Publication { publication, .. } => handler.on_publication(channel, &publication),
+        Message::Join(info) => handler.on_join(channel, &info),
+        Message::Leave(info) => handler.on_leave(channel, &info),
+    }
+}

@@ -1,0 +1,94 @@
+//! Herald's gateway: terminates client connections (WebSocket, SSE),
+//! authenticates them, keeps the node's subscriptions in the [`hub::Hub`] and
+//! fans publications out to local sockets. It does not serve the server API.
+
+pub mod config;
+pub mod demo;
+pub mod drain;
+pub mod hub;
+pub mod outbox;
+pub mod session;
+pub mod ws;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use herald_core::auth::{self, Verifier};
+use herald_core::namespace::Namespaces;
+use herald_core::{Engine, Metrics};
+
+pub use config::Config;
+pub use hub::Hub;
+
+/// Everything sessions of this node share.
+pub struct Gateway {
+    /// Client settings.
+    pub config: Config,
+    /// Local connections and subscriptions.
+    pub hub: Arc<Hub>,
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// Token verification.
+    pub verifier: Verifier,
+    /// Channel options.
+    pub namespaces: Namespaces,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Browser origins allowed to connect (`*`: any).
+    pub allowed_origins: Vec<String>,
+    /// Connections without a token are anonymous.
+    pub anonymous: bool,
+    next_conn: AtomicU64,
+}
+
+impl Gateway {
+    /// Assembles a gateway.
+    pub fn new(
+        config: Config,
+        auth: &auth::Config,
+        namespaces: Namespaces,
+        hub: Arc<Hub>,
+        engine: Arc<Engine>,
+        metrics: Metrics,
+    ) -> Result<Gateway, auth::AuthError> {
+        Ok(Gateway {
+            config,
+            verifier: Verifier::new(auth)?,
+            allowed_origins: auth.allowed_origins.clone(),
+            anonymous: auth.anonymous,
+            hub,
+            engine,
+            namespaces,
+            metrics,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    /// A process-unique connection number.
+    pub fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Whether a browser `Origin` header may open a connection. Requests without
+    /// `Origin` come from non-browser clients and are allowed.
+    pub fn is_origin_allowed(&self, origin: Option<&str>) -> bool {
+        match origin {
+            None => true,
+            Some(o) => self
+                .allowed_origins
+                .iter()
+                .any(|a| a == "*" || a.eq_ignore_ascii_case(o)),
+        }
+    }
+}
+
+/// The client-facing routes: `/connection/websocket`, `/connection/sse`, `/health` and the demo page.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/connection/websocket", get(ws::upgrade))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(gateway)
+        .merge(demo::router())
+}

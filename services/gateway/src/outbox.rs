@@ -1,0 +1,168 @@
+//! One connection's outgoing side: a bounded queue of encoded frames, the
+//! reason it is closing, pending control commands, and the per-channel buffer
+//! that holds publications back while a subscribe reply is being prepared
+//! (so recovered and live publications reach the client in order, once).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use herald_core::control;
+use herald_core::protocol::Disconnect;
+use tokio::sync::{mpsc, Notify};
+
+/// The sending half every producer (hub fan-out, session replies) writes to.
+#[derive(Debug)]
+pub struct Outbox {
+    tx: mpsc::Sender<Bytes>,
+    capacity: usize,
+    closing: OnceLock<Disconnect>,
+    wake: Notify,
+    syncing: AtomicBool,
+    held: Mutex<HashMap<Arc<str>, Vec<(u64, Bytes)>>>,
+    control: Mutex<VecDeque<control::Command>>,
+}
+
+/// The receiving half, owned by the connection's transport task.
+pub type Frames = mpsc::Receiver<Bytes>;
+
+/// Control commands a session keeps before it stalls its queue.
+const MAX_PENDING_CONTROL: usize = 64;
+
+impl Outbox {
+    /// A new outbox holding at most `capacity` frames.
+    pub fn new(capacity: usize) -> (Arc<Outbox>, Frames) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let outbox = Outbox {
+            tx,
+            capacity,
+            closing: OnceLock::new(),
+            wake: Notify::new(),
+            syncing: AtomicBool::new(false),
+            held: Mutex::new(HashMap::new()),
+            control: Mutex::new(VecDeque::new()),
+        };
+        (Arc::new(outbox), rx)
+    }
+
+    /// Queues a frame; a full queue closes the connection as slow.
+    pub fn send(&self, frame: Bytes) -> bool {
+        if self.tx.try_send(frame).is_ok() {
+            return true;
+        }
+        self.close(Disconnect::SLOW);
+        false
+    }
+
+    /// Queues a channel frame (publication, join, leave), or holds it while the
+    /// channel's subscribe reply is being prepared. `offset` is 0 for frames without one.
+    pub fn send_channel(&self, channel: &str, offset: u64, frame: &Bytes) -> bool {
+        if self.syncing.load(Ordering::Acquire) {
+            let mut held = self.held.lock().expect("poisoned");
+            if let Some(buffer) = held.get_mut(channel) {
+                if buffer.len() >= self.capacity {
+                    drop(held);
+                    self.close(Disconnect::SLOW);
+                    return false;
+                }
+                buffer.push((offset, frame.clone()));
+                return true;
+            }
+        }
+        self.send(frame.clone())
+    }
+
+    /// Starts holding back the channel's frames.
+    pub fn hold(&self, channel: &Arc<str>) {
+        let mut held = self.held.lock().expect("poisoned");
+        held.insert(channel.clone(), Vec::new());
+        self.syncing.store(true, Ordering::Release);
+    }
+
+    /// Queues `reply`, then every held frame of `channels` newer than the offset
+    /// paired with it (frames without offset always pass), and stops holding them.
+    pub fn release(&self, reply: Option<Bytes>, channels: &[(Arc<str>, u64)]) {
+        let mut held = self.held.lock().expect("poisoned");
+        if let Some(reply) = reply {
+            self.send(reply);
+        }
+        for (channel, delivered) in channels {
+            for (offset, frame) in held.remove(channel).unwrap_or_default() {
+                if offset == 0 || offset > *delivered {
+                    self.send(frame);
+                }
+            }
+        }
+        if held.is_empty() {
+            self.syncing.store(false, Ordering::Release);
+        }
+    }
+
+    /// Asks the connection to close; the first reason wins.
+    pub fn close(&self, reason: Disconnect) {
+        if self.closing.set(reason).is_ok() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Why the connection is closing, once it is.
+    pub fn closing(&self) -> Option<Disconnect> {
+        self.closing.get().copied()
+    }
+
+    /// Hands a control command to the session.
+    pub fn push_control(&self, command: control::Command) {
+        let mut queue = self.control.lock().expect("poisoned");
+        if queue.len() >= MAX_PENDING_CONTROL {
+            drop(queue);
+            self.close(Disconnect::SLOW);
+            return;
+        }
+        queue.push_back(command);
+        drop(queue);
+        self.wake.notify_one();
+    }
+
+    /// Takes the next pending control command.
+    pub fn pop_control(&self) -> Option<control::Command> {
+        self.control.lock().expect("poisoned").pop_front()
+    }
+
+    /// Resolves when a control command or a close request arrives.
+    pub async fn woken(&self) {
+        self.wake.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[test]
+    fn full_queue_closes_as_slow() {
+        let (outbox, _rx) = Outbox::new(2);
+        assert!(outbox.send(frame("a")));
+        assert!(outbox.send(frame("b")));
+        assert!(!outbox.send(frame("c")));
+        assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
+    }
+
+    #[test]
+    fn held_frames_follow_the_reply_without_duplicates() {
+        let (outbox, mut rx) = Outbox::new(8);
+        let ch: Arc<str> = Arc::from("c");
+        outbox.hold(&ch);
+        outbox.send_channel("c", 4, &frame("p4"));
+        outbox.send_channel("c", 5, &frame("p5"));
+        outbox.send_channel("other", 1, &frame("o1"));
+        outbox.release(Some(frame("reply")), &[(ch, 4)]);
+        outbox.send_channel("c", 6, &frame("p6"));
+        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, [frame("o1"), frame("reply"), frame("p5"), frame("p6")]);
+    }
+}

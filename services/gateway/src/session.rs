@@ -1,0 +1,384 @@
+//! One client connection's protocol state machine, independent of transport:
+//! it takes parsed frames, control commands and timer ticks, and answers
+//! through the connection's [`Outbox`]. Errors that end the connection are
+//! returned as a [`Disconnect`]; the transport closes with it.
+
+mod commands;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_core::auth::{now_secs, AuthError};
+use herald_core::channel::Channel;
+use herald_core::control;
+use herald_core::protocol::command::{parse_frame, ConnectRequest};
+use herald_core::protocol::reply::{self, Body, ConnectResult, Reply};
+use herald_core::protocol::{Disconnect, Error, Request};
+use herald_core::publication::{ClientInfo, RawJson};
+use rand::Rng;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::outbox::Outbox;
+use crate::Gateway;
+
+/// A subscription held by the session.
+#[derive(Debug)]
+struct Subscription {
+    channel: Channel,
+    expires_at: Option<i64>,
+    chan_info: Option<RawJson>,
+}
+
+/// The state of one connection.
+pub struct Session {
+    gw: Arc<Gateway>,
+    conn: u64,
+    client: Arc<str>,
+    outbox: Arc<Outbox>,
+    user: Option<Arc<str>>,
+    conn_info: Option<RawJson>,
+    expires_at: Option<i64>,
+    subs: HashMap<Arc<str>, Subscription>,
+    next_ping: Instant,
+    pong_deadline: Option<Instant>,
+    connect_deadline: Instant,
+}
+
+type Outcome = Result<(), Disconnect>;
+
+impl Session {
+    /// A session that has not connected yet.
+    pub fn new(gw: Arc<Gateway>, outbox: Arc<Outbox>) -> Session {
+        let now = Instant::now();
+        let interval = gw.config.ping_interval;
+        let first_ping = interval / 2 + interval.mul_f64(rand::rng().random::<f64>() / 2.0);
+        Session {
+            conn: gw.next_conn(),
+            client: Arc::from(uuid::Uuid::new_v4().to_string()),
+            connect_deadline: now + gw.config.stale_timeout,
+            next_ping: now + first_ping,
+            gw,
+            outbox,
+            user: None,
+            conn_info: None,
+            expires_at: None,
+            subs: HashMap::new(),
+            pong_deadline: None,
+        }
+    }
+
+    /// Handles one incoming text frame (one or more newline-separated commands).
+    pub async fn handle_frame(&mut self, frame: &str) -> Outcome {
+        let commands = parse_frame(frame).map_err(|e| {
+            debug!(client = %self.client, error = %e, "malformed frame");
+            Disconnect::BAD_REQUEST
+        })?;
+        for command in commands {
+            let (id, request) = command.into_request();
+            self.handle(id, request).await?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, id: u32, request: Request) -> Outcome {
+        if let Request::Pong = request {
+            if id != 0 || self.pong_deadline.take().is_none() {
+                return Err(Disconnect::BAD_REQUEST);
+            }
+            return Ok(());
+        }
+        if let Request::Send(_) = request {
+            return if self.user.is_some() {
+                Ok(())
+            } else {
+                Err(Disconnect::BAD_REQUEST)
+            };
+        }
+        if id == 0 {
+            return Err(Disconnect::BAD_REQUEST);
+        }
+        let connected = self.user.is_some();
+        if matches!(request, Request::Connect(_)) == connected {
+            return Err(Disconnect::BAD_REQUEST);
+        }
+        self.gw
+            .metrics
+            .commands
+            .with_label_values(&[method_name(&request)])
+            .inc();
+        let body = match request {
+            Request::Connect(r) => return self.connect(id, r).await,
+            Request::Subscribe(r) => return self.subscribe(id, r).await,
+            Request::Unsubscribe(r) => self.unsubscribe(&r.channel).await.map(Body::Unsubscribe),
+            Request::Publish(r) => self.publish(r).await.map(Body::Publish),
+            Request::Presence(r) => self.presence(&r.channel).await.map(Body::Presence),
+            Request::PresenceStats(r) => self
+                .presence_stats(&r.channel)
+                .await
+                .map(Body::PresenceStats),
+            Request::History(r) => self.history(r).await.map(Body::History),
+            Request::Ping => Ok(Body::Ping(reply::Empty {})),
+            Request::Rpc(_) => Err(Error::METHOD_NOT_FOUND),
+            Request::Refresh(r) => self.refresh(&r.token)?.map(Body::Refresh),
+            Request::SubRefresh(r) => self
+                .sub_refresh(&r.channel, &r.token)?
+                .map(Body::SubRefresh),
+            Request::Pong | Request::Send(_) => unreachable!("handled above"),
+        };
+        self.reply(id, body.unwrap_or_else(Body::Error));
+        Ok(())
+    }
+
+    fn reply(&self, id: u32, body: Body) {
+        self.outbox.send(Reply { id, body }.encode());
+    }
+
+    async fn connect(&mut self, id: u32, request: ConnectRequest) -> Outcome {
+        let claims = if request.token.is_empty() {
+            if !self.gw.anonymous {
+                return Err(Disconnect::BAD_REQUEST);
+            }
+            Default::default()
+        } else {
+            match self.gw.verifier.verify_connect(&request.token) {
+                Ok(claims) => claims,
+                Err(AuthError::TokenExpired) => {
+                    self.reply(id, Body::Error(Error::TOKEN_EXPIRED));
+                    return Ok(());
+                }
+                Err(e) => {
+                    debug!(client = %self.client, error = %e, "connect refused");
+                    return Err(Disconnect::INVALID_TOKEN);
+                }
+            }
+        };
+        let user: Arc<str> = Arc::from(claims.sub.as_str());
+        self.user = Some(user.clone());
+        self.conn_info = claims
+            .info
+            .as_ref()
+            .and_then(|v| serde_json::value::to_raw_value(v).ok());
+        self.expires_at = claims.exp;
+        self.gw
+            .hub
+            .add_session(&user, self.conn, self.client.clone(), self.outbox.clone());
+
+        let mut channels: Vec<String> = Vec::new();
+        if !user.is_empty() {
+            channels.extend(
+                self.gw
+                    .namespaces
+                    .personal()
+                    .map(|ns| format!("{ns}:{user}")),
+            );
+        }
+        channels.extend(claims.channels);
+        let mut requests = request.subs;
+        let mut subs = HashMap::new();
+        let mut released = Vec::new();
+        for name in channels {
+            let channel = match Channel::parse(&name, &self.gw.namespaces) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(client = %self.client, channel = %name, error = %e, "token channel skipped");
+                    continue;
+                }
+            };
+            if self.subs.contains_key(channel.name()) {
+                continue;
+            }
+            let recover = requests.remove(channel.name());
+            match self.join(&channel, recover.as_ref(), None).await {
+                Ok((result, delivered)) => {
+                    released.push((channel.name_arc().clone(), delivered));
+                    subs.insert(channel.name().to_owned(), result);
+                }
+                Err(e) => {
+                    warn!(client = %self.client, channel = %name, error = %e, "server-side subscribe failed");
+                    self.outbox.release(None, &released);
+                    return Err(Disconnect::SERVER_ERROR);
+                }
+            }
+        }
+        let result = ConnectResult {
+            client: self.client.to_string(),
+            version: herald_core::VERSION,
+            expires: self.expires_at.is_some(),
+            ttl: self.ttl(),
+            subs,
+            ping: self.gw.config.ping_interval.as_secs().max(1),
+            pong: true,
+        };
+        let reply = Reply {
+            id,
+            body: Body::Connect(result),
+        }
+        .encode();
+        self.outbox.release(Some(reply), &released);
+        for (channel, _) in &released {
+            self.announce_join(channel).await;
+        }
+        Ok(())
+    }
+
+    fn ttl(&self) -> u64 {
+        self.expires_at
+            .map_or(0, |exp| (exp - now_secs()).max(1) as u64)
+    }
+
+    fn client_info(&self, chan_info: Option<RawJson>) -> ClientInfo {
+        ClientInfo {
+            user: self.user.as_deref().unwrap_or_default().to_owned(),
+            client: self.client.to_string(),
+            conn_info: self.conn_info.clone(),
+            chan_info,
+        }
+    }
+
+    /// Applies a cluster-wide command addressed to this connection.
+    pub async fn handle_control(&mut self, command: control::Command) -> Outcome {
+        match command {
+            control::Command::Disconnect { code, .. } => Err(Disconnect {
+                code,
+                reason: if (3500..4000).contains(&code) || (4500..5000).contains(&code) {
+                    "force disconnect"
+                } else {
+                    "force reconnect"
+                },
+            }),
+            control::Command::Subscribe { channel, .. } => {
+                self.server_subscribe(&channel).await;
+                Ok(())
+            }
+            control::Command::Unsubscribe { channel, .. } => {
+                if self.subs.contains_key(channel.as_str()) {
+                    self.leave(&channel).await;
+                    self.outbox.send(reply::unsubscribe_push(
+                        &channel,
+                        2000,
+                        "server unsubscribe",
+                    ));
+                }
+                Ok(())
+            }
+            control::Command::Refresh {
+                expired, expire_at, ..
+            } => {
+                if expired {
+                    return Err(Disconnect::EXPIRED);
+                }
+                self.expires_at = (expire_at > 0).then_some(expire_at);
+                Ok(())
+            }
+        }
+    }
+
+    /// When [`Session::tick`] wants to run next.
+    pub fn next_deadline(&self) -> Instant {
+        let mut next = self.next_ping;
+        if let Some(d) = self.pong_deadline {
+            next = next.min(d);
+        }
+        if self.user.is_none() {
+            next = next.min(self.connect_deadline);
+        }
+        next
+    }
+
+    /// Runs timers: stale connections, pings and pongs, expiry, presence refresh.
+    pub async fn tick(&mut self) -> Outcome {
+        let now = Instant::now();
+        if self.user.is_none() && now >= self.connect_deadline {
+            return Err(Disconnect::STALE);
+        }
+        if self.pong_deadline.is_some_and(|d| now >= d) {
+            return Err(Disconnect::NO_PONG);
+        }
+        if now >= self.next_ping {
+            self.next_ping = now + self.gw.config.ping_interval;
+            if self.user.is_some() {
+                self.outbox.send(bytes::Bytes::from_static(reply::PING));
+                self.pong_deadline = Some(now + self.gw.config.pong_timeout);
+                self.check_expiry().await?;
+                self.refresh_presence().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn check_expiry(&mut self) -> Outcome {
+        let grace = self.gw.config.expired_grace.as_secs() as i64;
+        let now = now_secs();
+        if self.expires_at.is_some_and(|exp| now > exp + grace) {
+            return Err(Disconnect::EXPIRED);
+        }
+        let expired: Vec<Arc<str>> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.expires_at.is_some_and(|exp| now > exp + grace))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for channel in expired {
+            self.outbox.send(reply::unsubscribe_push(
+                &channel,
+                2501,
+                "subscription expired",
+            ));
+            self.leave(&channel).await;
+        }
+        Ok(())
+    }
+
+    /// Leaves every channel and deregisters; call once when the connection ends.
+    pub async fn close(mut self, reason: Option<Disconnect>) {
+        let code = reason.map_or(1000, |d| d.code);
+        self.gw
+            .metrics
+            .disconnects
+            .with_label_values(&[&code.to_string()])
+            .inc();
+        let channels: Vec<Arc<str>> = self.subs.keys().cloned().collect();
+        for channel in channels {
+            self.leave(&channel).await;
+        }
+        if let Some(user) = &self.user {
+            self.gw.hub.remove_session(user, self.conn);
+        }
+    }
+
+    /// The connection id the client sees.
+    pub fn client_id(&self) -> &str {
+        &self.client
+    }
+
+    /// The outbox.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+}
+
+fn method_name(r: &Request) -> &'static str {
+    match r {
+        Request::Connect(_) => "connect",
+        Request::Subscribe(_) => "subscribe",
+        Request::Unsubscribe(_) => "unsubscribe",
+        Request::Publish(_) => "publish",
+        Request::Presence(_) => "presence",
+        Request::PresenceStats(_) => "presence_stats",
+        Request::History(_) => "history",
+        Request::Ping => "ping",
+        Request::Rpc(_) => "rpc",
+        Request::Refresh(_) => "refresh",
+        Request::SubRefresh(_) => "sub_refresh",
+        Request::Send(_) => "send",
+        Request::Pong => "pong",
+    }
+}
+
+/// How long to wait before the next timer check, never zero.
+pub fn until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}

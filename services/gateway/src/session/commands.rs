@@ -1,0 +1,163 @@
+//! Commands on channels and tokens after connect: publish, presence,
+//! presence_stats, history, refresh and sub_refresh.
+
+use herald_core::auth::{now_secs, AuthError};
+use herald_core::engine::{EngineError, HistoryQuery, PublishOptions};
+use herald_core::protocol::command::{HistoryRequest, PublishRequest};
+use herald_core::protocol::reply::{
+    self, HistoryResult, PresenceResult, PresenceStatsResult, RefreshResult, SubRefreshResult,
+};
+use herald_core::protocol::{Disconnect, Error};
+use tracing::warn;
+
+use super::Session;
+
+/// A command's answer; the outer error ends the connection.
+type Answer<T> = Result<Result<T, Error>, Disconnect>;
+
+impl Session {
+    fn engine_error(&self, e: EngineError) -> Error {
+        self.gw.metrics.engine_errors.inc();
+        warn!(client = %self.client, error = %e, "engine call failed");
+        Error::INTERNAL
+    }
+
+    pub(super) async fn publish(&mut self, request: PublishRequest) -> Result<reply::Empty, Error> {
+        let channel = self.parse_channel(&request.channel)?;
+        let user = self.user.as_deref().unwrap_or_default();
+        if !channel.options().client_publish || user.is_empty() {
+            return Err(Error::PERMISSION_DENIED);
+        }
+        let chan_info = self
+            .subs
+            .get(channel.name())
+            .and_then(|s| s.chan_info.clone());
+        let options = PublishOptions {
+            info: Some(self.client_info(chan_info)),
+            ..PublishOptions::default()
+        };
+        self.gw
+            .engine
+            .publish(&channel, request.data, options)
+            .await
+            .map_err(|e| self.engine_error(e))?;
+        self.gw
+            .metrics
+            .publications
+            .with_label_values(&["client"])
+            .inc();
+        Ok(reply::Empty {})
+    }
+
+    fn subscribed_channel(&self, name: &str) -> Result<herald_core::Channel, Error> {
+        let channel = self.parse_channel(name)?;
+        if !self.subs.contains_key(channel.name()) {
+            return Err(Error::PERMISSION_DENIED);
+        }
+        Ok(channel)
+    }
+
+    pub(super) async fn presence(&self, name: &str) -> Result<PresenceResult, Error> {
+        let channel = self.subscribed_channel(name)?;
+        if !channel.options().presence {
+            return Err(Error::NOT_AVAILABLE);
+        }
+        let presence = self
+            .gw
+            .engine
+            .presence(&channel)
+            .await
+            .map_err(|e| self.engine_error(e))?;
+        Ok(PresenceResult { presence })
+    }
+
+    pub(super) async fn presence_stats(&self, name: &str) -> Result<PresenceStatsResult, Error> {
+        let channel = self.subscribed_channel(name)?;
+        if !channel.options().presence {
+            return Err(Error::NOT_AVAILABLE);
+        }
+        let stats = self
+            .gw
+            .engine
+            .presence_stats(&channel)
+            .await
+            .map_err(|e| self.engine_error(e))?;
+        Ok(PresenceStatsResult {
+            num_clients: stats.num_clients,
+            num_users: stats.num_users,
+        })
+    }
+
+    pub(super) async fn history(&self, request: HistoryRequest) -> Result<HistoryResult, Error> {
+        let channel = self.subscribed_channel(&request.channel)?;
+        if !channel.options().has_history() {
+            return Err(Error::NOT_AVAILABLE);
+        }
+        let cap = self.gw.config.history_limit;
+        let limit = match request.limit {
+            -1 => cap,
+            n if n < -1 => return Err(Error::BAD_REQUEST),
+            n => (n as usize).min(cap),
+        };
+        let query = HistoryQuery {
+            since: request.since.clone(),
+            limit: Some(limit),
+            reverse: request.reverse,
+        };
+        let history = self
+            .gw
+            .engine
+            .history(&channel, query)
+            .await
+            .map_err(|e| self.engine_error(e))?;
+        if request
+            .since
+            .is_some_and(|s| s.epoch != history.position.epoch)
+        {
+            return Err(Error::UNRECOVERABLE_POSITION);
+        }
+        Ok(HistoryResult {
+            publications: history.publications,
+            epoch: history.position.epoch,
+            offset: history.position.offset,
+        })
+    }
+
+    pub(super) fn refresh(&mut self, token: &str) -> Answer<RefreshResult> {
+        let claims = match self.gw.verifier.verify_connect(token) {
+            Ok(c) => c,
+            Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+            Err(_) => return Err(Disconnect::INVALID_TOKEN),
+        };
+        if Some(claims.sub.as_str()) != self.user.as_deref() {
+            return Err(Disconnect::INVALID_TOKEN);
+        }
+        self.expires_at = claims.exp;
+        Ok(Ok(RefreshResult {
+            client: self.client.to_string(),
+            version: herald_core::VERSION,
+            expires: self.expires_at.is_some(),
+            ttl: self.ttl(),
+        }))
+    }
+
+    pub(super) fn sub_refresh(&mut self, channel: &str, token: &str) -> Answer<SubRefreshResult> {
+        let claims = match self.gw.verifier.verify_subscribe(token) {
+            Ok(c) => c,
+            Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+            Err(_) => return Err(Disconnect::INVALID_TOKEN),
+        };
+        let user = self.user.as_deref().unwrap_or_default();
+        let Some(sub) = self.subs.get_mut(channel) else {
+            return Ok(Err(Error::PERMISSION_DENIED));
+        };
+        if claims.channel != channel || claims.sub != user {
+            return Ok(Err(Error::PERMISSION_DENIED));
+        }
+        sub.expires_at = claims.exp;
+        Ok(Ok(SubRefreshResult {
+            expires: claims.exp.is_some(),
+            ttl: claims.exp.map_or(0, |e| (e - now_secs()).max(1) as u64),
+        }))
+    }
+}

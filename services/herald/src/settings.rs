@@ -1,0 +1,212 @@
+//! Configuration of the whole process, layered: built-in defaults < `--config`
+//! file < `HERALD_<SECTION>__<KEY>` environment < command-line flags. Each
+//! library owns its section; this module composes and validates them.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use herald_core::namespace::{self, Namespaces};
+use herald_core::{auth, engine};
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+/// Which parts of Herald a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Gateway and publisher.
+    All,
+    /// Client connections only.
+    Gateway,
+    /// Server API only.
+    Publisher,
+}
+
+impl Role {
+    /// Whether client connections are served.
+    pub fn has_gateway(self) -> bool {
+        matches!(self, Role::All | Role::Gateway)
+    }
+
+    /// Whether the server API is served.
+    pub fn has_publisher(self) -> bool {
+        matches!(self, Role::All | Role::Publisher)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::All => "all",
+            Role::Gateway => "gateway",
+            Role::Publisher => "publisher",
+        })
+    }
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Roles this process runs.
+    pub role: Role,
+    /// Client listener (WebSocket, SSE, demo page).
+    pub client_addr: SocketAddr,
+    /// Internal listener (server API, metrics, probes).
+    pub internal_addr: SocketAddr,
+    /// Node name in `/api/info` (default: host name).
+    pub name: Option<String>,
+    /// Period over which connections are told to reconnect elsewhere on shutdown.
+    #[serde(deserialize_with = "herald_core::config::duration")]
+    pub drain_spread: Duration,
+    /// Longest shutdown before remaining connections are dropped.
+    #[serde(deserialize_with = "herald_core::config::duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            role: Role::All,
+            client_addr: "0.0.0.0:8000".parse().expect("valid"),
+            internal_addr: "0.0.0.0:8001".parse().expect("valid"),
+            name: None,
+            drain_spread: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Every section.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: Server,
+    /// `[engine]`.
+    #[serde(default)]
+    pub engine: engine::Config,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: auth::Config,
+    /// `[api]`.
+    #[serde(default)]
+    pub api: herald_publisher::Config,
+    /// `[client]`.
+    #[serde(default)]
+    pub client: herald_gateway::Config,
+    /// `[namespaces.<name>]`.
+    #[serde(default)]
+    pub namespaces: HashMap<String, namespace::Config>,
+    /// Top-level keys no section owns: plain `HERALD_X` variables are not ours and
+    /// are ignored, but an unknown section (`HERALD_SERVR__ROLE`) is an error.
+    #[serde(flatten)]
+    other: HashMap<String, serde_json::Value>,
+    /// Set when no verification key is configured.
+    #[serde(skip)]
+    pub dev_mode: bool,
+    /// Resolved namespaces.
+    #[serde(skip)]
+    pub resolved_namespaces: Option<Namespaces>,
+}
+
+impl Settings {
+    /// Loads and validates every layer.
+    pub fn load(cli: &Cli) -> Result<Settings, String> {
+        let mut builder = Config::builder();
+        if let Some(path) = &cli.config {
+            let path = path.to_str().ok_or("--config: path is not UTF-8")?;
+            builder = builder.add_source(File::new(path, FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("HERALD")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        if let Some(role) = cli.role {
+            builder = builder
+                .set_override("server.role", role.to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(a) = cli.client_addr {
+            builder = builder
+                .set_override("server.client_addr", a.to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        if let Some(a) = cli.internal_addr {
+            builder = builder
+                .set_override("server.internal_addr", a.to_string())
+                .map_err(|e| e.to_string())?;
+        }
+        let mut settings: Settings = builder
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| e.to_string())?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&mut self) -> Result<(), String> {
+        if let Some((key, _)) = self.other.iter().find(|(_, v)| v.is_object()) {
+            return Err(format!("{key}: unknown section"));
+        }
+        self.client.validate().map_err(|e| e.to_string())?;
+        self.resolved_namespaces =
+            Some(Namespaces::from_config(&self.namespaces).map_err(|e| e.to_string())?);
+        auth::Verifier::new(&self.auth).map_err(|e| format!("auth.public_key: {e}"))?;
+        if let Some(url) = &self.engine.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err("engine.redis_url: must start with redis:// or rediss://".into());
+            }
+        }
+        if self.engine.redis_url.is_some() && !self.engine.redis_cluster.is_empty() {
+            return Err(
+                "engine.redis_cluster: set either redis_url or redis_cluster, not both".into(),
+            );
+        }
+        if self.server.drain_spread > self.server.drain_timeout {
+            return Err("server.drain_spread: must not exceed server.drain_timeout".into());
+        }
+        if matches!(&self.auth.hmac_secret, Some(s) if s.is_empty()) {
+            return Err("auth.hmac_secret: must not be empty".into());
+        }
+        self.dev_mode = self.auth.hmac_secret.is_none() && self.auth.public_key.is_none();
+        if self.dev_mode {
+            if self.server.role != Role::All {
+                return Err("auth.hmac_secret: required with role gateway or publisher (dev mode runs only as role all)".into());
+            }
+            if self.engine.is_redis() {
+                return Err(
+                    "auth.hmac_secret: required with a Redis engine (dev mode is single-process)"
+                        .into(),
+                );
+            }
+        } else if self.server.role.has_publisher()
+            && self.api.key.as_deref().is_none_or(str::is_empty)
+        {
+            return Err("api.key: required (HERALD_API__KEY) unless running in dev mode".into());
+        }
+        Ok(())
+    }
+
+    /// The engine's name for messages.
+    pub fn engine_name(&self) -> &'static str {
+        if !self.engine.redis_cluster.is_empty() {
+            "redis cluster"
+        } else if self.engine.redis_url.is_some() {
+            "redis"
+        } else {
+            "memory"
+        }
+    }
+
+    /// The validated namespaces.
+    pub fn namespaces(&self) -> Namespaces {
+        self.resolved_namespaces.clone().unwrap_or_default()
+    }
+}

@@ -1,0 +1,175 @@
+//! The server API: authentication, errors, and every method's effect on real
+//! WebSocket clients.
+
+use herald_testkit::client::Client;
+use herald_testkit::herald::Herald;
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+async fn herald() -> Herald {
+    Herald::start(
+        BIN,
+        &[
+            ("HERALD_NAMESPACES__ROOM__PRESENCE", "true"),
+            ("HERALD_NAMESPACES__ROOM__HISTORY_SIZE", "10"),
+            ("HERALD_NAMESPACES__ROOM__HISTORY_TTL", "1m"),
+        ],
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_required_and_errors_are_clear() {
+    let h = herald().await;
+    let body = json!({"channel": "stock:A", "data": {}});
+    assert_eq!(
+        h.api_with_key("publish", body.clone(), None)
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    assert_eq!(
+        h.api_with_key("publish", body.clone(), Some("wrong"))
+            .await
+            .unwrap()
+            .0,
+        401
+    );
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/publish", h.internal_addr))
+        .header(
+            "Authorization",
+            format!("apikey {}", herald_testkit::herald::API_KEY),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, body) = h.api("publish", json!("not an object")).await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_u64()), (400, Some(107)));
+    let (status, body) = h
+        .api("publish", json!({"channel": "nope:1", "data": 1}))
+        .await
+        .unwrap();
+    assert_eq!((status, body["error"]["code"].as_u64()), (200, Some(102)));
+    let (status, body) = h
+        .api("publish", json!({"channel": "stock:A"}))
+        .await
+        .unwrap();
+    assert_eq!(body["error"]["code"], 107, "{status} {body}");
+    let (status, _) = h.api("no_such_method", json!({})).await.unwrap();
+    assert_eq!(status, 404);
+    // The client port never serves the API.
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/publish", h.client_addr))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+}
+
+#[tokio::test]
+async fn publish_broadcast_and_batch_reach_subscribers() {
+    let h = herald().await;
+    let (mut c, _) = Client::connect(&h.ws_url(), &h.token("7")).await.unwrap();
+    c.command(json!({"subscribe": {"channel": "stock:B"}}))
+        .await
+        .unwrap();
+    let (_, body) = h
+        .api(
+            "broadcast",
+            json!({"channels": ["user:7", "stock:B", "bad:x"], "data": {"v": 1}}),
+        )
+        .await
+        .unwrap();
+    let responses = body["result"]["responses"].as_array().unwrap();
+    assert_eq!(responses[0]["result"]["offset"], 1);
+    assert_eq!(responses[2]["error"]["code"], 102);
+    let mut seen = vec![c.next_push().await.unwrap(), c.next_push().await.unwrap()];
+    seen.sort_by_key(|p| p["channel"].as_str().unwrap().to_owned());
+    assert_eq!(seen[0]["channel"], "stock:B");
+    assert_eq!(seen[1]["channel"], "user:7");
+    assert_eq!(seen[1]["pub"]["data"], json!({"v": 1}));
+
+    let (_, body) = h
+        .api(
+            "batch",
+            json!({"commands": [
+                {"publish": {"channel": "user:7", "data": {"n": 2}}},
+                {"publish": {"channel": "nope:1", "data": 1}},
+                {"history": {"channel": "user:7", "limit": 10}}
+            ]}),
+        )
+        .await
+        .unwrap();
+    let replies = body["result"]["replies"].as_array().unwrap();
+    assert_eq!(replies[0]["publish"]["offset"], 2);
+    assert_eq!(replies[1]["error"]["code"], 102);
+    assert_eq!(
+        replies[2]["history"]["publications"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(c.next_push().await.unwrap()["pub"]["data"]["n"], 2);
+}
+
+#[tokio::test]
+async fn subscribe_unsubscribe_and_disconnect_act_on_users() {
+    let h = herald().await;
+    let (mut c, _) = Client::connect(&h.ws_url(), &h.token("9")).await.unwrap();
+    let (status, _) = h
+        .api("subscribe", json!({"user": "9", "channel": "room:1"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let push = c.next_push().await.unwrap();
+    assert_eq!(push["channel"], "room:1");
+    assert_eq!(push["subscribe"]["recoverable"], true, "{push}");
+    h.publish("room:1", json!("hello")).await.unwrap();
+    assert_eq!(c.next_push().await.unwrap()["pub"]["data"], "hello");
+
+    let (_, body) = h
+        .api("presence_stats", json!({"channel": "room:1"}))
+        .await
+        .unwrap();
+    assert_eq!(body["result"], json!({"num_clients": 1, "num_users": 1}));
+    let (_, body) = h
+        .api("channels", json!({"pattern": "room:*"}))
+        .await
+        .unwrap();
+    assert_eq!(body["result"]["channels"]["room:1"]["num_clients"], 1);
+    let (_, body) = h.api("info", json!({})).await.unwrap();
+    assert_eq!(body["result"]["nodes"][0]["num_clients"], 1);
+
+    h.api("unsubscribe", json!({"user": "9", "channel": "room:1"}))
+        .await
+        .unwrap();
+    let push = c.next_push().await.unwrap();
+    assert_eq!(push["unsubscribe"]["code"], 2000, "{push}");
+    let (_, body) = h
+        .api("presence", json!({"channel": "room:1"}))
+        .await
+        .unwrap();
+    assert_eq!(body["result"]["presence"], json!({}));
+
+    h.api("history_remove", json!({"channel": "room:1"}))
+        .await
+        .unwrap();
+    let (_, body) = h
+        .api("history", json!({"channel": "room:1", "limit": -1}))
+        .await
+        .unwrap();
+    assert!(body["result"].get("publications").is_none(), "{body}");
+    assert_eq!(body["result"]["offset"], 1, "position survives: {body}");
+
+    h.api("disconnect", json!({"user": "9"})).await.unwrap();
+    let (code, reason) = c.closed().await.unwrap();
+    assert_eq!((code, reason.as_str()), (3503, "force disconnect"));
+}

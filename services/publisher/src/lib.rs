@@ -1,0 +1,204 @@
+//! Herald's server API (`POST /api/<method>`, Centrifugo's shapes): backends
+//! publish, broadcast and manage users' subscriptions and connections. It
+//! authenticates callers by API key and maps domain errors to HTTP; it holds
+//! no connections itself (cluster-wide actions go through the engine).
+
+mod methods;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use herald_core::namespace::Namespaces;
+use herald_core::protocol::Error;
+use herald_core::{Engine, Metrics};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The `[api]` configuration section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Required in `X-API-Key` or `Authorization: apikey <key>`.
+    pub key: Option<String>,
+}
+
+/// What the API handlers share.
+pub struct Publisher {
+    engine: Arc<Engine>,
+    namespaces: Namespaces,
+    metrics: Metrics,
+    key: Option<String>,
+}
+
+/// A failed call: an error body, and the HTTP status it travels with.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: Error,
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError {
+            status: StatusCode::OK,
+            error,
+        }
+    }
+}
+
+impl ApiError {
+    fn status(status: StatusCode, error: Error) -> ApiError {
+        ApiError { status, error }
+    }
+
+    fn bad_request() -> ApiError {
+        ApiError::status(StatusCode::BAD_REQUEST, Error::BAD_REQUEST)
+    }
+
+    /// Status in "transport error mode", where errors are HTTP statuses.
+    fn transport_status(&self) -> StatusCode {
+        match self.error.code {
+            _ if self.status != StatusCode::OK => self.status,
+            100 => StatusCode::INTERNAL_SERVER_ERROR,
+            102 | 104 => StatusCode::NOT_FOUND,
+            112 => StatusCode::RANGE_NOT_SATISFIABLE,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl Publisher {
+    /// Assembles the API; `key: None` serves without authentication (dev-only mirrors).
+    pub fn new(
+        engine: Arc<Engine>,
+        namespaces: Namespaces,
+        metrics: Metrics,
+        key: Option<String>,
+    ) -> Publisher {
+        Publisher {
+            engine,
+            namespaces,
+            metrics,
+            key,
+        }
+    }
+
+    /// The same API without key authentication, for dev-mode mirrors.
+    pub fn without_key(&self) -> Publisher {
+        Publisher {
+            engine: self.engine.clone(),
+            namespaces: self.namespaces.clone(),
+            metrics: self.metrics.clone(),
+            key: None,
+        }
+    }
+
+    fn is_authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(key) = &self.key else { return true };
+        let given = headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("apikey "))
+            });
+        given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
+    }
+
+    /// Runs one method on a JSON body.
+    pub async fn call(&self, method: &str, body: &str) -> Result<Box<RawValue>, ApiError> {
+        let result = self.dispatch(method, body).await;
+        let outcome = match &result {
+            Ok(_) => "ok".to_owned(),
+            Err(e) => e.error.code.to_string(),
+        };
+        self.metrics
+            .api_requests
+            .with_label_values(&[metric_method(method), &outcome])
+            .inc();
+        result
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn metric_method(method: &str) -> &str {
+    if methods::KNOWN.contains(&method) {
+        method
+    } else {
+        "unknown"
+    }
+}
+
+/// `/api/<method>` with key authentication.
+pub fn router(publisher: Arc<Publisher>) -> Router {
+    Router::new()
+        .route("/api/{method}", post(handle))
+        .with_state(publisher)
+}
+
+/// Only `/api/publish`, for dev-mode mirrors on the client port.
+pub fn publish_router(publisher: Arc<Publisher>) -> Router {
+    Router::new()
+        .route(
+            "/api/publish",
+            post(|s, h, b| handle(s, Path("publish".to_owned()), h, b)),
+        )
+        .with_state(publisher)
+}
+
+async fn handle(
+    State(publisher): State<Arc<Publisher>>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !publisher.is_authorized(&headers) {
+        return error_response(StatusCode::UNAUTHORIZED, Error::UNAUTHORIZED, false);
+    }
+    let transport_mode = headers
+        .get("x-centrifugo-error-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"transport"));
+    let Ok(body) = std::str::from_utf8(&body) else {
+        return error_response(StatusCode::BAD_REQUEST, Error::BAD_REQUEST, transport_mode);
+    };
+    let body = if body.trim().is_empty() { "{}" } else { body };
+    match publisher.call(&method, body).await {
+        Ok(result) => json_response(StatusCode::OK, &Envelope::Result(&result)),
+        Err(e) if transport_mode => error_response(e.transport_status(), e.error, true),
+        Err(e) => error_response(e.status, e.error, false),
+    }
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Envelope<'a> {
+    Result(&'a RawValue),
+    Error(Error),
+}
+
+fn json_response<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).expect("responses always serialize");
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+fn error_response(status: StatusCode, error: Error, bare: bool) -> Response {
+    if bare {
+        json_response(status, &error)
+    } else {
+        json_response(status, &Envelope::Error(error))
+    }
+}
+
+/// Replies of a batch, one per command.
+type Replies = Vec<HashMap<String, Box<RawValue>>>;

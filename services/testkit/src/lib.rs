@@ -1,0 +1,9 @@
+//! Herald's test kit (dev only): real processes on free ports for integration
+//! tests. Each module owns one kind of process or client.
+
+pub mod client;
+pub mod herald;
+pub mod redis;
+pub mod resp;
+
+pub use redis::{RedisCluster, RedisServer};
