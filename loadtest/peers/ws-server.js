@@ -89,7 +89,10 @@ runWorkers('ws-peer', async () => {
     const ready = user ? join(ws, `user:${user}`) : Promise.resolve();
     ready.then(
       () => ws.send(JSON.stringify({ connected: user ?? '' })),
-      () => ws.close(1011, 'subscribe failed'),
+      (err) => {
+        console.error(`ws-peer: subscribe user:${user} failed: ${err?.message ?? err}`);
+        ws.close(1011, 'subscribe failed');
+      },
     );
   });
 

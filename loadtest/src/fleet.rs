@@ -185,9 +185,13 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
     let ended_early = loop {
         // Everything already buffered first: one read often holds several frames.
         let mut closed = None;
+        let mut frames = 0;
         loop {
             match s.conn.next_message() {
-                Ok(Some(Msg::Text(t))) => client::decode(s.proto, t, &mut events),
+                Ok(Some(Msg::Text(t))) => {
+                    frames += 1;
+                    client::decode(s.proto, t, &mut events);
+                }
                 Ok(Some(Msg::Close(code, reason))) => {
                     closed = Some(format!("closed by server: code {code} {reason:?}"));
                     break;
@@ -202,7 +206,7 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
         if !events.is_empty() {
             let now = unix_micros();
             // Shared counters are bumped once per read, not per message: they are hot cache lines.
-            let mut counts = [0u64; 3];
+            let mut counts = [0, 0, 0, frames, 1];
             for ev in events.drain(..) {
                 match ev {
                     Event::Pub(p) => {
@@ -221,7 +225,13 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
                     Event::Closed(reason) => closed = Some(reason),
                 }
             }
-            let counters = [&live.delivered, &live.duplicates, &live.misrouted];
+            let counters = [
+                &live.delivered,
+                &live.duplicates,
+                &live.misrouted,
+                &live.frames,
+                &live.reads,
+            ];
             for (counter, n) in counters.into_iter().zip(counts) {
                 if n > 0 {
                     counter.fetch_add(n, Ordering::Relaxed);

@@ -104,7 +104,7 @@ async fn next_line(
 /// Entry point of the `floor-child` process.
 pub fn run_child(args: FloorChildArgs) -> anyhow::Result<()> {
     crate::limits::raise_nofile();
-    let listener = TcpListener::bind(&args.listen)?;
+    let listener = listen(&args.listen)?;
     let mut out = io::stdout();
     writeln!(out, "listening {}", listener.local_addr()?)?;
     out.flush()?;
@@ -162,6 +162,23 @@ pub fn run_child(args: FloorChildArgs) -> anyhow::Result<()> {
     while input.read_line(&mut line)? != 0 {}
     drop(open);
     Ok(())
+}
+
+/// Listener with a backlog deep enough for the connect burst (std's default is 128, and a
+/// dropped SYN costs the client a one-second retransmission).
+fn listen(addr: &str) -> anyhow::Result<TcpListener> {
+    let addr: SocketAddr = addr
+        .parse()
+        .with_context(|| format!("bad listen address {addr:?}"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
 }
 
 fn send_batch(queues: &[std::sync::mpsc::SyncSender<Arc<Vec<Vec<u8>>>>], batch: Vec<Vec<u8>>) {

@@ -73,6 +73,7 @@ fn percentiles(path: &Path, title: &str, h: &Histogram<u64>) -> anyhow::Result<(
             ("sans-serif", 18),
         )
         .margin(12)
+        .margin_right(40)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0f64..MAX_NINES, 0f64..ymax)

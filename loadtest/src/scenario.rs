@@ -20,7 +20,7 @@ use crate::monitor;
 use crate::procstat::{self, CpuDelta, ProcSample};
 use crate::publish::{self, Channels, Plan, Sink};
 use crate::stats::{self, unix_micros, Live, Percentiles, Routing, SeqSet};
-use crate::summary::{us_per, Loadgen, PublishStats, Server, Summary};
+use crate::summary::{us_per, Loadgen, PublishStats, Receive, Server, Summary};
 
 /// Latency shards: enough to keep lock contention negligible on small machines.
 const LATENCY_SHARDS: usize = 64;
@@ -262,6 +262,11 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         connect_failures: failed as u64,
         disconnects: Live::get(&live.disconnects),
         misrouted: Live::get(&live.misrouted),
+        receive: Receive::new(
+            acc.delivered,
+            Live::get(&live.frames),
+            Live::get(&live.reads),
+        ),
         connect_latency_ms: Percentiles::from_histogram(&connect_latency),
         publish: publish_stats(args, &live, (published.len(), sent), wall_s, scenario),
         loadgen: Loadgen {

@@ -50,6 +50,10 @@ pub struct Live {
     pub duplicates: AtomicU64,
     /// Publications received by a subscriber they were not addressed to (or garbage sequence).
     pub misrouted: AtomicU64,
+    /// Text messages received that held something (publications, pings).
+    pub frames: AtomicU64,
+    /// Socket reads that yielded at least one such message.
+    pub reads: AtomicU64,
     /// Payload timestamps below this are not recorded in the latency histogram (warmup).
     pub measure_from_us: AtomicU64,
     shards: Vec<Mutex<Histogram<u64>>>,
@@ -69,6 +73,8 @@ impl Live {
             delivered: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             misrouted: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             measure_from_us: AtomicU64::new(0),
             shards: (0..shards.max(1))
                 .map(|_| Mutex::new(new_histogram()))

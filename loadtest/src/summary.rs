@@ -55,6 +55,9 @@ pub struct Summary {
     pub disconnects: u64,
     /// Publications received by a subscriber they were not addressed to.
     pub misrouted: u64,
+    /// How deliveries arrived: messages per WebSocket frame and per socket read, which shows
+    /// how much the server coalesces writes.
+    pub receive: Receive,
     /// Handshake latency (TCP + WebSocket + protocol connect and subscribe).
     pub connect_latency_ms: Percentiles,
     /// Publisher figures.
@@ -93,6 +96,33 @@ pub struct Server {
     pub connect_cpu_seconds: Option<f64>,
     /// Sampled process ids.
     pub pids: Vec<u32>,
+}
+
+/// Receive-side batching.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Receive {
+    /// Text messages received.
+    pub frames: u64,
+    /// Socket reads that yielded messages.
+    pub reads: u64,
+    /// Deliveries per text message.
+    pub deliveries_per_frame: Option<f64>,
+    /// Deliveries per socket read.
+    pub deliveries_per_read: Option<f64>,
+}
+
+impl Receive {
+    /// Ratios of `delivered` to the frame and read counts.
+    pub fn new(delivered: u64, frames: u64, reads: u64) -> Self {
+        let ratio = |d: u64| (d > 0).then(|| delivered as f64 / d as f64);
+        Receive {
+            frames,
+            reads,
+            deliveries_per_frame: ratio(frames),
+            deliveries_per_read: ratio(reads),
+        }
+    }
 }
 
 /// Publisher figures.

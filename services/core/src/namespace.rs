@@ -145,7 +145,7 @@ impl Namespaces {
             }
             let base = by_name.get(&name).cloned().unwrap_or(Options::PLAIN);
             let options = base.merged(cfg);
-            if (options.history_size > 0) != !options.history_ttl.is_zero() {
+            if (options.history_size > 0) == options.history_ttl.is_zero() {
                 return Err(ConfigError::HalfHistory { name });
             }
             by_name.insert(name, options);

@@ -8,6 +8,7 @@ pub mod drain;
 pub mod hub;
 pub mod outbox;
 pub mod session;
+pub mod sse;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +89,7 @@ impl Gateway {
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/connection/websocket", get(ws::upgrade))
+        .route("/connection/sse", get(sse::stream))
         .route("/health", get(|| async { "ok" }))
         .with_state(gateway)
         .merge(demo::router())

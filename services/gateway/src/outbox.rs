@@ -20,9 +20,12 @@ pub struct Outbox {
     closing: OnceLock<Disconnect>,
     wake: Notify,
     syncing: AtomicBool,
-    held: Mutex<HashMap<Arc<str>, Vec<(u64, Bytes)>>>,
+    held: Mutex<HashMap<Arc<str>, Held>>,
     control: Mutex<VecDeque<control::Command>>,
 }
+
+/// Frames held back for one channel, with their offsets.
+type Held = Vec<(u64, Bytes)>;
 
 /// The receiving half, owned by the connection's transport task.
 pub type Frames = mpsc::Receiver<Bytes>;

@@ -45,6 +45,7 @@ pub struct Session {
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     connect_deadline: Instant,
+    unidirectional: bool,
 }
 
 type Outcome = Result<(), Disconnect>;
@@ -67,6 +68,7 @@ impl Session {
             expires_at: None,
             subs: HashMap::new(),
             pong_deadline: None,
+            unidirectional: false,
         }
     }
 
@@ -83,7 +85,8 @@ impl Session {
         Ok(())
     }
 
-    async fn handle(&mut self, id: u32, request: Request) -> Outcome {
+    /// Handles one command (transports without client frames build them, e.g. SSE).
+    pub async fn handle(&mut self, id: u32, request: Request) -> Outcome {
         if let Request::Pong = request {
             if id != 0 || self.pong_deadline.take().is_none() {
                 return Err(Disconnect::BAD_REQUEST);
@@ -301,7 +304,9 @@ impl Session {
             self.next_ping = now + self.gw.config.ping_interval;
             if self.user.is_some() {
                 self.outbox.send(bytes::Bytes::from_static(reply::PING));
-                self.pong_deadline = Some(now + self.gw.config.pong_timeout);
+                if !self.unidirectional {
+                    self.pong_deadline = Some(now + self.gw.config.pong_timeout);
+                }
                 self.check_expiry().await?;
                 self.refresh_presence().await;
             }
@@ -347,6 +352,11 @@ impl Session {
         if let Some(user) = &self.user {
             self.gw.hub.remove_session(user, self.conn);
         }
+    }
+
+    /// Marks a transport that cannot answer pings (SSE).
+    pub fn set_unidirectional(&mut self) {
+        self.unidirectional = true;
     }
 
     /// The connection id the client sees.

@@ -90,7 +90,7 @@ async fn publish_broadcast_and_batch_reach_subscribers() {
     let responses = body["result"]["responses"].as_array().unwrap();
     assert_eq!(responses[0]["result"]["offset"], 1);
     assert_eq!(responses[2]["error"]["code"], 102);
-    let mut seen = vec![c.next_push().await.unwrap(), c.next_push().await.unwrap()];
+    let mut seen = [c.next_push().await.unwrap(), c.next_push().await.unwrap()];
     seen.sort_by_key(|p| p["channel"].as_str().unwrap().to_owned());
     assert_eq!(seen[0]["channel"], "stock:B");
     assert_eq!(seen[1]["channel"], "user:7");

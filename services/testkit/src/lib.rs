@@ -5,5 +5,6 @@ pub mod client;
 pub mod herald;
 pub mod redis;
 pub mod resp;
+pub mod sse;
 
 pub use redis::{RedisCluster, RedisServer};

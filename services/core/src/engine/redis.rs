@@ -6,6 +6,7 @@
 
 mod conn;
 mod envelope;
+mod inbox;
 mod keys;
 mod nodes;
 mod ops;

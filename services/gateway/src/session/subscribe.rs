@@ -175,10 +175,7 @@ impl Session {
                 .publications
                 .first()
                 .map_or(top == r.offset, |p| p.offset == r.offset + 1);
-            let reaches_top = history
-                .publications
-                .last()
-                .map_or(true, |p| p.offset == top);
+            let reaches_top = history.publications.last().is_none_or(|p| p.offset == top);
             result.recovered = history.position.epoch == r.epoch && reaches_back && reaches_top;
             if result.recovered {
                 result.publications = history.publications;

@@ -148,7 +148,12 @@ pub(super) async fn run(
             let shared = &shared;
             async move {
                 let payload = round.to_string();
-                shared.send_pubsub(p.clone(), payload, shared.cluster).await
+                let send = shared.send_pubsub(p.clone(), payload, shared.cluster);
+                // A stuck Redis must not stall the probe: no answer within a period is a failure.
+                tokio::time::timeout(INTERVAL, send)
+                    .await
+                    .map_err(|_| ())
+                    .and_then(|r| r.map_err(|_| ()))
             }
         });
         published = join_all(sends).await.iter().all(Result::is_ok);

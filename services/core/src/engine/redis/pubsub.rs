@@ -2,15 +2,16 @@
 //! channel is hashed to one). Per connection one task issues every (S)SUBSCRIBE
 //! and UNSUBSCRIBE, so they never overtake each other: requests that arrive
 //! together share one command, unsubscribes are debounced and re-checked, and
-//! after a reconnect everything is subscribed again and gap-checked.
+//! after a reconnect everything is subscribed again and gap-checked. Incoming
+//! traffic and the commands themselves are in `inbox`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use fred::clients::Client;
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::interfaces::{ClientLike, EventInterface};
 use fred::types::Message as FredMessage;
 use futures_util::future::join_all;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -27,7 +28,7 @@ use crate::engine::EngineError;
 const UNSUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(200);
 /// Most channels in one SUBSCRIBE command.
-const BATCH: usize = 512;
+pub(super) const BATCH: usize = 512;
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
 const REGISTRY_SHARDS: usize = 64;
 
@@ -54,10 +55,10 @@ pub(super) struct Conn {
 
 /// The node's subscriptions.
 pub(super) struct Subscriptions {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
     pub(super) conns: Vec<Conn>,
     registry: Vec<Mutex<HashMap<Arc<str>, Entry>>>,
-    workers: Workers,
+    pub(super) workers: Workers,
     pub(super) received: Received,
 }
 
@@ -76,6 +77,7 @@ impl Subscriptions {
         for (client, messages) in clients {
             let (tx, rx) = mpsc::channel(4 * BATCH);
             let reconnects = client.reconnect_rx();
+            let errors = client.error_rx();
             conns.push(Conn {
                 client,
                 requests: tx,
@@ -83,7 +85,7 @@ impl Subscriptions {
                 statics: Mutex::new(Vec::new()),
                 healthy: AtomicBool::new(true),
             });
-            tasks.push((rx, messages, reconnects));
+            tasks.push((rx, messages, reconnects, errors));
         }
         let subs = Arc::new(Subscriptions {
             shared,
@@ -94,8 +96,9 @@ impl Subscriptions {
             workers,
             received: Received::default(),
         });
-        for (k, (rx, messages, reconnects)) in tasks.into_iter().enumerate() {
+        for (k, (rx, messages, reconnects, errors)) in tasks.into_iter().enumerate() {
             tracker.spawn(subs.clone().run(k, rx, reconnects, cancel.clone()));
+            tracker.spawn(subs.clone().watch(k, errors, cancel.clone()));
             tracker.spawn(subs.clone().read(k, messages, cancel.clone()));
         }
         subs
@@ -250,63 +253,6 @@ impl Subscriptions {
         }
     }
 
-    /// Sends (S)SUBSCRIBE or (S)UNSUBSCRIBE for `names`; one result per name.
-    async fn send(
-        &self,
-        k: usize,
-        names: Vec<String>,
-        sharded: bool,
-        on: bool,
-    ) -> Vec<Result<(), EngineError>> {
-        let client = &self.conns[k].client;
-        let shared = &self.shared;
-        let op = if on { "subscribe" } else { "unsubscribe" };
-        // SSUBSCRIBE takes channels of one slot only.
-        let groups: Vec<Vec<usize>> = if sharded {
-            let mut by_slot: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
-            for (i, n) in names.iter().enumerate() {
-                by_slot
-                    .entry(fred::util::redis_keyslot(n.as_bytes()))
-                    .or_default()
-                    .push(i);
-            }
-            by_slot
-                .into_values()
-                .flat_map(|g| g.chunks(BATCH).map(<[usize]>::to_vec).collect::<Vec<_>>())
-                .collect()
-        } else {
-            (0..names.len())
-                .collect::<Vec<_>>()
-                .chunks(BATCH)
-                .map(<[usize]>::to_vec)
-                .collect()
-        };
-        let calls = groups.iter().map(|g| {
-            let group: Vec<String> = g.iter().map(|&i| names[i].clone()).collect();
-            async move {
-                let fut = async {
-                    match (sharded, on) {
-                        (true, true) => client.ssubscribe(group).await,
-                        (true, false) => client.sunsubscribe(group).await,
-                        (false, true) => client.subscribe(group).await,
-                        (false, false) => client.unsubscribe(group).await,
-                    }
-                };
-                shared.timed(op, fut).await
-            }
-        });
-        let outcomes = join_all(calls).await;
-        let mut results: Vec<Result<(), EngineError>> = names.iter().map(|_| Ok(())).collect();
-        for (group, outcome) in groups.iter().zip(outcomes) {
-            if let Err(e) = outcome {
-                for &i in group {
-                    results[i] = Err(e.clone());
-                }
-            }
-        }
-        results
-    }
-
     async fn subscribe_batch(&self, k: usize, batch: Vec<Arc<str>>) {
         let names = batch.iter().map(|c| self.shared.keys.pubsub(c)).collect();
         let subscribed = self.send(k, names, self.shared.cluster, true).await;
@@ -443,52 +389,5 @@ impl Subscriptions {
         debug!(conn = k, "subscriptions restored");
         self.conns[k].healthy.store(true, Ordering::SeqCst);
         self.workers.resync(Some(k)).await;
-    }
-
-    async fn read(
-        self: Arc<Self>,
-        k: usize,
-        mut messages: broadcast::Receiver<FredMessage>,
-        cancel: CancellationToken,
-    ) {
-        loop {
-            let message = tokio::select! {
-                _ = cancel.cancelled() => break,
-                m = messages.recv() => m,
-            };
-            match message {
-                Ok(m) => self.route(m).await,
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    warn!(
-                        conn = k,
-                        skipped = n,
-                        "pub/sub reader lagged, checking every channel"
-                    );
-                    self.shared.metrics.lagged.inc_by(n);
-                    self.workers.resync(Some(k)).await;
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    }
-
-    async fn route(&self, m: FredMessage) {
-        let keys = &self.shared.keys;
-        let Some(payload) = m.value.into_bytes() else {
-            return;
-        };
-        if let Some(channel) = keys.channel_of(&m.channel) {
-            let channel: Arc<str> = Arc::from(channel);
-            self.workers
-                .send(&channel.clone(), Event::Message { channel, payload })
-                .await;
-        } else if *m.channel == *keys.control() {
-            match serde_json::from_slice(&payload) {
-                Ok(command) => self.shared.handler.on_control(&command),
-                Err(e) => warn!(error = %e, "undecodable control command dropped"),
-            }
-        } else if keys.is_probe(&m.channel) {
-            self.received.record(&m.channel, &payload);
-        }
     }
 }

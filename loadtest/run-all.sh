@@ -1,0 +1,195 @@
+#!/usr/bin/env bash
+# Runs every load scenario against Herald, the Socket.IO peer and the plain ws peer (plus the raw
+# TCP floor), RUNS times each, each run against a freshly started server, then regenerates
+# loadtest/RESULTS.md (medians) from the JSON summaries. About 15 minutes on 2 cores by default.
+#
+#   loadtest/run-all.sh                      # everything
+#   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
+#
+# Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws],
+# SCENARIOS [broadcast personal idle churn floor], DURATION [10s], BROADCAST_CONNECTIONS [2000],
+# BROADCAST_RATE [100], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [2000], IDLE_CONNECTIONS [5000],
+# IDLE_DURATION [5s], CHURN_WORKERS [50], FLOOR_BATCH [1], PEER_WORKERS [nproc],
+# HERALD_ENGINE [redis | memory], SOURCE_ADDRS [127.0.0.2-127.0.0.20], RESULTS [loadtest/results],
+# REPORT [loadtest/RESULTS.md], BUILD [1; 0 skips cargo build], EXTRA_ARGS [] (appended to every
+# herald-loadtest call).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+RUNS=${RUNS:-3}
+TARGETS=${TARGETS:-"herald socketio ws"}
+SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor"}
+DURATION=${DURATION:-10s}
+BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-2000}
+BROADCAST_RATE=${BROADCAST_RATE:-100}
+PERSONAL_CONNECTIONS=${PERSONAL_CONNECTIONS:-2000}
+PERSONAL_RATE=${PERSONAL_RATE:-2000}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+IDLE_DURATION=${IDLE_DURATION:-5s}
+CHURN_WORKERS=${CHURN_WORKERS:-50}
+FLOOR_BATCH=${FLOOR_BATCH:-1}
+PEER_WORKERS=${PEER_WORKERS:-$(nproc)}
+HERALD_ENGINE=${HERALD_ENGINE:-redis}
+SOURCE_ADDRS=${SOURCE_ADDRS:-127.0.0.2-127.0.0.20}
+RESULTS=${RESULTS:-loadtest/results}
+REPORT=${REPORT:-loadtest/RESULTS.md}
+BUILD=${BUILD:-1}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+
+API_KEY=loadtest-api-key
+HMAC_SECRET=loadtest-hmac-secret-0123456789abcdef
+LOADTEST=target/release/herald-loadtest
+LOGS=$(mktemp -d /tmp/herald-loadtest.XXXXXX)
+STARTED=()      # pids of processes this script started
+SERVER_PID=""   # primary pid of the server under test
+SERVER_PIDS=""  # comma-separated pids to sample
+
+log() { printf '[run-all] %s\n' "$*" >&2; }
+
+cleanup() {
+  stop_server
+  for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# A TCP port nobody listens on.
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 30000))
+    if ! ss -Htln "sport = :$port" | grep -q .; then echo "$port"; return; fi
+  done
+}
+
+# Waits until `curl URL` answers 200 (or the process dies, or 30 s pass).
+wait_ready() {
+  local url=$1 pid=$2
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || { log "process $pid died; log: $3"; tail -20 "$3" >&2; exit 1; }
+    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return 0
+    sleep 0.1
+  done
+  log "not ready after 30s: $url"; exit 1
+}
+
+build() {
+  [[ $BUILD == 1 ]] || return 0
+  if [[ " $TARGETS " == *" herald "* ]]; then
+    cargo build --release -p herald -p herald-loadtest
+  else
+    cargo build --release -p herald-loadtest
+  fi
+  if [[ " $TARGETS " == *" socketio "* || " $TARGETS " == *" ws "* ]]; then
+    [[ -d loadtest/peers/node_modules ]] || (cd loadtest/peers && npm ci --no-audit --no-fund)
+  fi
+}
+
+start_redis() {
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --logfile "$LOGS/redis.log" &
+  STARTED+=($!)
+  for _ in $(seq 100); do
+    [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true) == PONG ]] && return 0
+    sleep 0.1
+  done
+  log "redis-server did not start"; exit 1
+}
+
+# Starts the server for target $1 and sets WS_URL, API_URL, SERVER_PID, SERVER_PIDS.
+start_server() {
+  local target=$1 port iport logf="$LOGS/$1.log"
+  port=$(free_port)
+  case $target in
+    herald)
+      iport=$(free_port)
+      local engine=()
+      [[ $HERALD_ENGINE == redis ]] && engine=(HERALD_ENGINE__REDIS_URL="redis://127.0.0.1:$REDIS_PORT")
+      env HERALD_AUTH__HMAC_SECRET="$HMAC_SECRET" HERALD_API__KEY="$API_KEY" \
+        HERALD_SERVER__CLIENT_ADDR="127.0.0.1:$port" HERALD_SERVER__INTERNAL_ADDR="127.0.0.1:$iport" \
+        "${engine[@]}" target/release/herald >>"$logf" 2>&1 &
+      SERVER_PID=$!
+      wait_ready "http://127.0.0.1:$iport/readyz" "$SERVER_PID" "$logf"
+      WS_URL="ws://127.0.0.1:$port/connection/websocket"
+      API_URL="http://127.0.0.1:$iport"
+      SERVER_PIDS=$SERVER_PID
+      ;;
+    socketio | ws)
+      local script=ws-server.js
+      [[ $target == socketio ]] && script=socketio-server.js
+      PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT" API_KEY="$API_KEY" WORKERS=$PEER_WORKERS \
+        node "loadtest/peers/$script" >>"$logf" 2>&1 &
+      SERVER_PID=$!
+      wait_ready "http://127.0.0.1:$port/readyz" "$SERVER_PID" "$logf"
+      WS_URL="ws://127.0.0.1:$port/"
+      [[ $target == socketio ]] && WS_URL="ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket"
+      API_URL="http://127.0.0.1:$port"
+      SERVER_PIDS=$SERVER_PID
+      local child
+      for child in $(pgrep -P "$SERVER_PID" || true); do SERVER_PIDS+=",$child"; done
+      ;;
+  esac
+}
+
+stop_server() {
+  [[ -n $SERVER_PID ]] || return 0
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+# Scenario-specific arguments.
+scenario_args() {
+  case $1 in
+    broadcast) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION" ;;
+    personal) echo "--connections $PERSONAL_CONNECTIONS --rate $PERSONAL_RATE --duration $DURATION" ;;
+    idle) echo "--connections $IDLE_CONNECTIONS --duration $IDLE_DURATION" ;;
+    churn) echo "--connections $CHURN_WORKERS --duration $DURATION" ;;
+    floor) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION --floor-batch $FLOOR_BATCH" ;;
+  esac
+}
+
+run_one() {
+  local target=$1 scenario=$2 run=$3 out
+  out="$RESULTS/$target-$scenario-$run.json"
+  # shellcheck disable=SC2046,SC2086
+  if [[ $scenario == floor ]]; then
+    out="$RESULTS/floor-floor-$run.json"
+    log "floor run $run"
+    "$LOADTEST" --scenario floor $(scenario_args floor) --source-addrs "$SOURCE_ADDRS" --out "$out" $EXTRA_ARGS
+    return
+  fi
+  start_server "$target"
+  log "$target $scenario run $run (server pids $SERVER_PIDS)"
+  # shellcheck disable=SC2046,SC2086
+  "$LOADTEST" --target "$target" --scenario "$scenario" $(scenario_args "$scenario") \
+    --ws-url "$WS_URL" --api-url "$API_URL" --api-key "$API_KEY" --hmac-secret "$HMAC_SECRET" \
+    --server-pid "$SERVER_PIDS" --source-addrs "$SOURCE_ADDRS" --out "$out" $EXTRA_ARGS \
+    || log "$target $scenario run $run failed (see $LOGS/$target.log)"
+  stop_server
+}
+
+main() {
+  local started_at
+  started_at=$(date +%s)
+  build
+  mkdir -p "$RESULTS"
+  start_redis
+  for run in $(seq "$RUNS"); do
+    for scenario in $SCENARIOS; do
+      if [[ $scenario == floor ]]; then run_one floor floor "$run"; continue; fi
+      for target in $TARGETS; do run_one "$target" "$scenario" "$run"; done
+    done
+  done
+  local invocation="loadtest/run-all.sh"
+  local knobs="RUNS=$RUNS DURATION=$DURATION BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
+  "$LOADTEST" report --results "$RESULTS" --out "$REPORT" --invocation "$knobs $invocation"
+  log "done in $(( $(date +%s) - started_at ))s; server logs in $LOGS"
+}
+
+main "$@"
