@@ -153,6 +153,12 @@ pub struct RunArgs {
     /// `floor`: writer threads in the acceptor process.
     #[arg(long, default_value_t = 2)]
     pub floor_writers: usize,
+    /// `floor`: length of the bare connect/accept/close storm that follows the fan-out phase.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub floor_churn: Duration,
+    /// `floor`: concurrent workers of that storm.
+    #[arg(long, default_value_t = 50)]
+    pub floor_churn_workers: usize,
     /// Where to write the JSON summary; plots are written next to it.
     #[arg(long, default_value = "result.json")]
     pub out: PathBuf,

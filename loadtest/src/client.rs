@@ -208,8 +208,9 @@ impl Session {
 
     /// Closes politely: close frame, then wait briefly for the server to close its side, so that
     /// TIME_WAIT stays on the server and off the load generator's ports.
+    /// Raw floor sockets send nothing and only wait for the acceptor to close.
     pub async fn close(mut self) {
-        if self.conn.send_close().await.is_err() {
+        if self.proto != Proto::Raw && self.conn.send_close().await.is_err() {
             return;
         }
         let drain = async {

@@ -261,7 +261,8 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
     live.connected.fetch_sub(1, Ordering::Relaxed);
     if ended_early.is_some() {
         Live::incr(&live.disconnects);
-    } else {
+    } else if s.proto != Proto::Raw {
+        // Raw floor sockets are simply dropped: the floor process closes them only at exit.
         s.close().await;
     }
     Outcome { log, ended_early }

@@ -1,7 +1,8 @@
 //! The `floor` baseline: a separate process of this binary (`floor-child`) accepts N bare TCP
 //! connections, then for every publication line on stdin builds one WebSocket text frame holding
-//! a Herald push and writes it with writev to every socket from a small thread pool. Its CPU is
-//! the physical cost of accept and of fan-out on this machine, with no protocol work at all.
+//! a Herald push and writes it with writev to every socket from a small thread pool; afterwards
+//! it accepts and closes new connections. Its CPU is the physical cost of fan-out and of
+//! connect/accept on this machine, with no protocol work at all.
 
 use std::io::{self, BufRead, BufReader, IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -77,15 +78,20 @@ impl FloorServer {
             .ok_or_else(|| anyhow!("floor stdin already taken"))
     }
 
-    /// Waits for the process to finish (its stdin must be closed by then); returns the frames
-    /// it wrote and the writev calls it made.
-    pub async fn finish(mut self) -> anyhow::Result<(u64, u64)> {
+    /// Waits until every publication is written (after the `end` line); returns the frames
+    /// written and the writev calls made. The process then accepts and closes new connections.
+    pub async fn done(&mut self) -> anyhow::Result<(u64, u64)> {
         let done = next_line(&mut self.stdout, "done").await?;
         let mut it = done.split_whitespace().map(str::parse::<u64>);
         let frames = it.next().transpose()?.unwrap_or(0);
         let writes = it.next().transpose()?.unwrap_or(0);
-        self.child.wait().await?;
         Ok((frames, writes))
+    }
+
+    /// Waits for the process to exit (its stdin must be closed by then).
+    pub async fn finish(mut self) -> anyhow::Result<()> {
+        self.child.wait().await?;
+        Ok(())
     }
 }
 
@@ -156,6 +162,12 @@ pub fn run_child(args: FloorChildArgs) -> anyhow::Result<()> {
         (frames, writes) = (frames + f, writes + w);
         open.push(socks);
     }
+    // From now on, bare connect/accept: every new connection is accepted and closed at once.
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            drop(s);
+        }
+    });
     writeln!(out, "done {frames} {writes}")?;
     out.flush()?;
     // Keep the sockets open until the load generator has stopped reading (stdin closed).

@@ -113,7 +113,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
     let dialer = Dialer::new(
         proto,
         &url,
-        sources,
+        sources.clone(),
         &args.hmac_secret,
         topic,
         expect_personal,
@@ -194,6 +194,12 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         (p.accepted, p.wall)
     };
     let end = sample(&pids)?;
+    let mut floor_storm = None;
+    if let Some(f) = floor.as_mut() {
+        let (frames, writes) = f.done().await?;
+        eprintln!("floor process wrote {frames} frames in {writes} writev calls");
+        floor_storm = Some(bare_connect_storm(args, &url, sources, &pids).await?);
+    }
 
     let connected = fleet.connected;
     let (connect_wall, connect_latency) = (fleet.wall, fleet.connect_latency.clone());
@@ -207,8 +213,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
     );
     drop(pipe);
     if let Some(f) = floor {
-        let (frames, writes) = f.finish().await?;
-        eprintln!("floor process wrote {frames} frames in {writes} writev calls");
+        f.finish().await?;
     }
     let report = monitor.stop().await;
     let acc = stats::account(routing, &published, &logs);
@@ -236,7 +241,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
     let wall_s = wall.as_secs_f64().max(1e-9);
     let self_end = procstat::sample_self();
     errors.truncate(MAX_ERRORS);
-    let summary = Summary {
+    let mut summary = Summary {
         scenario: scenario.name().to_owned(),
         target: if scenario == Scenario::Floor {
             "floor".to_owned()
@@ -278,10 +283,46 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         started_at,
         timeline: report.timeline,
     };
+    if let Some((storm, connects, cpu)) = floor_storm {
+        summary.connects_per_sec = connects as f64 / storm.wall.as_secs_f64().max(1e-9);
+        summary.server.connect_cpu_seconds = cpu.map(|c| c.total_s());
+        summary.cpu_us_per_connect = us_per(summary.server.connect_cpu_seconds, connects);
+        summary.connect_latency_ms = Percentiles::from_histogram(&storm.latency);
+        summary
+            .errors
+            .extend(storm.errors.into_iter().take(MAX_ERRORS));
+    }
     Ok(Outcome {
         summary,
         latency: report.latency,
     })
+}
+
+/// Floor only: connect/accept/close storm against the floor process, which by now closes every
+/// new connection right after accepting it. Returns the storm, handshakes and acceptor CPU.
+async fn bare_connect_storm(
+    args: &RunArgs,
+    url: &str,
+    sources: Vec<Ipv4Addr>,
+    pids: &[u32],
+) -> anyhow::Result<(churn::Storm, u64, Option<CpuDelta>)> {
+    let dialer = Arc::new(Dialer::new(Proto::Raw, url, sources, "", None, false).await?);
+    let live = Arc::new(Live::new(1));
+    eprintln!(
+        "bare connect/accept storm: {} workers for {:?}",
+        args.floor_churn_workers, args.floor_churn
+    );
+    let before = sample(pids)?;
+    let storm = churn::storm(
+        dialer,
+        args.floor_churn_workers,
+        args.floor_churn,
+        args.connect_timeout,
+        live.clone(),
+    )
+    .await;
+    let cpu = cpu_between(before, sample(pids)?);
+    Ok((storm, Live::get(&live.connects), cpu))
 }
 
 fn publish_stats(

@@ -1,6 +1,6 @@
-//! Connect/disconnect storm: N workers each open a connection (full handshake, as a client
-//! would), close it politely and start over until the duration ends. Measures completed
-//! handshakes per second and server CPU per handshake.
+//! Connect/disconnect storm: workers each open a connection (full handshake, as a client would),
+//! close it politely and start over until the time is up. Measures completed handshakes per
+//! second and server CPU per handshake. `storm` is shared with the floor's bare connect/accept.
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -20,62 +20,80 @@ use crate::summary::{us_per, Loadgen, Server, Summary};
 /// Pause after a failed attempt so that a refused connection does not spin a core.
 const FAILURE_BACKOFF: Duration = Duration::from_millis(20);
 
+/// What a storm did.
+pub struct Storm {
+    /// Handshake latency in microseconds.
+    pub latency: Histogram<u64>,
+    /// Wall time.
+    pub wall: Duration,
+    /// First few failures.
+    pub errors: Vec<String>,
+}
+
+/// Runs `workers` connect/close loops for `duration`; completed handshakes are counted in
+/// `live.connects`, failures in `live.connect_errors`.
+pub async fn storm(
+    dialer: Arc<Dialer>,
+    workers: usize,
+    duration: Duration,
+    connect_timeout: Duration,
+    live: Arc<Live>,
+) -> Storm {
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut set = JoinSet::new();
+    for w in 0..workers {
+        let (dialer, live, errors) = (dialer.clone(), live.clone(), errors.clone());
+        set.spawn(worker(dialer, w, deadline, connect_timeout, live, errors));
+    }
+    let mut latency = new_histogram();
+    while let Some(h) = set.join_next().await {
+        if let Ok(h) = h {
+            latency.add(&h).expect("histograms share bounds");
+        }
+    }
+    let errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
+    Storm {
+        latency,
+        wall: start.elapsed(),
+        errors,
+    }
+}
+
 /// Runs the churn scenario.
 pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcome> {
     let started_at = unix_micros() / 1_000_000;
     let self_start = procstat::sample_self();
     let pids = server_pids(args);
     let url = ws_url(args)?;
-    let dialer = Arc::new(
-        Dialer::new(
-            Proto::from(args.target),
-            &url,
-            sources,
-            &args.hmac_secret,
-            None,
-            false,
-        )
-        .await?,
-    );
+    let proto = Proto::from(args.target);
+    let dialer = Arc::new(Dialer::new(proto, &url, sources, &args.hmac_secret, None, false).await?);
     let live = Arc::new(Live::new(1));
-    let errors = Arc::new(Mutex::new(Vec::new()));
     let monitor = monitor::spawn(live.clone(), pids.clone());
     let before = sample(&pids)?;
     eprintln!(
         "churning {} workers against {url} for {:?}",
         args.connections, args.duration
     );
-    let start = Instant::now();
-    let deadline = start + args.duration;
-    let mut workers = JoinSet::new();
-    for w in 0..args.connections {
-        let (dialer, live, errors) = (dialer.clone(), live.clone(), errors.clone());
-        workers.spawn(worker(
-            dialer,
-            w,
-            deadline,
-            args.connect_timeout,
-            live,
-            errors,
-        ));
-    }
-    let mut latency = new_histogram();
-    while let Some(h) = workers.join_next().await {
-        if let Ok(h) = h {
-            latency.add(&h).expect("histograms share bounds");
-        }
-    }
-    let wall_s = start.elapsed().as_secs_f64();
+    let s = storm(
+        dialer,
+        args.connections,
+        args.duration,
+        args.connect_timeout,
+        live.clone(),
+    )
+    .await;
     let after = sample(&pids)?;
     let report = monitor.stop().await;
     let connects = Live::get(&live.connects);
     let cpu = cpu_between(before, after);
     let self_end = procstat::sample_self();
-    let mut errors = std::mem::take(&mut *errors.lock().unwrap_or_else(|e| e.into_inner()));
+    let wall_s = s.wall.as_secs_f64().max(1e-9);
+    let mut errors = s.errors;
     errors.truncate(MAX_ERRORS);
     let server = Server {
         rss_bytes: after.map(|s| s.rss_bytes),
-        rss_bytes_per_connection: None,
         cpu_seconds: cpu.map(|c| c.total_s()),
         user_cpu_seconds: cpu.map(|c| c.user_s),
         system_cpu_seconds: cpu.map(|c| c.system_s),
@@ -83,20 +101,19 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
         peak_rss_bytes: report.peak_rss,
         connect_cpu_seconds: cpu.map(|c| c.total_s()),
         pids,
+        ..Server::default()
     };
     let summary = Summary {
         scenario: "churn".to_owned(),
         target: args.target.name().to_owned(),
         connections: args.connections as u64,
         duration_s: wall_s,
-        deliveries_per_sec: 0.0,
-        connects_per_sec: connects as f64 / wall_s.max(1e-9),
-        latency_ms: Percentiles::default(),
+        connects_per_sec: connects as f64 / wall_s,
         cpu_us_per_connect: us_per(server.cpu_seconds, connects),
         server,
         connections_requested: args.connections as u64,
         connect_failures: Live::get(&live.connect_errors),
-        connect_latency_ms: Percentiles::from_histogram(&latency),
+        connect_latency_ms: Percentiles::from_histogram(&s.latency),
         loadgen: Loadgen {
             cpu_seconds: self_end.cpu_since(&self_start).total_s(),
             rss_bytes: self_end.rss_bytes,

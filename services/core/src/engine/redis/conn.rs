@@ -176,10 +176,10 @@ pub(super) fn fred_config(config: &Config) -> Result<(FredConfig, bool), EngineE
             .redis_url
             .as_deref()
             .unwrap_or("redis://127.0.0.1:6379");
-        let cfg = FredConfig::from_url_centralized(url).map_err(bad)?;
-        if matches!(cfg.server, ServerConfig::Clustered { .. }) {
+        let cfg = FredConfig::from_url(url).map_err(bad)?;
+        if !matches!(cfg.server, ServerConfig::Centralized { .. }) {
             return Err(EngineError::Internal(
-                "engine.redis_url is a cluster URL: use engine.redis_cluster".into(),
+                "engine.redis_url must be a standalone redis:// or rediss:// URL (for a cluster use engine.redis_cluster)".into(),
             ));
         }
         (cfg, false)
