@@ -253,6 +253,12 @@ async fn survives_a_redis_restart_mid_stream() {
                 "node {} channel {c}: duplicates",
                 rec.uid
             );
+            // Redis lost its data, so the epoch changed: every node must have said so.
+            assert!(
+                rec.unrecoverable(c),
+                "node {} channel {c}: epoch change unnoticed",
+                rec.uid
+            );
             let missing = want.iter().filter(|d| !unique.contains(d)).count();
             assert!(
                 missing == 0 || rec.unrecoverable(c),
