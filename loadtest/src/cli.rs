@@ -137,8 +137,9 @@ pub struct RunArgs {
     /// Upper bound on new connections per second while connecting (0 = unlimited).
     #[arg(long, default_value_t = 0.0)]
     pub connect_rate: f64,
-    /// Handshakes in flight at once while connecting.
-    #[arg(long, default_value_t = 200)]
+    /// Handshakes in flight at once while connecting. Above a server's listen backlog, SYNs
+    /// are dropped and cost a one-second retransmission.
+    #[arg(long, default_value_t = 100)]
     pub connect_concurrency: usize,
     /// Deadline of one connection handshake (TCP, WebSocket, protocol connect and subscribe).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]

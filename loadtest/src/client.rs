@@ -58,7 +58,7 @@ pub enum Event {
     Pub(Payload),
     /// Text to send back (a pong).
     Reply(&'static str),
-    /// The server ended the session at the protocol level.
+    /// The server ended the connection at the protocol level.
     Closed(String),
 }
 
@@ -77,9 +77,9 @@ pub struct Dialer {
 }
 
 /// An established connection, subscribed and ready to receive.
-pub struct Session {
+pub struct Connection {
     /// The socket.
-    pub conn: WsConn,
+    pub ws: WsConn,
     /// Protocol spoken on it.
     pub proto: Proto,
     /// Whether server pings must be answered (Herald: connect result `pong`).
@@ -144,14 +144,14 @@ impl Dialer {
     }
 
     /// Opens and prepares the connection of user `lt-<user>`.
-    pub async fn open(&self, user: usize) -> anyhow::Result<Session> {
+    pub async fn open(&self, user: usize) -> anyhow::Result<Connection> {
         let tcp = self.tcp().await?;
         let seed = user as u32;
         let user = format!("lt-{user}");
         if self.proto == Proto::Raw {
             let conn = WsConn::raw(tcp, seed);
-            return Ok(Session {
-                conn,
+            return Ok(Connection {
+                ws: conn,
                 proto: Proto::Raw,
                 pong: false,
             });
@@ -165,8 +165,8 @@ impl Dialer {
             ),
         };
         let conn = WsConn::connect(tcp, &self.host, &path, seed).await?;
-        let mut s = Session {
-            conn,
+        let mut s = Connection {
+            ws: conn,
             proto: self.proto,
             pong: false,
         };
@@ -184,23 +184,23 @@ impl Dialer {
     }
 }
 
-impl Session {
+impl Connection {
     /// Sends one text message.
     pub async fn send(&mut self, text: impl AsRef<str>) -> anyhow::Result<()> {
-        self.conn.send_text(text.as_ref()).await?;
+        self.ws.send_text(text.as_ref()).await?;
         Ok(())
     }
 
     /// Next text message; WebSocket pings are answered, a close is an error.
     pub async fn recv_text(&mut self) -> anyhow::Result<String> {
         loop {
-            match self.conn.next_message()? {
+            match self.ws.next_message()? {
                 Some(Msg::Text(t)) => return Ok(t.to_owned()),
                 Some(Msg::Close(code, reason)) => bail!("closed by server: code {code} {reason:?}"),
                 None => {}
             }
-            self.conn.flush().await?;
-            if self.conn.fill().await? == 0 {
+            self.ws.flush().await?;
+            if self.ws.fill().await? == 0 {
                 bail!("connection closed by server");
             }
         }
@@ -210,15 +210,15 @@ impl Session {
     /// TIME_WAIT stays on the server and off the load generator's ports.
     /// Raw floor sockets send nothing and only wait for the acceptor to close.
     pub async fn close(mut self) {
-        if self.proto != Proto::Raw && self.conn.send_close().await.is_err() {
+        if self.proto != Proto::Raw && self.ws.send_close().await.is_err() {
             return;
         }
         let drain = async {
-            while let Ok(n) = self.conn.fill().await {
+            while let Ok(n) = self.ws.fill().await {
                 if n == 0 {
                     break;
                 }
-                while let Ok(Some(_)) = self.conn.next_message() {}
+                while let Ok(Some(_)) = self.ws.next_message() {}
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;

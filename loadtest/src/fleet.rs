@@ -11,8 +11,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, Dialer, Event, Msg, Proto, Session};
-use crate::stats::{new_histogram, unix_micros, Live, Routing, SubscriberLog};
+use crate::client::{self, Connection, Dialer, Event, Msg, Proto};
+use crate::ledger::{Routing, SubscriberLog};
+use crate::stats::{new_histogram, unix_micros, Live};
 
 /// Connection errors quoted in the output.
 const MAX_QUOTED_ERRORS: usize = 5;
@@ -152,7 +153,7 @@ async fn connection(
     let t0 = Instant::now();
     let opened = tokio::time::timeout(ctx.connect_timeout, ctx.dialer.open(i)).await;
     drop(permit);
-    let session = match opened {
+    let conn = match opened {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             Live::incr(&ctx.live.connect_errors);
@@ -169,11 +170,11 @@ async fn connection(
     Live::incr(&ctx.live.connects);
     let _ = events.send(Ok(t0.elapsed())).await;
     drop(events);
-    Some(receive(&ctx, i as u64, session).await)
+    Some(receive(&ctx, i as u64, conn).await)
 }
 
 /// Receives until cancelled or until the server ends the connection.
-async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
+async fn receive(ctx: &FleetCtx, sub: u64, mut s: Connection) -> Outcome {
     let live = &*ctx.live;
     let mut log = SubscriberLog::default();
     let mut events = Vec::new();
@@ -187,7 +188,7 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
         let mut closed = None;
         let mut frames = 0;
         loop {
-            match s.conn.next_message() {
+            match s.ws.next_message() {
                 Ok(Some(Msg::Text(t))) => {
                     frames += 1;
                     client::decode(s.proto, t, &mut events);
@@ -243,7 +244,7 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
                 closed = Some(format!("pong failed: {e}"));
             }
         }
-        if let Err(e) = s.conn.flush().await {
+        if let Err(e) = s.ws.flush().await {
             closed = Some(format!("pong failed: {e}"));
         }
         if closed.is_some() {
@@ -251,7 +252,7 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Session) -> Outcome {
         }
         tokio::select! {
             _ = &mut cancelled => break None,
-            r = s.conn.fill() => match r {
+            r = s.ws.fill() => match r {
                 Ok(0) => break Some("connection closed by server".to_owned()),
                 Ok(_) => {}
                 Err(e) => break Some(format!("read error: {e}")),

@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod fleet;
 mod floor;
+mod ledger;
 mod limits;
 mod monitor;
 mod plot;

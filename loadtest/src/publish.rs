@@ -13,7 +13,8 @@ use tokio::process::ChildStdin;
 use tokio::sync::Semaphore;
 use tokio::time::MissedTickBehavior;
 
-use crate::stats::{unix_micros, Live, SeqSet};
+use crate::ledger::SeqSet;
+use crate::stats::{unix_micros, Live};
 
 /// Publish errors quoted in the output.
 const MAX_QUOTED_ERRORS: usize = 5;
@@ -209,7 +210,6 @@ async fn run_http(
             let (accepted, errors) = (accepted.clone(), errors.clone());
             tokio::spawn(async move {
                 let result = publish_one(&target, &channel, seq).await;
-                drop(permit);
                 match result {
                     Ok(()) => {
                         accepted
@@ -226,6 +226,9 @@ async fn run_http(
                         }
                     }
                 }
+                // Released only once the outcome is recorded: the end of the phase waits for
+                // every slot, so nothing may be recorded after that.
+                drop(permit);
             });
         }
     }

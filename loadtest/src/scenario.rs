@@ -16,10 +16,11 @@ use crate::cli::{RunArgs, Scenario};
 use crate::client::{Dialer, Proto};
 use crate::fleet::{self, FleetCtx};
 use crate::floor::FloorServer;
+use crate::ledger::{self, Routing, SeqSet};
 use crate::monitor;
 use crate::procstat::{self, CpuDelta, ProcSample};
 use crate::publish::{self, Channels, Plan, Sink};
-use crate::stats::{self, unix_micros, Live, Percentiles, Routing, SeqSet};
+use crate::stats::{unix_micros, Live, Percentiles};
 use crate::summary::{us_per, Loadgen, PublishStats, Receive, Server, Summary};
 
 /// Latency shards: enough to keep lock contention negligible on small machines.
@@ -216,7 +217,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         f.finish().await?;
     }
     let report = monitor.stop().await;
-    let acc = stats::account(routing, &published, &logs);
+    let acc = ledger::account(routing, &published, &logs);
 
     let measured = cpu_between(settled, end);
     let connect_cpu = cpu_between(baseline, after_connect);

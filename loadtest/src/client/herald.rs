@@ -8,7 +8,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Event, Payload, Session};
+use super::{Connection, Event, Payload};
 
 /// Connection tokens outlive any run.
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
@@ -35,7 +35,7 @@ pub fn mint(key: &EncodingKey, user: &str) -> anyhow::Result<String> {
 
 /// Connects as `user`, checks the personal subscription if asked, subscribes `topic`.
 pub async fn setup(
-    s: &mut Session,
+    s: &mut Connection,
     user: &str,
     key: &EncodingKey,
     topic: Option<&str>,
@@ -71,7 +71,7 @@ pub async fn setup(
 }
 
 /// Waits for the reply to command `id`, answering pings meanwhile.
-async fn await_reply(s: &mut Session, id: u64) -> anyhow::Result<Value> {
+async fn await_reply(s: &mut Connection, id: u64) -> anyhow::Result<Value> {
     loop {
         let text = s.recv_text().await?;
         for line in text.split('\n').map(str::trim).filter(|l| !l.is_empty()) {

@@ -5,10 +5,10 @@ use anyhow::bail;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::{Event, Payload, Session};
+use super::{Connection, Event, Payload};
 
 /// Waits for the open packet, joins the default namespace and subscribes `topic`.
-pub async fn setup(s: &mut Session, topic: Option<&str>) -> anyhow::Result<()> {
+pub async fn setup(s: &mut Connection, topic: Option<&str>) -> anyhow::Result<()> {
     let open = s.recv_text().await?;
     if !open.starts_with('0') {
         bail!("expected an Engine.IO open packet, got {open:?}");
@@ -25,7 +25,7 @@ pub async fn setup(s: &mut Session, topic: Option<&str>) -> anyhow::Result<()> {
 }
 
 /// Waits for a packet starting with `prefix`, answering pings meanwhile.
-async fn await_packet(s: &mut Session, prefix: &str) -> anyhow::Result<String> {
+async fn await_packet(s: &mut Connection, prefix: &str) -> anyhow::Result<String> {
     loop {
         let p = s.recv_text().await?;
         if p.starts_with(prefix) {

@@ -128,7 +128,7 @@ impl WsConn {
             self.buf.advance(start);
             let payload = self.buf.split_to(len);
             match opcode {
-                0x1 | 0x2 | 0x0 => {
+                0x0..=0x2 => {
                     if self.partial.len() + payload.len() > MAX_MESSAGE {
                         bail!("message larger than {MAX_MESSAGE} bytes");
                     }

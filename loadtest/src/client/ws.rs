@@ -5,10 +5,10 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Event, Payload, Session};
+use super::{Connection, Event, Payload};
 
 /// Waits for the greeting and subscribes `topic`.
-pub async fn setup(s: &mut Session, topic: Option<&str>) -> anyhow::Result<()> {
+pub async fn setup(s: &mut Connection, topic: Option<&str>) -> anyhow::Result<()> {
     await_key(s, "connected").await?;
     if let Some(channel) = topic {
         s.send(serde_json::json!({ "subscribe": channel }).to_string())
@@ -18,7 +18,7 @@ pub async fn setup(s: &mut Session, topic: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn await_key(s: &mut Session, key: &str) -> anyhow::Result<()> {
+async fn await_key(s: &mut Connection, key: &str) -> anyhow::Result<()> {
     loop {
         let text = s.recv_text().await?;
         if let Ok(v) = serde_json::from_str::<Value>(&text) {

@@ -142,11 +142,11 @@ async fn worker(
     while Instant::now() < deadline {
         let t0 = Instant::now();
         let failure = match tokio::time::timeout(connect_timeout, dialer.open(user)).await {
-            Ok(Ok(session)) => {
+            Ok(Ok(conn)) => {
                 h.saturating_record(t0.elapsed().as_micros() as u64);
                 Live::incr(&live.connects);
                 Live::incr(&live.connected);
-                session.close().await;
+                conn.close().await;
                 live.connected
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
                 continue;

@@ -154,11 +154,13 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+// Redis futures are large state machines; boxing them keeps every caller's
+// future (and so each connection's task) small.
 macro_rules! dispatch {
-    ($self:ident, $e:ident => $body:expr) => {
+    ($self:ident, $e:ident => $call:ident($($arg:expr),*)) => {
         match $self {
-            Engine::Memory($e) => $body,
-            Engine::Redis($e) => $body,
+            Engine::Memory($e) => $e.$call($($arg),*).await,
+            Engine::Redis($e) => Box::pin($e.$call($($arg),*)).await,
         }
     };
 }
@@ -186,17 +188,17 @@ impl Engine {
         data: RawJson,
         options: PublishOptions,
     ) -> Result<StreamPosition, EngineError> {
-        dispatch!(self, e => e.publish(channel, data, options).await)
+        dispatch!(self, e => publish(channel, data, options))
     }
 
     /// Makes this node receive a channel's publications; idempotent, resolves once active.
     pub async fn subscribe(&self, channel: &Channel) -> Result<(), EngineError> {
-        dispatch!(self, e => e.subscribe(channel).await)
+        dispatch!(self, e => subscribe(channel))
     }
 
     /// Stops receiving a channel (the engine may debounce and re-check `has_subscribers`).
     pub async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError> {
-        dispatch!(self, e => e.unsubscribe(channel).await)
+        dispatch!(self, e => unsubscribe(channel))
     }
 
     /// Reads a channel's history.
@@ -205,12 +207,12 @@ impl Engine {
         channel: &Channel,
         query: HistoryQuery,
     ) -> Result<History, EngineError> {
-        dispatch!(self, e => e.history(channel, query).await)
+        dispatch!(self, e => history(channel, query))
     }
 
     /// Drops a channel's publications, keeping its position.
     pub async fn remove_history(&self, channel: &Channel) -> Result<(), EngineError> {
-        dispatch!(self, e => e.remove_history(channel).await)
+        dispatch!(self, e => remove_history(channel))
     }
 
     /// Adds or refreshes a connection in a channel's presence.
@@ -219,7 +221,7 @@ impl Engine {
         channel: &Channel,
         info: &ClientInfo,
     ) -> Result<(), EngineError> {
-        dispatch!(self, e => e.add_presence(channel, info).await)
+        dispatch!(self, e => add_presence(channel, info))
     }
 
     /// Removes a connection from a channel's presence.
@@ -228,7 +230,7 @@ impl Engine {
         channel: &Channel,
         client: &str,
     ) -> Result<(), EngineError> {
-        dispatch!(self, e => e.remove_presence(channel, client).await)
+        dispatch!(self, e => remove_presence(channel, client))
     }
 
     /// Who is in a channel.
@@ -236,12 +238,12 @@ impl Engine {
         &self,
         channel: &Channel,
     ) -> Result<HashMap<String, ClientInfo>, EngineError> {
-        dispatch!(self, e => e.presence(channel).await)
+        dispatch!(self, e => presence(channel))
     }
 
     /// How many are in a channel.
     pub async fn presence_stats(&self, channel: &Channel) -> Result<PresenceStats, EngineError> {
-        dispatch!(self, e => e.presence_stats(channel).await)
+        dispatch!(self, e => presence_stats(channel))
     }
 
     /// Tells a channel's subscribers on every node that someone joined.
@@ -250,7 +252,7 @@ impl Engine {
         channel: &Channel,
         info: &ClientInfo,
     ) -> Result<(), EngineError> {
-        dispatch!(self, e => e.publish_join(channel, info).await)
+        dispatch!(self, e => publish_join(channel, info))
     }
 
     /// Tells a channel's subscribers on every node that someone left.
@@ -259,31 +261,34 @@ impl Engine {
         channel: &Channel,
         info: &ClientInfo,
     ) -> Result<(), EngineError> {
-        dispatch!(self, e => e.publish_leave(channel, info).await)
+        dispatch!(self, e => publish_leave(channel, info))
     }
 
     /// Sends a command to every node.
     pub async fn publish_control(&self, command: &control::Command) -> Result<(), EngineError> {
-        dispatch!(self, e => e.publish_control(command).await)
+        dispatch!(self, e => publish_control(command))
     }
 
     /// Every live node.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
-        dispatch!(self, e => e.nodes().await)
+        dispatch!(self, e => nodes())
     }
 
     /// Channels with subscribers, over every node.
     pub async fn channels(&self) -> Result<HashMap<String, u64>, EngineError> {
-        dispatch!(self, e => e.channels().await)
+        dispatch!(self, e => channels())
     }
 
     /// Whether the engine can deliver (for `/readyz`).
     pub fn is_ready(&self) -> bool {
-        dispatch!(self, e => e.is_ready())
+        match self {
+            Engine::Memory(e) => e.is_ready(),
+            Engine::Redis(e) => e.is_ready(),
+        }
     }
 
     /// Stops background work and closes connections.
     pub async fn close(&self) {
-        dispatch!(self, e => e.close().await)
+        dispatch!(self, e => close())
     }
 }

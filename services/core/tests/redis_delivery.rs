@@ -285,6 +285,49 @@ async fn survives_a_redis_restart_mid_stream() {
     b.close().await;
 }
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_reader_is_caught_up_from_history() {
+    let redis = RedisServer::start().await.unwrap();
+    let rec = Recorder::new("a");
+    let metrics = herald_core::Metrics::new();
+    let engine = start_with(
+        &standalone(&redis.url(), &prefix("lag")),
+        rec.clone(),
+        metrics.clone(),
+    )
+    .await;
+    let ch = channel("h:lag");
+    engine.subscribe(&ch).await.unwrap();
+    // The consumer stalls: the worker's queue and the connection's buffer fill up
+    // and the reader skips messages.
+    rec.close_gate("h:lag");
+    let total = 15_000;
+    let publishing = (0..8).map(|t| {
+        let (engine, ch) = (&engine, &ch);
+        async move {
+            for n in 0..total / 8 {
+                let d = data(&format!("{t}-{n}"));
+                engine
+                    .publish(ch, d, PublishOptions::default())
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    join_all(publishing).await;
+    rec.open_gate();
+    eventually(WAIT, "every publication", || {
+        rec.offsets("h:lag").len() >= total
+    })
+    .await;
+    assert_exactly_once(&rec, "h:lag", total as u64);
+    assert!(
+        metric(&metrics, "herald_redis_pubsub_lagged_total") > 0.0,
+        "the reader never lagged"
+    );
+    engine.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_probe_notices_a_stuck_redis() {
     let redis = RedisServer::start().await.unwrap();
     let engine = start(

@@ -20,11 +20,11 @@ fn fanout(c: &mut Criterion) {
     for subscribers in [100u64, 1_000, 10_000] {
         let hub = Hub::new("bench".into(), Metrics::new());
         let channel: Arc<str> = Arc::from("stock:AAPL");
-        let mut receivers = Vec::new();
+        let mut outboxes = Vec::new();
         for conn in 0..subscribers {
-            let (outbox, rx) = Outbox::new(16);
-            hub.subscribe(&channel, conn, outbox);
-            receivers.push(rx);
+            let outbox = Outbox::new(16);
+            hub.subscribe(&channel, conn, outbox.clone());
+            outboxes.push(outbox);
         }
         let publication = Publication {
             offset: 1,
@@ -40,8 +40,8 @@ fn fanout(c: &mut Criterion) {
             |b, _| {
                 b.iter(|| {
                     hub.on_publication("stock:AAPL", &publication);
-                    for rx in &mut receivers {
-                        let _ = rx.try_recv();
+                    for outbox in &outboxes {
+                        outbox.take_frames();
                     }
                 })
             },

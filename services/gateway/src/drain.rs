@@ -43,9 +43,9 @@ mod tests {
         let hub = Hub::new("n".into(), Metrics::new());
         let outboxes: Vec<_> = (0..50)
             .map(|i| {
-                let (o, rx) = Outbox::new(1);
+                let o = Outbox::new(1);
                 hub.add_session(&Arc::from("u"), i, Arc::from(format!("c{i}")), o.clone());
-                (o, rx)
+                o
             })
             .collect();
         let started = tokio::time::Instant::now();
@@ -53,6 +53,6 @@ mod tests {
         assert!(started.elapsed() <= Duration::from_secs(5));
         assert!(outboxes
             .iter()
-            .all(|(o, _)| o.closing() == Some(Disconnect::SHUTDOWN)));
+            .all(|o| o.closing() == Some(Disconnect::SHUTDOWN)));
     }
 }

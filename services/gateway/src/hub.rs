@@ -245,10 +245,10 @@ mod tests {
     fn fans_out_one_shared_frame_to_every_subscriber() {
         let hub = Hub::new("n".into(), Metrics::new());
         let ch: Arc<str> = Arc::from("stock:A");
-        let (a, mut rx_a) = Outbox::new(4);
-        let (b, mut rx_b) = Outbox::new(4);
-        assert!(hub.subscribe(&ch, 1, a));
-        assert!(!hub.subscribe(&ch, 2, b));
+        let a = Outbox::new(4);
+        let b = Outbox::new(4);
+        assert!(hub.subscribe(&ch, 1, a.clone()));
+        assert!(!hub.subscribe(&ch, 2, b.clone()));
         let p = Publication {
             offset: 1,
             data: RawValue::from_string("1".into()).unwrap(),
@@ -257,8 +257,8 @@ mod tests {
             time: 0,
         };
         hub.on_publication("stock:A", &p);
-        let fa = rx_a.try_recv().unwrap();
-        let fb = rx_b.try_recv().unwrap();
+        let fa = a.take_frames().pop_front().unwrap();
+        let fb = b.take_frames().pop_front().unwrap();
         assert_eq!(fa.as_ptr(), fb.as_ptr(), "one buffer shared by all");
         assert!(!hub.unsubscribe("stock:A", 1));
         assert!(hub.unsubscribe("stock:A", 2));

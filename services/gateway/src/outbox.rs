@@ -2,6 +2,8 @@
 //! reason it is closing, pending control commands, and the per-channel buffer
 //! that holds publications back while a subscribe reply is being prepared
 //! (so recovered and live publications reach the client in order, once).
+//! An idle connection's queues allocate nothing; one `Notify` wakes the
+//! connection's task for frames, commands and closing alike.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,12 +12,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bytes::Bytes;
 use herald_core::control;
 use herald_core::protocol::Disconnect;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// The sending half every producer (hub fan-out, session replies) writes to.
 #[derive(Debug)]
 pub struct Outbox {
-    tx: mpsc::Sender<Bytes>,
+    frames: Mutex<VecDeque<Bytes>>,
     capacity: usize,
     closing: OnceLock<Disconnect>,
     wake: Notify,
@@ -27,35 +29,40 @@ pub struct Outbox {
 /// Frames held back for one channel, with their offsets.
 type Held = Vec<(u64, Bytes)>;
 
-/// The receiving half, owned by the connection's transport task.
-pub type Frames = mpsc::Receiver<Bytes>;
-
 /// Control commands a session keeps before it stalls its queue.
 const MAX_PENDING_CONTROL: usize = 64;
 
 impl Outbox {
     /// A new outbox holding at most `capacity` frames.
-    pub fn new(capacity: usize) -> (Arc<Outbox>, Frames) {
-        let (tx, rx) = mpsc::channel(capacity);
-        let outbox = Outbox {
-            tx,
+    pub fn new(capacity: usize) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            frames: Mutex::new(VecDeque::new()),
             capacity,
             closing: OnceLock::new(),
             wake: Notify::new(),
             syncing: AtomicBool::new(false),
             held: Mutex::new(HashMap::new()),
             control: Mutex::new(VecDeque::new()),
-        };
-        (Arc::new(outbox), rx)
+        })
     }
 
     /// Queues a frame; a full queue closes the connection as slow.
     pub fn send(&self, frame: Bytes) -> bool {
-        if self.tx.try_send(frame).is_ok() {
-            return true;
+        let mut frames = self.frames.lock().expect("poisoned");
+        if frames.len() >= self.capacity {
+            drop(frames);
+            self.close(Disconnect::SLOW);
+            return false;
         }
-        self.close(Disconnect::SLOW);
-        false
+        frames.push_back(frame);
+        drop(frames);
+        self.wake.notify_one();
+        true
+    }
+
+    /// Takes every queued frame, oldest first (the queue is left unallocated).
+    pub fn take_frames(&self) -> VecDeque<Bytes> {
+        std::mem::take(&mut *self.frames.lock().expect("poisoned"))
     }
 
     /// Queues a channel frame (publication, join, leave), or holds it while the
@@ -132,7 +139,7 @@ impl Outbox {
         self.control.lock().expect("poisoned").pop_front()
     }
 
-    /// Resolves when a control command or a close request arrives.
+    /// Resolves when frames, a control command or a close request may be waiting.
     pub async fn woken(&self) {
         self.wake.notified().await
     }
@@ -148,7 +155,7 @@ mod tests {
 
     #[test]
     fn full_queue_closes_as_slow() {
-        let (outbox, _rx) = Outbox::new(2);
+        let outbox = Outbox::new(2);
         assert!(outbox.send(frame("a")));
         assert!(outbox.send(frame("b")));
         assert!(!outbox.send(frame("c")));
@@ -157,7 +164,7 @@ mod tests {
 
     #[test]
     fn held_frames_follow_the_reply_without_duplicates() {
-        let (outbox, mut rx) = Outbox::new(8);
+        let outbox = Outbox::new(8);
         let ch: Arc<str> = Arc::from("c");
         outbox.hold(&ch);
         outbox.send_channel("c", 4, &frame("p4"));
@@ -165,7 +172,7 @@ mod tests {
         outbox.send_channel("other", 1, &frame("o1"));
         outbox.release(Some(frame("reply")), &[(ch, 4)]);
         outbox.send_channel("c", 6, &frame("p6"));
-        let got: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        let got: Vec<Bytes> = outbox.take_frames().into();
         assert_eq!(got, [frame("o1"), frame("reply"), frame("p5"), frame("p6")]);
     }
 }

@@ -19,7 +19,7 @@ use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::outbox::{Frames, Outbox};
+use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::Gateway;
 
@@ -61,7 +61,7 @@ pub async fn stream(
         .map(decode_positions)
         .unwrap_or_default();
 
-    let (outbox, frames) = Outbox::new(gw.config.queue_size);
+    let outbox = Outbox::new(gw.config.queue_size);
     let mut session = Session::new(gw.clone(), outbox.clone());
     session.set_unidirectional();
     let recover = |channel: &str| {
@@ -105,9 +105,7 @@ pub async fn stream(
     }
     let mut sse = Sse {
         gauge: gw.metrics.connections.with_label_values(&["sse"]),
-        gw,
         outbox,
-        frames,
         session: Some(session),
         positions: Positions::new(),
         requested,
@@ -118,7 +116,7 @@ pub async fn stream(
         return refusal(u32::from(reason.code), reason.reason);
     }
     let mut first = BytesMut::new();
-    while let Ok(frame) = sse.frames.try_recv() {
+    for frame in sse.outbox.take_frames() {
         if let Err((code, message)) = sse.render(frame, &mut first) {
             return refusal(code, &message);
         }
@@ -154,9 +152,7 @@ fn refusal(code: u32, message: &str) -> Response {
 }
 
 struct Sse {
-    gw: Arc<Gateway>,
     outbox: Arc<Outbox>,
-    frames: Frames,
     session: Option<Session>,
     positions: Positions,
     requested: BTreeMap<u32, String>,
@@ -179,7 +175,6 @@ impl Sse {
         if self.done {
             return None;
         }
-        let mut batch = Vec::new();
         loop {
             if let Some(reason) = self.outbox.closing() {
                 self.done = true;
@@ -190,23 +185,23 @@ impl Sse {
                 return Some((Ok(out.freeze()), self));
             }
             let session = self.session.as_mut().expect("present until drop");
+            while let Some(command) = self.outbox.pop_control() {
+                if let Err(reason) = Box::pin(session.handle_control(command)).await {
+                    self.outbox.close(reason);
+                }
+            }
+            let frames = self.outbox.take_frames();
+            if !frames.is_empty() {
+                let mut out = BytesMut::new();
+                for frame in frames {
+                    let _ = self.render(frame, &mut out);
+                }
+                return Some((Ok(out.freeze()), self));
+            }
             let deadline = session.next_deadline();
             tokio::select! {
                 biased;
-                _ = self.frames.recv_many(&mut batch, self.gw.config.write_batch) => {
-                    let mut out = BytesMut::new();
-                    for frame in batch.drain(..) {
-                        let _ = self.render(frame, &mut out);
-                    }
-                    return Some((Ok(out.freeze()), self));
-                }
-                () = self.outbox.woken() => {
-                    while let Some(command) = self.outbox.pop_control() {
-                        if let Err(reason) = Box::pin(session.handle_control(command)).await {
-                            self.outbox.close(reason);
-                        }
-                    }
-                }
+                () = self.outbox.woken() => {}
                 () = tokio::time::sleep_until(deadline) => {
                     if let Err(reason) = Box::pin(session.tick()).await {
                         self.outbox.close(reason);

@@ -3,6 +3,7 @@
 //! runs the session's timers and writes queued frames, coalescing everything
 //! queued into one newline-delimited frame per write.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -10,11 +11,12 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
+use futures_util::SinkExt;
 use herald_core::protocol::Disconnect;
 use tokio::time::timeout;
 use tracing::debug;
 
-use crate::outbox::{Frames, Outbox};
+use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::Gateway;
 
@@ -44,18 +46,12 @@ pub async fn upgrade(
 async fn run(gw: Arc<Gateway>, mut socket: WebSocket) {
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
-    let (outbox, mut frames) = Outbox::new(gw.config.queue_size);
+    let outbox = Outbox::new(gw.config.queue_size);
     let mut session = Session::new(gw.clone(), outbox.clone());
-    let reason = serve(&gw, &mut socket, &mut session, &outbox, &mut frames).await;
+    let reason = serve(&gw, &mut socket, &mut session, &outbox).await;
     if let Some(reason) = reason {
         if reason != Disconnect::SLOW {
-            let mut pending = Vec::new();
-            while let Ok(frame) = frames.try_recv() {
-                pending.push(frame);
-            }
-            if !pending.is_empty() {
-                let _ = write(&gw, &mut socket, &mut pending).await;
-            }
+            let _ = write(&gw, &mut socket, outbox.take_frames()).await;
         }
         let close = Message::Close(Some(CloseFrame {
             code: reason.code,
@@ -64,7 +60,7 @@ async fn run(gw: Arc<Gateway>, mut socket: WebSocket) {
         let _ = timeout(gw.config.write_timeout, socket.send(close)).await;
     }
     debug!(client = %session.client_id(), code = ?reason.map(|r| r.code), "connection closed");
-    session.close(reason).await;
+    Box::pin(session.close(reason)).await;
     gauge.dec();
 }
 
@@ -74,14 +70,24 @@ async fn serve(
     socket: &mut WebSocket,
     session: &mut Session,
     outbox: &Outbox,
-    frames: &mut Frames,
 ) -> Option<Disconnect> {
-    let mut batch = Vec::new();
     let timer = tokio::time::sleep_until(session.next_deadline());
     tokio::pin!(timer);
     loop {
         if let Some(reason) = outbox.closing() {
             return Some(reason);
+        }
+        while let Some(command) = outbox.pop_control() {
+            if let Err(reason) = Box::pin(session.handle_control(command)).await {
+                return Some(reason);
+            }
+        }
+        let frames = outbox.take_frames();
+        if !frames.is_empty() {
+            if write(gw, socket, frames).await.is_err() {
+                return Some(Disconnect::WRITE_ERROR);
+            }
+            continue;
         }
         let next = session.next_deadline();
         if timer.deadline() != next {
@@ -89,14 +95,7 @@ async fn serve(
         }
         tokio::select! {
             biased;
-            n = frames.recv_many(&mut batch, gw.config.write_batch) => {
-                if n == 0 {
-                    return None;
-                }
-                if write(gw, socket, &mut batch).await.is_err() {
-                    return Some(Disconnect::WRITE_ERROR);
-                }
-            }
+            () = outbox.woken() => {}
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     if let Err(reason) = Box::pin(session.handle_frame(text.as_str())).await {
@@ -108,13 +107,6 @@ async fn serve(
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return is_too_big(e).then_some(Disconnect::MESSAGE_TOO_BIG),
             },
-            () = outbox.woken() => {
-                while let Some(command) = outbox.pop_control() {
-                    if let Err(reason) = Box::pin(session.handle_control(command)).await {
-                        return Some(reason);
-                    }
-                }
-            }
             () = &mut timer => {
                 if let Err(reason) = Box::pin(session.tick()).await {
                     return Some(reason);
@@ -131,35 +123,38 @@ fn is_too_big(e: axum::Error) -> bool {
     )
 }
 
-/// Writes queued frames as one WebSocket message (newline-delimited), one flush.
-async fn write(gw: &Gateway, socket: &mut WebSocket, batch: &mut Vec<Bytes>) -> Result<(), ()> {
-    let mut start = 0;
-    while start < batch.len() {
-        let mut end = start + 1;
-        let mut size = batch[start].len();
-        while end < batch.len() && size + batch[end].len() < MAX_COALESCED {
-            size += batch[end].len() + 1;
-            end += 1;
-        }
-        let payload = if end - start == 1 {
-            batch[start].clone()
-        } else {
-            let mut joined = BytesMut::with_capacity(size);
-            for (i, frame) in batch[start..end].iter().enumerate() {
-                if i > 0 {
-                    joined.extend_from_slice(b"\n");
-                }
-                joined.extend_from_slice(frame);
+/// Writes queued frames as WebSocket messages of newline-delimited frames
+/// (up to `write_batch` frames or 64 KiB each), then flushes once.
+async fn write(gw: &Gateway, socket: &mut WebSocket, frames: VecDeque<Bytes>) -> Result<(), ()> {
+    let mut frames = frames.into_iter().peekable();
+    while let Some(first) = frames.next() {
+        let mut message = None::<BytesMut>;
+        let mut count = 1;
+        while let Some(next) = frames.peek() {
+            let size = message.as_ref().map_or(first.len(), BytesMut::len);
+            if count >= gw.config.write_batch || size + next.len() >= MAX_COALESCED {
+                break;
             }
-            joined.freeze()
-        };
-        let text = Utf8Bytes::try_from(payload).map_err(|_| ())?;
-        match timeout(gw.config.write_timeout, socket.send(Message::Text(text))).await {
-            Ok(Ok(())) => {}
-            _ => return Err(()),
+            let joined = message.get_or_insert_with(|| {
+                let mut m = BytesMut::with_capacity(MAX_COALESCED.min(first.len() * 8));
+                m.extend_from_slice(&first);
+                m
+            });
+            joined.extend_from_slice(b"\n");
+            joined.extend_from_slice(&frames.next().expect("peeked"));
+            count += 1;
         }
-        start = end;
+        let payload = message.map_or(first, BytesMut::freeze);
+        let text = Utf8Bytes::try_from(payload).map_err(|_| ())?;
+        let more = frames.peek().is_some();
+        let sent = if more {
+            timeout(gw.config.write_timeout, socket.feed(Message::Text(text))).await
+        } else {
+            timeout(gw.config.write_timeout, socket.send(Message::Text(text))).await
+        };
+        if !matches!(sent, Ok(Ok(()))) {
+            return Err(());
+        }
     }
-    batch.clear();
     Ok(())
 }

@@ -190,8 +190,9 @@ async fn missing_pongs_close_with_3012() {
     assert_eq!(connected["pong"], true);
     let (mut silent, _) = Client::connect(&h.ws_url(), &h.token("s")).await.unwrap();
     silent.answer_pings = false;
-    assert_eq!(silent.closed().await.unwrap().0, 3012);
-    polite.wait_pings(3).await.unwrap();
+    let (closed, answered) = tokio::join!(silent.closed(), polite.wait_pings(3));
+    assert_eq!(closed.unwrap().0, 3012);
+    answered.unwrap();
     let reply = polite.command(json!({"ping": {}})).await.unwrap();
     assert!(
         reply.get("ping").is_some(),

@@ -92,16 +92,17 @@ export function collect(emitter, event, filter = () => true) {
 /**
  * A running herald process. Use `Herald.start(opts)`; call `stop()` when done.
  * opts.env: extra environment; opts.dev: do not set the HMAC secret (dev mode);
- * opts.ports: `{ client, internal }` to reuse the ports of an earlier process.
+ * opts.ports: `{ client, internal }` to reuse the ports of an earlier process;
+ * opts.secret / opts.apiKey: share them between the nodes of one cluster (random by default).
  */
 export class Herald {
-  static async start({ env = {}, dev = false, ports } = {}) {
+  static async start({ env = {}, dev = false, ports, secret: givenSecret, apiKey: givenKey } = {}) {
     const bin = heraldBin();
     if (!existsSync(bin)) throw new Error(`herald binary not found at ${bin} (build it or set HERALD_BIN)`);
     const clientPort = ports?.client ?? await freePort();
     const internalPort = ports?.internal ?? await freePort();
-    const secret = randomBytes(24).toString('hex');
-    const apiKey = randomBytes(12).toString('hex');
+    const secret = givenSecret ?? randomBytes(24).toString('hex');
+    const apiKey = givenKey ?? randomBytes(12).toString('hex');
     const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HERALD_')));
     const fullEnv = {
       ...baseEnv,
@@ -180,6 +181,17 @@ export class Herald {
     clearTimeout(timer);
   }
 
+  /** The HTTP status of `/readyz` (0 when there is no answer within `timeout` ms). */
+  async readyz(timeout = 2000) {
+    try {
+      const res = await fetch(`${this.internalUrl}/readyz`, { signal: AbortSignal.timeout(timeout) });
+      await res.arrayBuffer();
+      return res.status;
+    } catch {
+      return 0;
+    }
+  }
+
   /** A connection JWT for `user` (claims `sub`, `exp`, optional `info`, `channels`). */
   token(user, { ttl = 3600, exp, info, channels, secret } = {}) {
     const claims = { sub: user, exp: exp ?? now() + ttl };
@@ -193,12 +205,16 @@ export class Herald {
     return signJwt({ sub: user, channel, exp: now() + ttl }, secret ?? this.secret);
   }
 
-  /** POSTs `/api/<method>` on the internal port; returns `{ status, body }`. */
-  async api(method, payload, { headers = { 'X-API-Key': this.apiKey } } = {}) {
+  /**
+   * POSTs `/api/<method>` on the internal port; returns `{ status, body }`.
+   * opts.timeout: abort (reject with a TimeoutError) when the answer takes longer, in ms.
+   */
+  async api(method, payload, { headers = { 'X-API-Key': this.apiKey }, timeout } = {}) {
     const res = await fetch(`${this.internalUrl}/api/${method}`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', ...headers },
       body: JSON.stringify(payload),
+      ...(timeout ? { signal: AbortSignal.timeout(timeout) } : {}),
     });
     const text = await res.text();
     let body = null;
@@ -291,8 +307,8 @@ export class RawClient {
   }
 
   /** Sends `connect` with `token` and resolves with the reply, failing on an error reply. */
-  async connect(token, extra = {}) {
-    const reply = await this.call({ connect: token === undefined ? { ...extra } : { token, ...extra } });
+  async connect(token, extra = {}, timeout = 5000) {
+    const reply = await this.call({ connect: token === undefined ? { ...extra } : { token, ...extra } }, timeout);
     if (reply.error) throw new Error(`connect failed: ${JSON.stringify(reply.error)}`);
     return reply.connect;
   }

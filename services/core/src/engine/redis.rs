@@ -75,12 +75,18 @@ impl Redis {
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let mut clients = Vec::with_capacity(SUBSCRIBERS);
+        let mut clients: Vec<(fred::clients::Client, _)> = Vec::with_capacity(SUBSCRIBERS);
         for _ in 0..SUBSCRIBERS {
             let client = conn::subscriber(&fred_config)?;
             // Taken before connecting, so no message can slip past the reader.
             let messages = client.message_rx();
-            conn::connect(&client).await?;
+            if let Err(e) = conn::connect(&client).await {
+                for (c, _) in &clients {
+                    let _ = c.quit().await;
+                }
+                let _ = shared.pool.quit().await;
+                return Err(e);
+            }
             clients.push((client, messages));
         }
         let workers = sync::Workers::spawn(shared.clone(), SUBSCRIBERS, &tracker, &cancel);
@@ -162,7 +168,7 @@ impl Redis {
             return Ok(History::default());
         }
         let start = match &query.since {
-            Some(p) => format!("{}-0", p.offset + 1),
+            Some(p) => format!("{}-0", p.offset.saturating_add(1)),
             None => "-".into(),
         };
         let count = query.limit.map_or(-1, |l| l.min(i64::MAX as usize) as i64);

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_core::control::{Command, NodeInfo};
@@ -29,6 +29,8 @@ pub struct Recorder {
     controls: Mutex<Vec<Command>>,
     local: Mutex<HashMap<String, u64>>,
     needed: Mutex<HashSet<String>>,
+    /// A channel whose deliveries block until released (a stalled consumer).
+    gate: (Mutex<Option<String>>, Condvar),
 }
 
 impl Recorder {
@@ -39,6 +41,7 @@ impl Recorder {
             controls: Mutex::default(),
             local: Mutex::default(),
             needed: Mutex::default(),
+            gate: (Mutex::new(None), Condvar::new()),
         })
     }
 
@@ -96,6 +99,28 @@ impl Recorder {
         *self.local.lock().unwrap() = channels.iter().map(|(c, n)| (c.to_string(), *n)).collect();
     }
 
+    /// Makes deliveries of `channel` block (breaking the handler contract on
+    /// purpose, to stall the engine) until [`Recorder::open_gate`], at most 10 s.
+    pub fn close_gate(&self, channel: &str) {
+        *self.gate.0.lock().unwrap() = Some(channel.into());
+    }
+
+    pub fn open_gate(&self) {
+        *self.gate.0.lock().unwrap() = None;
+        self.gate.1.notify_all();
+    }
+
+    fn wait_at_gate(&self, channel: &str) {
+        let closed = self.gate.0.lock().unwrap();
+        let _ = self
+            .gate
+            .1
+            .wait_timeout_while(closed, Duration::from_secs(10), |c| {
+                c.as_deref() == Some(channel)
+            })
+            .unwrap();
+    }
+
     /// Sets whether `has_subscribers(channel)` answers true.
     pub fn set_needed(&self, channel: &str, needed: bool) {
         let mut n = self.needed.lock().unwrap();
@@ -109,6 +134,7 @@ impl Recorder {
 
 impl Handler for Recorder {
     fn on_publication(&self, channel: &str, p: &Publication) {
+        self.wait_at_gate(channel);
         self.push(
             channel,
             Seen::Pub {

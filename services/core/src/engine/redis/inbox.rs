@@ -142,7 +142,7 @@ impl Subscriptions {
             self.workers
                 .send(&channel.clone(), Event::Message { channel, payload })
                 .await;
-        } else if *m.channel == *keys.control() {
+        } else if keys.is_control(&m.channel) {
             match serde_json::from_slice(&payload) {
                 Ok(command) => self.shared.handler.on_control(&command),
                 Err(e) => warn!(error = %e, "undecodable control command dropped"),

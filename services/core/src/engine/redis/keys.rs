@@ -11,6 +11,7 @@ pub(super) struct Keys {
     prefix: String,
     pubsub_prefix: String,
     probe_prefix: String,
+    control: String,
 }
 
 impl Keys {
@@ -23,6 +24,7 @@ impl Keys {
             prefix: prefix.to_owned(),
             pubsub_prefix: format!("{prefix}.pub.{{"),
             probe_prefix: format!("{prefix}.probe."),
+            control: format!("{prefix}.control"),
         })
     }
 
@@ -60,7 +62,12 @@ impl Keys {
 
     /// The cluster-wide control channel (plain `PUBLISH`, even in Cluster).
     pub(super) fn control(&self) -> String {
-        format!("{}.control", self.prefix)
+        self.control.clone()
+    }
+
+    /// Whether a pub/sub channel name is the control channel.
+    pub(super) fn is_control(&self, pubsub: &str) -> bool {
+        pubsub == self.control
     }
 
     /// Hash of live nodes: node uid -> heartbeat JSON.

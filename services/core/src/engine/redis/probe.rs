@@ -50,10 +50,12 @@ impl Received {
     }
 }
 
-/// The probe channels connection `k` should have now: one per primary in Cluster.
-fn wanted(shared: &Shared, subs: &Subscriptions, k: usize) -> Vec<String> {
+/// The probe channels connection `k` should have now, with whether they are
+/// sharded: in Cluster one per primary, plus on connection 0 a plain one that
+/// follows the control channel's path (plain pub/sub crosses the cluster bus).
+fn wanted(shared: &Shared, subs: &Subscriptions, k: usize) -> Vec<(String, bool)> {
     if !shared.cluster {
-        return vec![shared.keys.probe(&shared.uid, k, "0")];
+        return vec![(shared.keys.probe(&shared.uid, k, "0"), false)];
     }
     let Some(state) = subs.conns[k].client.cached_cluster_state() else {
         return Vec::new();
@@ -64,14 +66,16 @@ fn wanted(shared: &Shared, subs: &Subscriptions, k: usize) -> Vec<String> {
             .entry(range.primary.to_string())
             .or_insert((range.start, range.end));
     }
-    let mut names: Vec<String> = by_primary
+    let mut names: Vec<(String, bool)> = by_primary
         .values()
         .map(|(start, end)| {
-            shared
-                .keys
-                .probe(&shared.uid, k, &tag_in_slots(*start, *end))
+            let tag = tag_in_slots(*start, *end);
+            (shared.keys.probe(&shared.uid, k, &tag), true)
         })
         .collect();
+    if k == 0 {
+        names.push((shared.keys.probe(&shared.uid, k, "control"), false));
+    }
     names.sort();
     names
 }
@@ -82,8 +86,8 @@ pub(super) async fn subscribe_probes(
     subs: &Subscriptions,
 ) -> Result<(), crate::engine::EngineError> {
     for k in 0..subs.conns.len() {
-        for name in wanted(shared, subs, k) {
-            subs.add_static(k, name, shared.cluster).await?;
+        for (name, sharded) in wanted(shared, subs, k) {
+            subs.add_static(k, name, sharded).await?;
         }
     }
     Ok(())
@@ -120,19 +124,19 @@ pub(super) async fn run(
         let mut probes = Vec::new();
         for k in 0..subs.conns.len() {
             let statics = subs.statics(k);
-            for name in wanted(&shared, &subs, k) {
+            for (name, sharded) in wanted(&shared, &subs, k) {
                 if !statics.iter().any(|(s, _)| *s == name) {
-                    if let Err(e) = subs.add_static(k, name.clone(), shared.cluster).await {
+                    if let Err(e) = subs.add_static(k, name.clone(), sharded).await {
                         warn!(error = %e, "probe subscribe failed");
                     }
                 }
-                probes.push(name);
+                probes.push((name, sharded));
             }
         }
-        for p in &probes {
+        for (p, _) in &probes {
             since.entry(p.clone()).or_insert(round);
         }
-        let arrived = probes.iter().all(|p| {
+        let arrived = probes.iter().all(|(p, _)| {
             let first = since[p];
             round < first + 2 || subs.received.get(p) + 2 >= round
         });
@@ -144,11 +148,11 @@ pub(super) async fn run(
                 warn!(published, arrived, "redis engine not ready");
             }
         }
-        let sends = probes.iter().map(|p| {
+        let sends = probes.iter().map(|(p, sharded)| {
             let shared = &shared;
             async move {
                 let payload = round.to_string();
-                let send = shared.send_pubsub(p.clone(), payload, shared.cluster);
+                let send = shared.send_pubsub(p.clone(), payload, *sharded);
                 // A stuck Redis must not stall the probe: no answer within a period is a failure.
                 tokio::time::timeout(INTERVAL, send)
                     .await

@@ -42,6 +42,12 @@ struct Entry {
     unsub_at: Option<Instant>,
 }
 
+/// Connection events after which every subscription is sent again.
+struct Resets {
+    reconnects: broadcast::Receiver<fred::types::config::Server>,
+    topology: broadcast::Receiver<Vec<fred::types::ClusterStateChange>>,
+}
+
 /// One subscriber connection.
 pub(super) struct Conn {
     pub(super) client: Client,
@@ -76,7 +82,10 @@ impl Subscriptions {
         let mut tasks = Vec::new();
         for (client, messages) in clients {
             let (tx, rx) = mpsc::channel(4 * BATCH);
-            let reconnects = client.reconnect_rx();
+            let reconnects = Resets {
+                reconnects: client.reconnect_rx(),
+                topology: client.cluster_change_rx(),
+            };
             let errors = client.error_rx();
             conns.push(Conn {
                 client,
@@ -195,10 +204,13 @@ impl Subscriptions {
             .lock()
             .expect("poisoned")
             .push((name.clone(), sharded));
-        self.send(conn, vec![name], sharded, true)
-            .await
-            .pop()
-            .unwrap_or(Ok(()))
+        let result = self.send(conn, vec![name], sharded, true).await.pop();
+        let result = result.unwrap_or(Ok(()));
+        if result.is_err() {
+            // Kept in `statics`: the next restore subscribes it.
+            self.conns[conn].healthy.store(false, Ordering::SeqCst);
+        }
+        result
     }
 
     /// The static channels of connection `conn`.
@@ -218,9 +230,10 @@ impl Subscriptions {
         self: Arc<Self>,
         k: usize,
         mut requests: mpsc::Receiver<Arc<str>>,
-        mut reconnects: broadcast::Receiver<fred::types::config::Server>,
+        mut resets: Resets,
         cancel: CancellationToken,
     ) {
+        let mut topology_open = true;
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -236,9 +249,18 @@ impl Subscriptions {
                     }
                     self.subscribe_batch(k, batch).await;
                 }
-                r = reconnects.recv() => match r {
+                r = resets.reconnects.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
                     _ => {
+                        self.conns[k].healthy.store(false, Ordering::SeqCst);
+                        self.restore(k).await;
+                    }
+                },
+                // Slots moved: sharded subscriptions must follow them to their new owners.
+                r = resets.topology.recv(), if topology_open => match r {
+                    Err(broadcast::error::RecvError::Closed) => topology_open = false,
+                    _ => {
+                        debug!(conn = k, "cluster topology changed");
                         self.conns[k].healthy.store(false, Ordering::SeqCst);
                         self.restore(k).await;
                     }
@@ -365,6 +387,11 @@ impl Subscriptions {
 
     /// Subscribes everything of connection `k` again, then gap-checks its channels.
     async fn restore(&self, k: usize) {
+        eprintln!(
+            "{} restore {k} start connected={}",
+            crate::now_ms() % 100000,
+            self.conns[k].client.is_connected()
+        );
         if !self.conns[k].client.is_connected() {
             return;
         }
@@ -384,6 +411,7 @@ impl Subscriptions {
         }
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             warn!(conn = k, error = %e, "restoring subscriptions failed, retrying");
+            eprintln!("{} restore {k} failed {e}", crate::now_ms() % 100000);
             return;
         }
         debug!(conn = k, "subscriptions restored");

@@ -1,0 +1,255 @@
+//! Loss and duplicate accounting: which publications each subscriber should see (`Routing`),
+//! what it saw (`SubscriberLog`, a bitmap of sequence numbers) and the totals over all of them.
+//! Pure data; latency and live counters live in `stats`.
+
+/// Sequence numbers above this are treated as garbage rather than grown into a bitmap.
+const MAX_SEQ: u64 = 1 << 32;
+
+/// Set of sequence numbers as a growable bitmap; dense small integers are the common case.
+#[derive(Debug, Default, Clone)]
+pub struct SeqSet {
+    words: Vec<u64>,
+    len: u64,
+}
+
+impl SeqSet {
+    /// Inserts `seq`; `Some(true)` if new, `Some(false)` if already present, `None` if out of range.
+    pub fn insert(&mut self, seq: u64) -> Option<bool> {
+        if seq >= MAX_SEQ {
+            return None;
+        }
+        let (w, bit) = ((seq / 64) as usize, 1u64 << (seq % 64));
+        if w >= self.words.len() {
+            self.words.resize(w + 1, 0);
+        }
+        if self.words[w] & bit != 0 {
+            return Some(false);
+        }
+        self.words[w] |= bit;
+        self.len += 1;
+        Some(true)
+    }
+
+    /// Number of distinct members.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Members in increasing order.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.words.iter().enumerate().flat_map(|(w, &word)| {
+            (0..64u64)
+                .filter(move |b| word & (1u64 << b) != 0)
+                .map(move |b| w as u64 * 64 + b)
+        })
+    }
+
+    /// Members of `self` missing from `received`.
+    pub fn missing_from(&self, received: &SeqSet) -> u64 {
+        self.words
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| (e & !received.words.get(i).copied().unwrap_or(0)).count_ones() as u64)
+            .sum()
+    }
+}
+
+/// Which subscriber a publication is addressed to, and its index in that subscriber's sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routing {
+    /// Every subscriber receives every publication; the index is the publication number.
+    Broadcast,
+    /// Publication `p` goes to subscriber `p % n` only, as its `p / n`-th publication.
+    Personal {
+        /// Number of subscribers.
+        n: u64,
+    },
+}
+
+impl Routing {
+    /// Index of publication `seq` in subscriber `sub`'s sequence, or `None` if not addressed to it.
+    pub fn index_for(self, sub: u64, seq: u64) -> Option<u64> {
+        match self {
+            Routing::Broadcast => Some(seq),
+            Routing::Personal { n } => (seq % n == sub).then_some(seq / n),
+        }
+    }
+
+    /// Expected sequence set of each of `n` subscribers, given the accepted publications
+    /// (one shared set for broadcast).
+    pub fn expected(self, accepted: &SeqSet, subscribers: u64) -> Vec<SeqSet> {
+        match self {
+            Routing::Broadcast => vec![accepted.clone()],
+            Routing::Personal { n } => {
+                let mut out = vec![SeqSet::default(); subscribers as usize];
+                for p in accepted.iter() {
+                    if let Some(set) = out.get_mut((p % n) as usize) {
+                        set.insert(p / n);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// What one subscriber saw.
+#[derive(Debug, Default)]
+pub struct SubscriberLog {
+    /// Distinct publication indexes received.
+    pub received: SeqSet,
+    /// Receipts of an index already received.
+    pub duplicates: u64,
+}
+
+impl SubscriberLog {
+    /// Records a receipt of `index`: `Some(true)` if it was the first, `Some(false)` for a
+    /// duplicate, `None` for an index out of range (garbage, not recorded).
+    pub fn record(&mut self, index: u64) -> Option<bool> {
+        let first = self.received.insert(index)?;
+        if !first {
+            self.duplicates += 1;
+        }
+        Some(first)
+    }
+}
+
+/// Totals of expected, delivered, lost and duplicated receipts over all subscribers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Accounting {
+    /// Receipts the subscribers should have seen.
+    pub expected: u64,
+    /// Distinct receipts (including any of publications whose publish call failed).
+    pub delivered: u64,
+    /// Expected receipts that never arrived.
+    pub lost: u64,
+    /// Repeated receipts.
+    pub duplicates: u64,
+}
+
+/// Accounts every subscriber log (`logs[i]` belongs to subscriber `i`; `None` if it never
+/// connected, which makes it expect nothing) against the accepted publications.
+pub fn account(routing: Routing, accepted: &SeqSet, logs: &[Option<SubscriberLog>]) -> Accounting {
+    let expected = routing.expected(accepted, logs.len() as u64);
+    let mut acc = Accounting::default();
+    for (i, log) in logs.iter().enumerate() {
+        let Some(log) = log else { continue };
+        let exp = if expected.len() == 1 {
+            &expected[0]
+        } else {
+            &expected[i]
+        };
+        acc.expected += exp.len();
+        acc.lost += exp.missing_from(&log.received);
+        acc.delivered += log.received.len();
+        acc.duplicates += log.duplicates;
+    }
+    acc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[u64]) -> SeqSet {
+        let mut s = SeqSet::default();
+        for &i in items {
+            s.insert(i);
+        }
+        s
+    }
+
+    #[test]
+    fn duplicates_are_counted_once_per_repeat() {
+        let mut log = SubscriberLog::default();
+        assert_eq!(log.record(3), Some(true));
+        assert_eq!(log.record(3), Some(false));
+        assert_eq!(log.record(3), Some(false));
+        assert_eq!(log.record(200), Some(true));
+        assert_eq!((log.received.len(), log.duplicates), (2, 2));
+        assert_eq!(
+            log.record(MAX_SEQ),
+            None,
+            "garbage sequence is not recorded"
+        );
+    }
+
+    #[test]
+    fn broadcast_losses_are_per_subscriber() {
+        let accepted = set(&[0, 1, 2, 3, 4, 70]);
+        let full = SubscriberLog {
+            received: set(&[0, 1, 2, 3, 4, 70]),
+            duplicates: 0,
+        };
+        let gaps = SubscriberLog {
+            received: set(&[0, 2, 4]),
+            duplicates: 1,
+        };
+        let acc = account(
+            Routing::Broadcast,
+            &accepted,
+            &[Some(full), None, Some(gaps)],
+        );
+        assert_eq!(
+            acc,
+            Accounting {
+                expected: 12,
+                delivered: 9,
+                lost: 3,
+                duplicates: 1
+            }
+        );
+    }
+
+    #[test]
+    fn failed_publications_are_not_expected() {
+        // Publication 1 failed at the API but reached the subscriber anyway: delivered, not lost.
+        let accepted = set(&[0, 2]);
+        let log = SubscriberLog {
+            received: set(&[0, 1]),
+            duplicates: 0,
+        };
+        let acc = account(Routing::Broadcast, &accepted, &[Some(log)]);
+        assert_eq!((acc.expected, acc.delivered, acc.lost), (2, 2, 1));
+    }
+
+    #[test]
+    fn personal_routing_splits_round_robin() {
+        let r = Routing::Personal { n: 3 };
+        assert_eq!(r.index_for(1, 4), Some(1));
+        assert_eq!(r.index_for(2, 4), None);
+        let accepted = set(&[0, 1, 2, 3, 4, 5, 6]);
+        let logs = vec![
+            Some(SubscriberLog {
+                received: set(&[0, 1, 2]),
+                duplicates: 0,
+            }),
+            Some(SubscriberLog {
+                received: set(&[0]),
+                duplicates: 2,
+            }),
+            Some(SubscriberLog {
+                received: set(&[]),
+                duplicates: 0,
+            }),
+        ];
+        let acc = account(r, &accepted, &logs);
+        assert_eq!(
+            acc,
+            Accounting {
+                expected: 7,
+                delivered: 4,
+                lost: 3,
+                duplicates: 2
+            }
+        );
+    }
+
+    #[test]
+    fn seqset_iterates_in_order() {
+        let s = set(&[130, 1, 64]);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![1, 64, 130]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.missing_from(&set(&[1, 64, 65])), 1);
+    }
+}
