@@ -7,8 +7,8 @@
 #   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
 #
 # Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws],
-# SCENARIOS [broadcast personal idle churn floor], DURATION [10s], BROADCAST_CONNECTIONS [2000],
-# BROADCAST_RATE [100], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [2000], IDLE_CONNECTIONS [5000],
+# SCENARIOS [broadcast personal idle churn floor], DURATION [10s], BROADCAST_CONNECTIONS [1000],
+# BROADCAST_RATE [50], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [2000], IDLE_CONNECTIONS [5000],
 # IDLE_DURATION [5s], CHURN_WORKERS [50], FLOOR_BATCH [1], PEER_WORKERS [nproc],
 # HERALD_ENGINE [redis | memory], SOURCE_ADDRS [127.0.0.2-127.0.0.20], RESULTS [loadtest/results],
 # REPORT [loadtest/RESULTS.md], BUILD [1; 0 skips cargo build], EXTRA_ARGS [] (appended to every
@@ -22,8 +22,8 @@ RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"herald socketio ws"}
 SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor"}
 DURATION=${DURATION:-10s}
-BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-2000}
-BROADCAST_RATE=${BROADCAST_RATE:-100}
+BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-1000}
+BROADCAST_RATE=${BROADCAST_RATE:-50}
 PERSONAL_CONNECTIONS=${PERSONAL_CONNECTIONS:-2000}
 PERSONAL_RATE=${PERSONAL_RATE:-2000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
@@ -55,24 +55,28 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A TCP port nobody listens on.
+# A TCP port below the ephemeral range (so no outgoing connection holds it) that no socket uses.
 free_port() {
-  local port
+  local lo port
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+  (( lo > 12000 )) || lo=32768
   while :; do
-    port=$((20000 + RANDOM % 30000))
-    if ! ss -Htln "sport = :$port" | grep -q .; then echo "$port"; return; fi
+    port=$((10000 + RANDOM % (lo - 10000)))
+    ss -Htan "( sport = :$port or dport = :$port )" | grep -q . || { echo "$port"; return; }
   done
 }
 
-# Waits until `curl URL` answers 200 (or the process dies, or 30 s pass).
+# Waits until `curl URL` answers 200; fails if the process dies or 30 s pass.
 wait_ready() {
-  local url=$1 pid=$2
+  local url=$1 pid=$2 logf=$3
   for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || { log "process $pid died; log: $3"; tail -20 "$3" >&2; exit 1; }
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "process $pid exited; last lines of $logf:"; tail -5 "$logf" >&2; return 1
+    fi
     [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return 0
     sleep 0.1
   done
-  log "not ready after 30s: $url"; exit 1
+  log "not ready after 30s: $url"; return 1
 }
 
 build() {
@@ -99,8 +103,19 @@ start_redis() {
   log "redis-server did not start"; exit 1
 }
 
-# Starts the server for target $1 and sets WS_URL, API_URL, SERVER_PID, SERVER_PIDS.
+# Starts the server for target $1 (three attempts) and sets WS_URL, API_URL, SERVER_PID,
+# SERVER_PIDS.
 start_server() {
+  local attempt
+  for attempt in 1 2 3; do
+    try_start_server "$1" && return 0
+    stop_server
+    log "start of $1 failed (attempt $attempt)"
+  done
+  exit 1
+}
+
+try_start_server() {
   local target=$1 port iport logf="$LOGS/$1.log"
   port=$(free_port)
   case $target in
@@ -112,7 +127,7 @@ start_server() {
         HERALD_SERVER__CLIENT_ADDR="127.0.0.1:$port" HERALD_SERVER__INTERNAL_ADDR="127.0.0.1:$iport" \
         "${engine[@]}" target/release/herald >>"$logf" 2>&1 &
       SERVER_PID=$!
-      wait_ready "http://127.0.0.1:$iport/readyz" "$SERVER_PID" "$logf"
+      wait_ready "http://127.0.0.1:$iport/readyz" "$SERVER_PID" "$logf" || return 1
       WS_URL="ws://127.0.0.1:$port/connection/websocket"
       API_URL="http://127.0.0.1:$iport"
       SERVER_PIDS=$SERVER_PID
@@ -123,7 +138,7 @@ start_server() {
       PORT=$port REDIS_URL="redis://127.0.0.1:$REDIS_PORT" API_KEY="$API_KEY" WORKERS=$PEER_WORKERS \
         node "loadtest/peers/$script" >>"$logf" 2>&1 &
       SERVER_PID=$!
-      wait_ready "http://127.0.0.1:$port/readyz" "$SERVER_PID" "$logf"
+      wait_ready "http://127.0.0.1:$port/readyz" "$SERVER_PID" "$logf" || return 1
       WS_URL="ws://127.0.0.1:$port/"
       [[ $target == socketio ]] && WS_URL="ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket"
       API_URL="http://127.0.0.1:$port"

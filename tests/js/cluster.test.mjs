@@ -30,6 +30,7 @@ const RESTART_WORKERS = 4;
 const HANG_MS = 5000;
 const BURST_PAD = 2048;
 const UNPACED_MS = 300;
+const OUTAGE_FAILURES = 100;
 
 const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -86,6 +87,18 @@ class Recorder {
     this.channels = new Map();
     this.transitions = [];
     this.waiters = new Set();
+    this.frames = [];
+  }
+
+  /** Keeps the last raw frames the connection received (for failure messages). */
+  frame(text) {
+    this.frames.push(`${Math.round(performance.now())} ${text.length > 400 ? `${text.slice(0, 400)}...` : text}`);
+    if (this.frames.length > 400) this.frames.splice(0, 100);
+  }
+
+  /** The kept frames that mention `needle`. */
+  framesWith(needle, n = 8) {
+    return this.frames.filter((f) => f.includes(needle)).slice(-n);
   }
 
   #list(channel) {
@@ -101,6 +114,7 @@ class Recorder {
       recovered: ctx.recovered === true,
       epoch: ctx.streamPosition?.epoch ?? '',
       offset: ctx.streamPosition?.offset ?? 0,
+      withPublications: ctx.hasRecoveredPublications === true,
       at: performance.now(),
     });
     this.#wake();
@@ -141,6 +155,16 @@ class Recorder {
     });
     return Promise.race([p, t]).finally(() => { clearTimeout(timer); this.waiters.delete(w); });
   }
+}
+
+/** A WebSocket class for the SDK that also hands every received frame to `rec.frame`. */
+function tapped(rec) {
+  return class extends WebSocket {
+    constructor(...args) {
+      super(...args);
+      this.on('message', (data) => rec.frame(data.toString()));
+    }
+  };
 }
 
 /** Every publication made through the API: seq -> channel, ack (epoch, offset) and send time. */
@@ -194,6 +218,10 @@ class Ledger {
  */
 function audit(events, acks) {
   const problems = [];
+  const show = (e) => (e.kind === 'sub'
+    ? `subscribed(wasRecovering=${e.wasRecovering} recovered=${e.recovered} pos=${e.offset}@${e.epoch}${e.withPublications ? ' +publications' : ''})`
+    : `pub(offset=${e.offset} seq=${e.seq})`);
+  const context = (i) => events.slice(Math.max(0, i - 3), i + 1).map(show).join(' > ');
   const byEpoch = new Map();
   for (const a of acks.values()) {
     let l = byEpoch.get(a.epoch);
@@ -209,7 +237,7 @@ function audit(events, acks) {
   let unacked = 0;
   let resubscribes = 0;
   let toldLost = 0;
-  for (const e of events) {
+  for (const [i, e] of events.entries()) {
     if (e.kind === 'sub') {
       if (pos === null) {
         pos = { epoch: e.epoch, offset: e.offset };
@@ -240,10 +268,10 @@ function audit(events, acks) {
       problems.push(`seq ${e.seq} (offset ${a.offset}) delivered before any subscribed event`);
     } else if (a.epoch === pos.epoch) {
       if (a.offset <= pos.offset) {
-        problems.push(`out of order: offset ${a.offset} after ${pos.offset} (epoch ${a.epoch})`);
+        problems.push(`out of order: offset ${a.offset} after ${pos.offset} (epoch ${a.epoch}): ${context(i)}`);
       } else if (a.offset !== pos.offset + 1) {
         const lost = between(a.epoch, pos.offset, a.offset);
-        if (lost.length) problems.push(`silently lost: offsets ${ranges(lost)} of epoch ${a.epoch} (offset ${a.offset} came after ${pos.offset})`);
+        if (lost.length) problems.push(`silently lost: offsets ${ranges(lost)} of epoch ${a.epoch} (offset ${a.offset} came after ${pos.offset}): ${context(i)}`);
       }
     } else {
       if (epochsLeft.has(a.epoch)) problems.push(`offset ${a.offset} of an earlier epoch ${a.epoch} after epoch ${pos.epoch}`);
@@ -251,7 +279,7 @@ function audit(events, acks) {
       const lostNew = between(a.epoch, 0, a.offset);
       if (lostOld.length || lostNew.length) {
         problems.push(`epoch changed ${pos.epoch} -> ${a.epoch} without a subscribed event: silently lost `
-          + `${ranges(lostOld)} of ${pos.epoch} and ${ranges(lostNew)} of ${a.epoch}`);
+          + `${ranges(lostOld)} of ${pos.epoch} and ${ranges(lostNew)} of ${a.epoch}: ${context(i)}`);
       }
       epochsLeft.add(pos.epoch);
     }
@@ -314,7 +342,7 @@ for (const mode of ['standalone', 'cluster']) {
     /** An SDK client of `user` on gateway `gw` (not connected yet), recorded into `rec`. */
     function sdk(gw, user, rec) {
       const c = new Centrifuge(gateways[gw].wsUrl, {
-        websocket: WebSocket,
+        websocket: rec ? tapped(rec) : WebSocket,
         token: token(user),
         minReconnectDelay: 100,
         maxReconnectDelay: 2000,
@@ -610,64 +638,96 @@ for (const mode of ['standalone', 'cluster']) {
       const ledger = new Ledger(publisher);
       let stop = false;
       let k = 0;
-      const hangs = [];
-      const outage = { start: 0, gatewaysDown: 0, gatewaysUp: 0, end: 0 };
+      const kills = [];
+      // Time a publish waited for its answer, not counting the time Redis was frozen on purpose.
+      const freezes = [];
+      const waited = (x) => {
+        const answeredAt = (x.sentAt ?? x.at) + x.took;
+        let from = x.sentAt ?? x.at;
+        for (const f of freezes) if (from < f.to && answeredAt > f.from) from = Math.max(from, f.to);
+        return answeredAt - from;
+      };
       const worker = async () => {
         while (!stop) {
           // The client waits longer than HANG_MS so that a slow answer is seen (and reported) as it is.
-          const r = await ledger.publish(channels[k++ % channels.length], {}, { timeout: 3 * HANG_MS });
-          if (r.ok ? r.ack.took > HANG_MS : r.failure.took > HANG_MS) hangs.push(r.ok ? r.ack : r.failure);
+          await ledger.publish(channels[k++ % channels.length], {}, { timeout: 3 * HANG_MS });
           // Pace the loop (an outage answers fast): about RESTART_WORKERS * 100 calls a second at
-          // most; back to back in the first moments after the kill, while the engine finds out.
-          if (!(outage.start && performance.now() < outage.start + UNPACED_MS)) await pause(10);
+          // most; back to back in the first moments after a kill, while the engine finds out.
+          const last = kills.at(-1);
+          if (!(last && performance.now() < last.at + UNPACED_MS)) await pause(10);
         }
       };
       const readiness = { publisherDown: false };
       const servers = mode === 'standalone' ? [redis] : redis.nodes;
-      const workers = Array.from({ length: RESTART_WORKERS }, worker);
-      try {
-        await until(() => ledger.acked.size >= 100, 30000, () => `100 acks before the outage (got ${ledger.acked.size}, failures ${JSON.stringify(ledger.failures.slice(-2))})`);
-        const ackedBefore = ledger.acked.size;
+      // The Redis that dies serves the first topic channel (in Cluster: the master of its slot).
+      const victim = mode === 'standalone' ? redis : await redis.nodeOf(feeds[0]);
+
+      /**
+       * Kills the victim (after `beforeKill`), keeps it down until every gateway is not ready
+       * and OUTAGE_FAILURES publishes have failed, starts it again, and waits until every
+       * gateway is ready and 100 more publications are acknowledged.
+       */
+      const outage = async (kind, beforeKill) => {
+        const o = { kind, at: 0, notReadyAfter: NaN, readyAfter: NaN, failed: 0 };
         const failedBefore = ledger.failures.length;
-        // The Redis that dies serves the first topic channel (in Cluster: the master of its slot).
-        const victim = mode === 'standalone' ? redis : await redis.nodeOf(feeds[0]);
-        // Publications in flight when the connection drops: freeze Redis, publish a burst (big
-        // payloads), and kill Redis once those commands sit unread in its sockets.
-        for (const n of servers) n.freeze();
-        const unread = () => servers.reduce((sum, n) => sum + n.unreadBytes(), 0);
-        const unreadBefore = unread();
-        const pad = 'p'.repeat(BURST_PAD);
-        const burst = Promise.all(channels.map((ch) => ledger.publish(ch, { pad }, { timeout: 3 * HANG_MS })
-          .then((r) => { if ((r.ok ? r.ack.took : r.failure.took) > HANG_MS) hangs.push(r.ok ? r.ack : r.failure); })));
-        await until(() => unread() >= unreadBefore + channels.length * BURST_PAD, HANG_MS,
-          () => `the burst reaches the frozen Redis (${unread() - unreadBefore} bytes unread)`, 10);
-        outage.start = performance.now();
+        const pending = beforeKill ? await beforeKill() : null;
+        o.at = performance.now();
+        kills.push(o);
         await victim.stop();
         for (const n of servers) if (n !== victim) n.thaw();
+        if (freezes.at(-1)?.to === Infinity) freezes.at(-1).to = o.at;
         await until(async () => {
           const codes = await Promise.all(gateways.map((g) => g.readyz()));
           if ((await publisher.readyz()) === 503) readiness.publisherDown = true;
           return codes.every((c) => c === 503);
-        }, 20000, 'every gateway /readyz 503 while Redis is down', 100);
-        outage.gatewaysDown = performance.now() - outage.start;
-        await until(() => ledger.failures.length > failedBefore, 20000, 'a publish fails while Redis is down');
-        await burst;
+        }, 20000, `${kind}: every gateway /readyz 503 while Redis is down`, 50);
+        o.notReadyAfter = performance.now() - o.at;
+        await until(() => ledger.failures.length >= failedBefore + OUTAGE_FAILURES, 30000,
+          () => `${kind}: ${OUTAGE_FAILURES} publishes fail while Redis is down (got ${ledger.failures.length - failedBefore})`);
+        await pending;
+        o.failed = ledger.failures.length - failedBefore;
         await victim.startAgain();
         if (mode === 'cluster') await redis.waitOk(30000);
         const back = performance.now();
         await until(async () => (await Promise.all(gateways.map((g) => g.readyz()))).every((c) => c === 200),
-          30000, 'every gateway /readyz 200 after Redis is back', 100);
-        outage.gatewaysUp = performance.now() - back;
+          30000, `${kind}: every gateway /readyz 200 after Redis is back`, 50);
+        o.readyAfter = performance.now() - back;
         const ackedAtReturn = ledger.acked.size;
-        await until(() => ledger.acked.size >= ackedAtReturn + 100, 30000, () => `100 acks after Redis is back (got ${ledger.acked.size - ackedAtReturn}; last failure ${JSON.stringify(ledger.failures.at(-1))})`);
-        outage.end = performance.now();
+        await until(() => ledger.acked.size >= ackedAtReturn + 100, 30000,
+          () => `${kind}: 100 acks after Redis is back (got ${ledger.acked.size - ackedAtReturn}; last failure ${JSON.stringify(ledger.failures.at(-1))})`);
+      };
+
+      const workers = Array.from({ length: RESTART_WORKERS }, worker);
+      try {
+        await until(() => ledger.acked.size >= 100, 30000, () => `100 acks before the outage (got ${ledger.acked.size}, failures ${JSON.stringify(ledger.failures.slice(-2))})`);
+        // 1. Publications in flight when the connection drops: freeze Redis, publish a burst (big
+        //    payloads), and kill Redis once those commands sit unread in its sockets.
+        await outage('in-flight', async () => {
+          freezes.push({ from: performance.now(), to: Infinity });
+          for (const n of servers) n.freeze();
+          const unread = async () => (await Promise.all(servers.map((n) => n.unreadBytes()))).reduce((a, b) => a + b, 0);
+          const unreadBefore = await unread();
+          let seen = 0;
+          const pad = 'p'.repeat(BURST_PAD);
+          const burst = Promise.all(channels.map((ch) => ledger.publish(ch, { pad }, { timeout: 3 * HANG_MS })));
+          await until(async () => (seen = await unread()) >= unreadBefore + channels.length * BURST_PAD, 20000,
+            () => `the burst reaches the frozen Redis (${seen - unreadBefore} bytes unread)`, 10);
+          return burst;
+        });
+        // 2. A plain crash while publications stream.
+        await outage('crash');
         stop = true;
         await Promise.all(workers);
-        assert.ok(ledger.acked.size > ackedBefore, 'publications were acknowledged');
 
         // API errors during the outage: HTTP 503 with error code 100; no answer slower than HANG_MS.
+        const sinceKill = (at) => {
+          const o = [...kills].reverse().find((x) => x.at <= at + 1000) ?? kills[0];
+          return `${Math.round(at - o.at)} ms from the ${o.kind} kill`;
+        };
         const wrong = ledger.failures.filter((f) => f.error || f.status !== 503 || f.body?.error?.code !== 100);
-        const slowest = Math.max(0, ...ledger.failures.map((f) => f.took), ...[...ledger.acked.values()].map((a) => a.took));
+        const answers = [...ledger.failures, ...ledger.acked.values()];
+        const hangs = answers.filter((x) => waited(x) > HANG_MS);
+        const slowest = Math.max(0, ...answers.map(waited));
 
         await markAndWait(ledger, members, channels, 90000);
         const problems = [];
@@ -682,23 +742,26 @@ for (const mode of ['standalone', 'cluster']) {
             toldLost += r.toldLost;
             resubscribes += r.resubscribes;
             unacked += r.unacked;
-            for (const p of r.problems) problems.push(`${m.rec.name} ${ch}: ${p} [${m.rec.transitions.slice(-4).join('; ')}]`);
+            for (const p of r.problems) {
+              problems.push(`${m.rec.name} ${ch}: ${p} [${m.rec.transitions.slice(-4).join('; ')}]`);
+              if (process.env.HERALD_TEST_FRAMES) console.error(`frames of ${m.rec.name} (${ch} or replies):\n${m.rec.frames.filter((f) => f.includes(ch) || f.includes('"subscribe":{') || f.includes('"connect":{')).slice(-30).join('\n')}`);
+            }
           }
         }
         const transitions = new Map();
         for (const m of members) for (const tr of m.rec.transitions) transitions.set(tr, (transitions.get(tr) ?? 0) + 1);
         const line = `cluster[${mode}] redis restart: acked=${ledger.acked.size} failed=${ledger.failures.length} `
-          + `(not 503/100: ${wrong.length}, hangs: ${hangs.length}, slowest ${ms(slowest)}ms) delivered=${delivered} `
+          + `(not 503/100: ${wrong.length}, slower than ${HANG_MS}ms: ${hangs.length}, slowest ${ms(slowest)}ms) delivered=${delivered} `
           + `unacked_delivered=${unacked} resubscribes=${resubscribes} recovered_false=${toldLost} `
-          + `gateways_not_ready_after=${ms(outage.gatewaysDown)}ms ready_again_after=${ms(outage.gatewaysUp)}ms `
-          + `publisher_readyz_503=${readiness.publisherDown} transitions=${JSON.stringify(Object.fromEntries(transitions))}`;
+          + kills.map((o) => `${o.kind}: not_ready_after=${ms(o.notReadyAfter)}ms ready_after_restart=${ms(o.readyAfter)}ms failed=${o.failed}`).join(', ')
+          + ` publisher_readyz_503=${readiness.publisherDown} transitions=${JSON.stringify(Object.fromEntries(transitions))}`;
         console.log(line);
         t.diagnostic(line);
         const failures = [
           ...problems.slice(0, 15),
           ...wrong.slice(0, 5).map((f) => `publish not answered HTTP 503/code 100: ${JSON.stringify({ status: f.status, body: f.body, error: f.error, took: Math.round(f.took) })}`),
-          ...hangs.slice(0, 5).map((h) => `publish answered after ${Math.round(h.took)} ms (> ${HANG_MS}), `
-            + `sent ${Math.round((h.sentAt ?? h.at) - outage.start)} ms from the kill: ${h.offset !== undefined ? `acknowledged offset ${h.offset}` : JSON.stringify({ status: h.status, body: h.body, error: h.error })}`),
+          ...hangs.slice(0, 5).map((h) => `publish answered after ${Math.round(waited(h))} ms (> ${HANG_MS}), `
+            + `sent ${sinceKill(h.sentAt ?? h.at)}: ${h.offset !== undefined ? `acknowledged offset ${h.offset}` : JSON.stringify({ status: h.status, body: h.body, error: h.error })}`),
           ...members.filter((m) => m.c.state !== 'connected').map((m) => `${m.rec.name} is ${m.c.state}`),
         ];
         assert.deepEqual(failures, [], `${problems.length} delivery problems, ${wrong.length} wrong API errors, ${hangs.length} slow answers`);

@@ -63,9 +63,7 @@ async fn cluster_delivers_exactly_once_over_every_master() {
             assert!(node.kill_subscribers().await.unwrap() > 0);
         }
     };
-    eprintln!("{} publishing", herald_core::now_ms() % 100000);
     tokio::join!(join_all(publishing), killing);
-    eprintln!("{} published", herald_core::now_ms() % 100000);
 
     for rec in [&ra, &rb] {
         eventually(WAIT, "every publication on both nodes", || {
@@ -76,7 +74,6 @@ async fn cluster_delivers_exactly_once_over_every_master() {
             assert_exactly_once(rec, c, per_channel as u64);
         }
     }
-    eprintln!("{} delivered", herald_core::now_ms() % 100000);
     eventually(WAIT, "ready again", || a.is_ready() && b.is_ready()).await;
     let filled = r#"herald_redis_gap_checks_total{outcome="filled"}"#;
     assert!(

@@ -47,7 +47,7 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             queue_size: 256,
             max_message_size: 64 * 1024,
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 1024,
             write_batch: 64,
             max_subscriptions: 512,
             history_limit: 300,

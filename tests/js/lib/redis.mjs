@@ -4,11 +4,14 @@
 // PONG; `cluster_state:ok` on every node). Servers are killed on `stop()`; a standalone server
 // can be started again on the same port (its data is gone: nothing is persisted).
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
 
 const REDIS_SERVER = process.env.REDIS_SERVER_BIN || 'redis-server';
 const REDIS_CLI = process.env.REDIS_CLI_BIN || 'redis-cli';
@@ -189,16 +192,15 @@ export class RedisServer {
   }
 
   /**
-   * Bytes received on the server's connections and not read yet (Linux `/proc/net/tcp`): while
-   * the server is frozen, the commands clients have sent it.
+   * Bytes received on the server's connections and not read yet (`ss`, filtered in the kernel):
+   * while the server is frozen, the commands clients have sent it.
    */
-  unreadBytes() {
-    const port = this.port.toString(16).toUpperCase().padStart(4, '0');
+  async unreadBytes() {
+    const { stdout } = await execFileP('ss', ['-tnH', 'state', 'established', `( sport = :${this.port} )`]);
     let total = 0;
-    for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
-      const f = line.trim().split(/\s+/);
-      if (f.length < 5 || f[3] !== '01' || !f[1].endsWith(`:${port}`)) continue;
-      total += parseInt(f[4].split(':')[1], 16);
+    for (const line of stdout.split('\n')) {
+      const recvQ = Number(line.trim().split(/\s+/)[0]);
+      if (Number.isFinite(recvQ)) total += recvQ;
     }
     return total;
   }

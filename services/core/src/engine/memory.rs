@@ -1,12 +1,13 @@
 //! The embedded engine: one process, channels' history and presence in memory.
 //! Publications reach the handler synchronously, under the channel's lock, so
-//! per-channel order is the offset order.
+//! per-channel order is the offset order. Streams idle for long (no publish,
+//! no read) are swept, as Redis expires their keys.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
 
@@ -18,10 +19,20 @@ use crate::publication::{sanitize, ClientInfo, Publication, RawJson, StreamPosit
 
 const SHARDS: usize = 64;
 
+/// A stream's position (epoch and offset) outlives its publications by this much.
+const POSITION_TTL: Duration = Duration::from_secs(3600);
+
+/// How often idle streams are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
 type Shard<T> = Mutex<HashMap<Arc<str>, T>>;
 
 /// The memory engine.
 pub struct Memory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     handler: Arc<dyn Handler>,
     streams: Vec<Shard<Arc<Mutex<Stream>>>>,
     presence: Vec<Shard<HashMap<String, ClientInfo>>>,
@@ -32,22 +43,31 @@ struct Stream {
     offset: u64,
     publications: VecDeque<Publication>,
     last_publish: Instant,
+    last_used: Instant,
+    keep: Duration,
 }
 
 impl Stream {
-    fn new() -> Stream {
+    fn new(channel: &Channel) -> Stream {
         Stream {
             epoch: new_epoch(),
             offset: 0,
             publications: VecDeque::new(),
             last_publish: Instant::now(),
+            last_used: Instant::now(),
+            keep: channel.options().history_ttl + POSITION_TTL,
         }
     }
 
     fn expire(&mut self, channel: &Channel) {
+        self.last_used = Instant::now();
         if self.last_publish.elapsed() > channel.options().history_ttl {
             self.publications.clear();
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.last_used.elapsed() > self.keep
     }
 
     fn position(&self) -> StreamPosition {
@@ -73,24 +93,52 @@ fn shards<T>() -> Vec<Shard<T>> {
     (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect()
 }
 
-impl Memory {
-    /// An empty engine delivering to `handler`.
-    pub fn new(handler: Arc<dyn Handler>) -> Memory {
-        Memory {
-            handler,
-            streams: shards(),
-            presence: shards(),
-        }
-    }
-
+impl Inner {
     fn stream(&self, channel: &Channel) -> Arc<Mutex<Stream>> {
         let mut shard = self.streams[shard_of(channel.name())]
             .lock()
             .expect("poisoned");
         shard
             .entry(channel.name_arc().clone())
-            .or_insert_with(|| Arc::new(Mutex::new(Stream::new())))
+            .or_insert_with(|| Arc::new(Mutex::new(Stream::new(channel))))
             .clone()
+    }
+
+    fn sweep(&self) {
+        for shard in &self.streams {
+            shard
+                .lock()
+                .expect("poisoned")
+                .retain(|_, s| !s.lock().expect("poisoned").is_idle());
+        }
+    }
+}
+
+async fn run_sweeper(inner: Weak<Inner>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match inner.upgrade() {
+            Some(inner) => inner.sweep(),
+            None => return,
+        }
+    }
+}
+
+impl Memory {
+    /// An empty engine delivering to `handler`; inside a Tokio runtime it also
+    /// sweeps idle streams (the task ends with the engine).
+    pub fn new(handler: Arc<dyn Handler>) -> Memory {
+        let inner = Arc::new(Inner {
+            handler,
+            streams: shards(),
+            presence: shards(),
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(run_sweeper(Arc::downgrade(&inner)));
+        }
+        Memory { inner }
     }
 
     /// See [`super::Engine::publish`].
@@ -109,16 +157,20 @@ impl Memory {
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
-            self.handler.on_publication(channel.name(), &publication);
+            self.inner
+                .handler
+                .on_publication(channel.name(), &publication);
             return Ok(StreamPosition::default());
         }
-        let stream = self.stream(channel);
+        let stream = self.inner.stream(channel);
         let mut s = stream.lock().expect("poisoned");
         s.expire(channel);
         s.offset += 1;
         s.last_publish = Instant::now();
         publication.offset = s.offset;
-        self.handler.on_publication(channel.name(), &publication);
+        self.inner
+            .handler
+            .on_publication(channel.name(), &publication);
         s.publications.push_back(publication);
         while s.publications.len() > opts.history_size {
             s.publications.pop_front();
@@ -145,7 +197,7 @@ impl Memory {
         if !channel.options().has_history() {
             return Ok(History::default());
         }
-        let stream = self.stream(channel);
+        let stream = self.inner.stream(channel);
         let mut s = stream.lock().expect("poisoned");
         s.expire(channel);
         let position = s.position();
@@ -174,7 +226,8 @@ impl Memory {
 
     /// See [`super::Engine::remove_history`].
     pub async fn remove_history(&self, channel: &Channel) -> Result<(), EngineError> {
-        self.stream(channel)
+        self.inner
+            .stream(channel)
             .lock()
             .expect("poisoned")
             .publications
@@ -187,7 +240,7 @@ impl Memory {
         channel: &Channel,
         f: impl FnOnce(&mut HashMap<Arc<str>, HashMap<String, ClientInfo>>) -> T,
     ) -> T {
-        f(&mut self.presence[shard_of(channel.name())]
+        f(&mut self.inner.presence[shard_of(channel.name())]
             .lock()
             .expect("poisoned"))
     }
@@ -257,7 +310,7 @@ impl Memory {
         channel: &Channel,
         info: &ClientInfo,
     ) -> Result<(), EngineError> {
-        self.handler.on_join(channel.name(), info);
+        self.inner.handler.on_join(channel.name(), info);
         Ok(())
     }
 
@@ -267,24 +320,24 @@ impl Memory {
         channel: &Channel,
         info: &ClientInfo,
     ) -> Result<(), EngineError> {
-        self.handler.on_leave(channel.name(), info);
+        self.inner.handler.on_leave(channel.name(), info);
         Ok(())
     }
 
     /// See [`super::Engine::publish_control`].
     pub async fn publish_control(&self, command: &control::Command) -> Result<(), EngineError> {
-        self.handler.on_control(command);
+        self.inner.handler.on_control(command);
         Ok(())
     }
 
     /// This node only.
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, EngineError> {
-        Ok(vec![self.handler.node_info()])
+        Ok(vec![self.inner.handler.node_info()])
     }
 
     /// This node's channels.
     pub async fn channels(&self) -> Result<HashMap<String, u64>, EngineError> {
-        Ok(self.handler.channels())
+        Ok(self.inner.handler.channels())
     }
 
     /// Always ready.
@@ -368,6 +421,24 @@ mod tests {
             .unwrap();
         assert!(h.publications.is_empty());
         assert_eq!(h.position, last);
+    }
+
+    #[tokio::test]
+    async fn idle_streams_are_swept_and_get_a_new_epoch() {
+        let engine = Memory::new(Arc::new(NoConnections::default()));
+        let ch = Channel::parse("user:9", &Namespaces::default()).unwrap();
+        let first = engine
+            .publish(&ch, data(1), PublishOptions::default())
+            .await
+            .unwrap();
+        engine.inner.sweep();
+        let h = engine.history(&ch, HistoryQuery::default()).await.unwrap();
+        assert_eq!(h.position, first, "recently used streams stay");
+        let mut s = engine.inner.stream(&ch);
+        s.lock().unwrap().keep = Duration::ZERO;
+        engine.inner.sweep();
+        s = engine.inner.stream(&ch);
+        assert_ne!(s.lock().unwrap().epoch, first.epoch);
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use fred::interfaces::PubsubInterface;
+use fred::interfaces::{ClientLike, PubsubInterface};
+use fred::types::config::Options;
 use fred::types::Message as FredMessage;
 use futures_util::future::join_all;
 use tokio::sync::broadcast;
@@ -16,6 +17,9 @@ use tracing::{debug, warn};
 use super::pubsub::{Subscriptions, BATCH};
 use super::sync::Event;
 use crate::engine::EngineError;
+
+/// Deadline of one (S)SUBSCRIBE or (S)UNSUBSCRIBE command.
+const SUBSCRIBE_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A connection failure as fred reports it.
 pub(super) type Failure = (fred::error::Error, Option<fred::types::config::Server>);
@@ -55,7 +59,12 @@ impl Subscriptions {
         sharded: bool,
         on: bool,
     ) -> Vec<Result<(), EngineError>> {
-        let client = &self.conns[k].client;
+        // A (S)SUBSCRIBE lost in a reconnect must not hold up the retry for long.
+        let options = Options {
+            timeout: Some(SUBSCRIBE_COMMAND_TIMEOUT),
+            ..Options::default()
+        };
+        let client = &self.conns[k].client.with_options(&options);
         let shared = &self.shared;
         let op = if on { "subscribe" } else { "unsubscribe" };
         // SSUBSCRIBE takes channels of one slot only.

@@ -249,21 +249,16 @@ impl Subscriptions {
                     }
                     self.subscribe_batch(k, batch).await;
                 }
+                // Every subscription must be sent again; the next tick does it once for
+                // the burst of events a reconnect brings (one per server, topology changes).
                 r = resets.reconnects.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
-                    _ => {
-                        self.conns[k].healthy.store(false, Ordering::SeqCst);
-                        self.restore(k).await;
-                    }
+                    _ => self.conns[k].healthy.store(false, Ordering::SeqCst),
                 },
                 // Slots moved: sharded subscriptions must follow them to their new owners.
                 r = resets.topology.recv(), if topology_open => match r {
                     Err(broadcast::error::RecvError::Closed) => topology_open = false,
-                    _ => {
-                        debug!(conn = k, "cluster topology changed");
-                        self.conns[k].healthy.store(false, Ordering::SeqCst);
-                        self.restore(k).await;
-                    }
+                    _ => self.conns[k].healthy.store(false, Ordering::SeqCst),
                 },
                 _ = tick.tick() => {
                     if !self.conns[k].healthy.load(Ordering::SeqCst) {
@@ -387,11 +382,6 @@ impl Subscriptions {
 
     /// Subscribes everything of connection `k` again, then gap-checks its channels.
     async fn restore(&self, k: usize) {
-        eprintln!(
-            "{} restore {k} start connected={}",
-            crate::now_ms() % 100000,
-            self.conns[k].client.is_connected()
-        );
         if !self.conns[k].client.is_connected() {
             return;
         }
@@ -411,7 +401,6 @@ impl Subscriptions {
         }
         if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
             warn!(conn = k, error = %e, "restoring subscriptions failed, retrying");
-            eprintln!("{} restore {k} failed {e}", crate::now_ms() % 100000);
             return;
         }
         debug!(conn = k, "subscriptions restored");

@@ -180,7 +180,6 @@ impl Worker {
                 self.channels.remove(&channel);
             }
             Event::Resync { conn } => {
-                eprintln!("{:?} resync {conn:?}", crate::now_ms() % 100000);
                 let n = self.connections;
                 for (name, state) in self.channels.iter_mut() {
                     if state.position.is_some() && conn.is_none_or(|c| spread(name) % n == c) {
