@@ -30,6 +30,8 @@ pub struct Metrics {
     pub publish_seconds: Histogram,
     /// Engine operations that failed.
     pub engine_errors: IntCounter,
+    /// Time from the engine accepting a publication to this node queueing it to sockets.
+    pub delivery_lag_seconds: Histogram,
 }
 
 impl Metrics {
@@ -77,6 +79,16 @@ impl Metrics {
                 ),
             )
             .expect("valid metric"),
+            delivery_lag_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "delivery_lag_seconds",
+                    "Publish-to-fan-out latency (publication time to local queueing)",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+                ]),
+            )
+            .expect("valid metric"),
             engine_errors: IntCounter::new("engine_errors_total", "Failed engine operations")
                 .expect("valid metric"),
             registry,
@@ -94,6 +106,8 @@ impl Metrics {
         r.register(Box::new(m.api_requests.clone()))
             .expect("unique");
         r.register(Box::new(m.publish_seconds.clone()))
+            .expect("unique");
+        r.register(Box::new(m.delivery_lag_seconds.clone()))
             .expect("unique");
         r.register(Box::new(m.engine_errors.clone()))
             .expect("unique");

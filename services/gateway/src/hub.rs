@@ -164,6 +164,12 @@ impl Handler for Hub {
         }
         let frame = encode_publication_push(channel, publication);
         self.fan_out(channel, publication.offset, frame);
+        if publication.time > 0 {
+            let lag_ms = (herald_core::now_ms() - publication.time).max(0);
+            self.metrics
+                .delivery_lag_seconds
+                .observe(lag_ms as f64 / 1000.0);
+        }
     }
 
     fn on_join(&self, channel: &str, info: &ClientInfo) {

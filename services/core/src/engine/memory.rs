@@ -153,7 +153,7 @@ impl Memory {
             data: sanitize(data),
             info: options.info,
             tags: options.tags,
-            time: 0,
+            time: crate::now_ms(),
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
