@@ -7,7 +7,8 @@
 #   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
 #
 # Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws],
-# SCENARIOS [broadcast personal idle churn floor], DURATION [10s], BROADCAST_CONNECTIONS [1000],
+# SCENARIOS [broadcast personal idle churn floor], DURATION [10s], WARMUP [1s, left out of the
+# latency histograms], BROADCAST_CONNECTIONS [1000],
 # BROADCAST_RATE [50], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [2000], IDLE_CONNECTIONS [5000],
 # IDLE_DURATION [5s], CHURN_WORKERS [50], FLOOR_BATCH [1], PEER_WORKERS [nproc],
 # HERALD_ENGINE [redis | memory], SOURCE_ADDRS [127.0.0.2-127.0.0.20], RESULTS [loadtest/results],
@@ -22,6 +23,7 @@ RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"herald socketio ws"}
 SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor"}
 DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-1s}
 BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-1000}
 BROADCAST_RATE=${BROADCAST_RATE:-50}
 PERSONAL_CONNECTIONS=${PERSONAL_CONNECTIONS:-2000}
@@ -161,11 +163,11 @@ stop_server() {
 # Scenario-specific arguments.
 scenario_args() {
   case $1 in
-    broadcast) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION" ;;
-    personal) echo "--connections $PERSONAL_CONNECTIONS --rate $PERSONAL_RATE --duration $DURATION" ;;
+    broadcast) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION --warmup $WARMUP" ;;
+    personal) echo "--connections $PERSONAL_CONNECTIONS --rate $PERSONAL_RATE --duration $DURATION --warmup $WARMUP" ;;
     idle) echo "--connections $IDLE_CONNECTIONS --duration $IDLE_DURATION" ;;
     churn) echo "--connections $CHURN_WORKERS --duration $DURATION" ;;
-    floor) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION --floor-batch $FLOOR_BATCH" ;;
+    floor) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION --warmup $WARMUP --floor-batch $FLOOR_BATCH" ;;
   esac
 }
 
@@ -202,7 +204,7 @@ main() {
     done
   done
   local invocation="loadtest/run-all.sh"
-  local knobs="RUNS=$RUNS DURATION=$DURATION BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
+  local knobs="RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
   "$LOADTEST" report --results "$RESULTS" --out "$REPORT" --invocation "$knobs $invocation"
   log "done in $(( $(date +%s) - started_at ))s; server logs in $LOGS"
 }

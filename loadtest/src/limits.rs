@@ -20,11 +20,13 @@ pub fn raise_nofile() -> u64 {
     }
 }
 
-/// Checks that `sockets` sockets fit in the open file limit of this process.
-pub fn check_fds(sockets: usize, soft_limit: u64) -> anyhow::Result<()> {
-    let needed = sockets as u64 + FD_RESERVE;
+/// Checks that `sockets` WebSocket connections plus `other` sockets (publish requests) fit in
+/// the open file limit of this process.
+pub fn check_fds(sockets: usize, other: usize, soft_limit: u64) -> anyhow::Result<()> {
+    let reserve = FD_RESERVE + other as u64;
+    let needed = sockets as u64 + reserve;
     if needed > soft_limit {
-        let per_process = soft_limit.saturating_sub(FD_RESERVE).max(1);
+        let per_process = soft_limit.saturating_sub(reserve).max(1);
         let processes = (sockets as u64).div_ceil(per_process);
         bail!(
             "{sockets} connections need about {needed} open files but this process may open at \
@@ -71,8 +73,8 @@ mod tests {
 
     #[test]
     fn fd_check_suggests_several_processes() {
-        assert!(check_fds(15_000, 20_000).is_ok());
-        let e = check_fds(50_000, 20_000).unwrap_err().to_string();
+        assert!(check_fds(15_000, 256, 20_000).is_ok());
+        let e = check_fds(50_000, 256, 20_000).unwrap_err().to_string();
         assert!(e.contains("spread the run over 3"), "{e}");
     }
 

@@ -60,6 +60,16 @@ pub fn sample(pids: &[u32]) -> anyhow::Result<ProcSample> {
     Ok(out)
 }
 
+/// One-minute load average of the machine: how busy it was besides this run.
+pub fn loadavg() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Samples this process.
 pub fn sample_self() -> ProcSample {
     sample(&[std::process::id()]).unwrap_or_default()

@@ -43,7 +43,7 @@ pub async fn run(args: &RunArgs, nofile: u64) -> anyhow::Result<Outcome> {
         bail!("--connections must be at least 1");
     }
     let sources = args.source_addrs.clone().map(|s| s.0).unwrap_or_default();
-    crate::limits::check_fds(args.connections + args.max_inflight, nofile)?;
+    crate::limits::check_fds(args.connections, args.max_inflight, nofile)?;
     crate::limits::check_ports(
         args.connections,
         sources.len(),
@@ -83,6 +83,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
     let n = args.connections;
     let started_at = unix_micros() / 1_000_000;
     let self_start = procstat::sample_self();
+    let load_start = procstat::loadavg();
     let live = Arc::new(Live::new(LATENCY_SHARDS));
 
     let mut floor = None;
@@ -279,6 +280,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
             cpu_seconds: self_end.cpu_since(&self_start).total_s(),
             rss_bytes: self_end.rss_bytes,
         },
+        host_load: [load_start, procstat::loadavg()],
         errors,
         command: std::env::args().collect(),
         started_at,

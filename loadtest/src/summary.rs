@@ -64,6 +64,9 @@ pub struct Summary {
     pub publish: PublishStats,
     /// The load generator's own cost.
     pub loadgen: Loadgen,
+    /// One-minute load average of the machine at the start and at the end of the run: a busy
+    /// machine makes every figure worse.
+    pub host_load: [Option<f64>; 2],
     /// First few errors seen (connects, publishes, disconnects).
     pub errors: Vec<String>,
     /// Command line that produced this summary.

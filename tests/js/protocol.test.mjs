@@ -113,8 +113,9 @@ describe('framing and commands', () => {
     try {
       await ws.connect(herald.token(uid()));
       const reply = await ws.call({ subscribe: { channel } });
-      assert.deepEqual(reply.subscribe?.publications, [{ offset: last.offset, data: { price: 2 } }],
-        JSON.stringify(reply));
+      const pubs = (reply.subscribe?.publications ?? []).map(({ offset, data }) => ({ offset, data }));
+      assert.deepEqual(pubs, [{ offset: last.offset, data: { price: 2 } }], JSON.stringify(reply));
+      assert.ok(reply.subscribe.publications[0].time > 0, 'publications carry their publish time');
       assert.equal(reply.subscribe.offset, last.offset);
       assert.equal(reply.subscribe.epoch, last.epoch);
     } finally {

@@ -65,6 +65,7 @@ pub async fn storm(
 pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcome> {
     let started_at = unix_micros() / 1_000_000;
     let self_start = procstat::sample_self();
+    let load_start = procstat::loadavg();
     let pids = server_pids(args);
     let url = ws_url(args)?;
     let proto = Proto::from(args.target);
@@ -118,6 +119,7 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
             cpu_seconds: self_end.cpu_since(&self_start).total_s(),
             rss_bytes: self_end.rss_bytes,
         },
+        host_load: [load_start, procstat::loadavg()],
         errors,
         command: std::env::args().collect(),
         started_at,

@@ -22,12 +22,19 @@ pub struct Outbox {
     closing: OnceLock<Disconnect>,
     wake: Notify,
     syncing: AtomicBool,
-    held: Mutex<HashMap<Arc<str>, Held>>,
+    held: Mutex<HashMap<Arc<str>, Sync>>,
     control: Mutex<VecDeque<control::Command>>,
 }
 
-/// Frames held back for one channel, with their offsets.
-type Held = Vec<(u64, Bytes)>;
+/// A channel whose frames need a look before they are queued.
+#[derive(Debug)]
+enum Sync {
+    /// The subscribe reply is being prepared: keep frames (with offsets) back.
+    Hold(Vec<(u64, Bytes)>),
+    /// The reply covered publications up to this offset: an engine that lags
+    /// behind Redis may still deliver some of them; drop those.
+    Covered(u64),
+}
 
 /// Control commands a session keeps before it stalls its queue.
 const MAX_PENDING_CONTROL: usize = 64;
@@ -46,8 +53,13 @@ impl Outbox {
         })
     }
 
-    /// Queues a frame; a full queue closes the connection as slow.
+    /// Queues a frame; a full queue closes the connection as slow. Once the
+    /// connection is closing nothing more is queued (a client told to recover
+    /// must not see what came after the loss).
     pub fn send(&self, frame: Bytes) -> bool {
+        if self.closing.get().is_some() {
+            return false;
+        }
         let mut frames = self.frames.lock().expect("poisoned");
         if frames.len() >= self.capacity {
             drop(frames);
@@ -70,14 +82,24 @@ impl Outbox {
     pub fn send_channel(&self, channel: &str, offset: u64, frame: &Bytes) -> bool {
         if self.syncing.load(Ordering::Acquire) {
             let mut held = self.held.lock().expect("poisoned");
-            if let Some(buffer) = held.get_mut(channel) {
-                if buffer.len() >= self.capacity {
-                    drop(held);
-                    self.close(Disconnect::SLOW);
-                    return false;
+            match held.get_mut(channel) {
+                Some(Sync::Hold(buffer)) => {
+                    if buffer.len() >= self.capacity {
+                        drop(held);
+                        self.close(Disconnect::SLOW);
+                        return false;
+                    }
+                    buffer.push((offset, frame.clone()));
+                    return true;
                 }
-                buffer.push((offset, frame.clone()));
-                return true;
+                Some(Sync::Covered(covered)) if offset != 0 => {
+                    if offset <= *covered {
+                        return true;
+                    }
+                    held.remove(channel);
+                    self.syncing.store(!held.is_empty(), Ordering::Release);
+                }
+                _ => {}
             }
         }
         self.send(frame.clone())
@@ -86,26 +108,40 @@ impl Outbox {
     /// Starts holding back the channel's frames.
     pub fn hold(&self, channel: &Arc<str>) {
         let mut held = self.held.lock().expect("poisoned");
-        held.insert(channel.clone(), Vec::new());
+        held.insert(channel.clone(), Sync::Hold(Vec::new()));
         self.syncing.store(true, Ordering::Release);
     }
 
     /// Queues `reply`, then every held frame of `channels` newer than the offset
     /// paired with it (frames without offset always pass), and stops holding them.
+    /// Later frames up to that offset are dropped until a newer one arrives.
     pub fn release(&self, reply: Option<Bytes>, channels: &[(Arc<str>, u64)]) {
         let mut held = self.held.lock().expect("poisoned");
         if let Some(reply) = reply {
             self.send(reply);
         }
         for (channel, delivered) in channels {
-            for (offset, frame) in held.remove(channel).unwrap_or_default() {
-                if offset == 0 || offset > *delivered {
-                    self.send(frame);
+            let mut covered = *delivered;
+            if let Some(Sync::Hold(frames)) = held.remove(channel) {
+                for (offset, frame) in frames {
+                    if offset == 0 || offset > covered {
+                        covered = covered.max(offset);
+                        self.send(frame);
+                    }
                 }
             }
+            if covered > 0 && covered != u64::MAX {
+                held.insert(channel.clone(), Sync::Covered(covered));
+            }
         }
-        if held.is_empty() {
-            self.syncing.store(false, Ordering::Release);
+        self.syncing.store(!held.is_empty(), Ordering::Release);
+    }
+
+    /// Stops looking at a channel's frames (the session left it).
+    pub fn forget(&self, channel: &str) {
+        let mut held = self.held.lock().expect("poisoned");
+        if held.remove(channel).is_some() {
+            self.syncing.store(!held.is_empty(), Ordering::Release);
         }
     }
 
@@ -171,8 +207,27 @@ mod tests {
         outbox.send_channel("c", 5, &frame("p5"));
         outbox.send_channel("other", 1, &frame("o1"));
         outbox.release(Some(frame("reply")), &[(ch, 4)]);
+        outbox.send_channel("c", 5, &frame("late p5"));
         outbox.send_channel("c", 6, &frame("p6"));
+        outbox.send_channel("c", 7, &frame("p7"));
         let got: Vec<Bytes> = outbox.take_frames().into();
-        assert_eq!(got, [frame("o1"), frame("reply"), frame("p5"), frame("p6")]);
+        assert_eq!(
+            got,
+            [
+                frame("o1"),
+                frame("reply"),
+                frame("p5"),
+                frame("p6"),
+                frame("p7")
+            ]
+        );
+    }
+
+    #[test]
+    fn nothing_is_queued_after_close() {
+        let outbox = Outbox::new(8);
+        outbox.close(Disconnect::INSUFFICIENT_STATE);
+        assert!(!outbox.send(frame("after")));
+        assert!(outbox.take_frames().is_empty());
     }
 }

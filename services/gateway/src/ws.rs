@@ -50,7 +50,9 @@ async fn run(gw: Arc<Gateway>, mut socket: WebSocket) {
     let mut session = Session::new(gw.clone(), outbox.clone());
     let reason = serve(&gw, &mut socket, &mut session, &outbox).await;
     if let Some(reason) = reason {
-        if reason != Disconnect::SLOW {
+        // Replies queued before an error close are still owed to the client; after
+        // a slow or insufficient-state close, queued frames are stale.
+        if reason != Disconnect::SLOW && reason != Disconnect::INSUFFICIENT_STATE {
             let _ = write(&gw, &mut socket, outbox.take_frames()).await;
         }
         let close = Message::Close(Some(CloseFrame {

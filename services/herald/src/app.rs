@@ -142,10 +142,22 @@ async fn readyz(State(p): State<Arc<Probes>>) -> (StatusCode, &'static str) {
     }
 }
 
+/// Accept queue length: connect storms must not overflow it (SYN retries cost a second).
+const BACKLOG: u32 = 4096;
+
 async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("{key}: cannot listen on {addr}"))
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_nodelay(true)?;
+        socket.bind(addr)?;
+        socket.listen(BACKLOG)
+    };
+    listen().with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
 async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {

@@ -113,7 +113,7 @@ export class Herald {
       ...env,
     };
     const proc = spawn(bin, [], { env: fullEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-    const h = new Herald(proc, { clientPort, internalPort, secret: dev ? null : secret, apiKey });
+    const h = new Herald(proc, { clientPort, internalPort, secret: dev ? null : secret, apiKey, name: fullEnv.HERALD_SERVER__NAME });
     await h.#waitReady();
     return h;
   }
@@ -121,8 +121,9 @@ export class Herald {
   #log = [];
   #exited;
 
-  constructor(proc, { clientPort, internalPort, secret, apiKey }) {
+  constructor(proc, { clientPort, internalPort, secret, apiKey, name }) {
     this.proc = proc;
+    this.name = name;
     this.clientPort = clientPort;
     this.internalPort = internalPort;
     this.secret = secret;
@@ -133,7 +134,9 @@ export class Herald {
     const keep = (chunk) => {
       this.#log.push(chunk.toString());
       if (this.#log.length > 400) this.#log.splice(0, 100);
-      if (process.env.HERALD_TEST_LOG) process.stderr.write(chunk);
+      if (process.env.HERALD_TEST_LOG) {
+        process.stderr.write(this.name ? chunk.toString().replace(/^(?=.)/gm, `[${this.name}] `) : chunk);
+      }
     };
     proc.stdout.on('data', keep);
     proc.stderr.on('data', keep);

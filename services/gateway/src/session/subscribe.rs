@@ -241,6 +241,7 @@ impl Session {
         let Some(sub) = self.subs.remove(name) else {
             return;
         };
+        self.outbox.forget(name);
         let engine = &self.gw.engine;
         if self.gw.hub.unsubscribe(name, self.conn) {
             if let Err(e) = engine.unsubscribe(name).await {

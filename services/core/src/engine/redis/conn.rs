@@ -20,7 +20,7 @@ use super::scripts::Scripts;
 use crate::engine::{Config, EngineError, Handler};
 
 /// Every command gets an answer or an error within this time.
-pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections kept for commands (publish, history, presence); fred pipelines on each.
 const POOL_SIZE: usize = 2;
 /// Pub/sub messages a subscriber connection may buffer before its reader falls
