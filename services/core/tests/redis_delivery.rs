@@ -354,37 +354,3 @@ async fn readiness_probe_notices_a_stuck_redis() {
         .unwrap();
     engine.close().await;
 }
-/// Throughput of one engine publishing through one Redis; run with
-/// `cargo test -p herald-core --release --test redis_delivery -- --ignored --nocapture`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn publish_throughput() {
-    let redis = RedisServer::start().await.unwrap();
-    let engine = Arc::new(
-        start(
-            &standalone(&redis.url(), &prefix("bench")),
-            Recorder::new("a"),
-        )
-        .await,
-    );
-    for concurrency in [1, 16, 64, 256] {
-        let total = 20_000;
-        let started = Instant::now();
-        let tasks = (0..concurrency).map(|t| {
-            let engine = engine.clone();
-            tokio::spawn(async move {
-                let ch = channel(&format!("h:bench{t}"));
-                for n in 0..total / concurrency {
-                    engine
-                        .publish(&ch, data(&n.to_string()), PublishOptions::default())
-                        .await
-                        .unwrap();
-                }
-            })
-        });
-        join_all(tasks).await;
-        let rate = total as f64 / started.elapsed().as_secs_f64();
-        println!("{concurrency:>4} concurrent publishers: {rate:>8.0} publishes/s");
-    }
-    engine.close().await;
-}
