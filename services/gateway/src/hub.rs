@@ -146,25 +146,25 @@ impl Hub {
             .sum()
     }
 
-    fn fan_out(&self, channel: &str, offset: u64, frame: bytes::Bytes) {
+    /// Queues one frame, encoded only if the channel has local subscribers, to each of them.
+    fn fan_out(&self, channel: &str, offset: u64, encode: impl FnOnce() -> bytes::Bytes) -> bool {
         let shard = self.channels[shard(channel)].read().expect("poisoned");
-        if let Some(subscribers) = shard.get(channel) {
-            for outbox in subscribers.values() {
-                outbox.send_channel(channel, offset, &frame);
-            }
-            self.metrics.deliveries.inc_by(subscribers.len() as u64);
+        let Some(subscribers) = shard.get(channel) else {
+            return false;
+        };
+        let frame = encode();
+        for outbox in subscribers.values() {
+            outbox.send_channel(channel, offset, &frame);
         }
+        self.metrics.deliveries.inc_by(subscribers.len() as u64);
+        true
     }
 }
 
 impl Handler for Hub {
     fn on_publication(&self, channel: &str, publication: &Publication) {
-        if !self.has_subscribers(channel) {
-            return;
-        }
-        let frame = encode_publication_push(channel, publication);
-        self.fan_out(channel, publication.offset, frame);
-        if publication.time > 0 {
+        let encode = || encode_publication_push(channel, publication);
+        if self.fan_out(channel, publication.offset, encode) && publication.time > 0 {
             let lag_ms = (herald_core::now_ms() - publication.time).max(0);
             self.metrics
                 .delivery_lag_seconds
@@ -173,11 +173,11 @@ impl Handler for Hub {
     }
 
     fn on_join(&self, channel: &str, info: &ClientInfo) {
-        self.fan_out(channel, 0, encode_join_push(channel, info));
+        self.fan_out(channel, 0, || encode_join_push(channel, info));
     }
 
     fn on_leave(&self, channel: &str, info: &ClientInfo) {
-        self.fan_out(channel, 0, encode_leave_push(channel, info));
+        self.fan_out(channel, 0, || encode_leave_push(channel, info));
     }
 
     fn on_control(&self, command: &control::Command) {
