@@ -65,15 +65,7 @@ async fn cluster_delivers_exactly_once_over_every_master() {
     };
     tokio::join!(join_all(publishing), killing);
 
-    for rec in [&ra, &rb] {
-        eventually(WAIT, "every publication on both nodes", || {
-            channels.iter().all(|c| rec.offsets(c).len() >= per_channel)
-        })
-        .await;
-        for c in &channels {
-            assert_exactly_once(rec, c, per_channel as u64);
-        }
-    }
+    expect_every_publication(&[&ra, &rb], &channels, per_channel, WAIT).await;
     eventually(WAIT, "ready again", || a.is_ready() && b.is_ready()).await;
     let filled = r#"herald_redis_gap_checks_total{outcome="filled"}"#;
     assert!(

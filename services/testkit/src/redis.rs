@@ -24,7 +24,7 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a standalone server on a free port; ready when it answers `PING`.
+    /// Starts a standalone server on a free port; ready when it answers (as itself).
     pub async fn start() -> anyhow::Result<RedisServer> {
         Self::start_with(Vec::new(), |p| p < 65535).await
     }
@@ -74,7 +74,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts the server again on the same port; ready when it answers `PING`.
+    /// Starts the server again on the same port; ready when it answers (as itself).
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         self.stop();
         let child = spawn(self.port, self.dir.path(), &self.extra)?;
@@ -93,8 +93,14 @@ impl RedisServer {
                     self.log_tail()
                 );
             }
-            if let Ok(Reply::Text(pong)) = command(&self.addr(), &["PING"]).await {
-                if pong == "PONG" {
+            // The answer must come from our process: when another server holds the
+            // port, ours exits, but that one would answer PING meanwhile.
+            if let Ok(Reply::Text(info)) = command(&self.addr(), &["INFO", "server"]).await {
+                let ours = self
+                    .child
+                    .as_ref()
+                    .map(|c| format!("process_id:{}\r", c.id()));
+                if ours.is_some_and(|p| info.contains(&p)) {
                     return Ok(());
                 }
             }

@@ -270,3 +270,22 @@ pub fn assert_exactly_once(rec: &Recorder, channel: &str, n: u64) {
         rec.uid
     );
 }
+
+/// Waits until every recorder has `per_channel` publications on every channel,
+/// then asserts each saw offsets `1..=per_channel` exactly once, in order.
+pub async fn expect_every_publication(
+    recorders: &[&Recorder],
+    channels: &[String],
+    per_channel: usize,
+    timeout: Duration,
+) {
+    for rec in recorders {
+        eventually(timeout, "every publication on every node", || {
+            channels.iter().all(|c| rec.offsets(c).len() >= per_channel)
+        })
+        .await;
+        for c in channels {
+            assert_exactly_once(rec, c, per_channel as u64);
+        }
+    }
+}
