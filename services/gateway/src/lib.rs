@@ -5,6 +5,7 @@
 pub mod config;
 pub mod demo;
 pub mod drain;
+pub mod flusher;
 pub mod hub;
 pub mod outbox;
 pub mod session;
@@ -12,7 +13,7 @@ pub mod sse;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::routing::get;
 use axum::Router;
@@ -42,6 +43,7 @@ pub struct Gateway {
     /// Connections without a token are anonymous.
     pub anonymous: bool,
     next_conn: AtomicU64,
+    flushers: OnceLock<flusher::Flushers>,
 }
 
 impl Gateway {
@@ -64,12 +66,24 @@ impl Gateway {
             namespaces,
             metrics,
             next_conn: AtomicU64::new(1),
+            flushers: OnceLock::new(),
         })
     }
 
     /// A process-unique connection number.
     pub fn next_conn(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The flusher that writes connection `conn`'s frames (started with the first
+    /// WebSocket, one per CPU).
+    pub fn flusher(&self, conn: u64) -> Arc<flusher::Shard> {
+        self.flushers
+            .get_or_init(|| {
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                flusher::Flushers::start(threads)
+            })
+            .shard(conn)
     }
 
     /// Whether a browser `Origin` header may open a connection. Requests without

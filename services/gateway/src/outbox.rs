@@ -3,27 +3,70 @@
 //! that holds publications back while a subscribe reply is being prepared
 //! (so recovered and live publications reach the client in order, once).
 //! An idle connection's queues allocate nothing; one `Notify` wakes the
-//! connection's task for frames, commands and closing alike.
+//! connection's task for commands and closing, and for frames unless a
+//! WebSocket [`Wire`] is attached: then frames are written by a flusher (see
+//! [`crate::flusher`]) and the task writes only while the socket is full.
 
 use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use herald_core::control;
 use herald_core::protocol::Disconnect;
 use tokio::sync::Notify;
 
+use crate::flusher::Shard;
+use crate::ws::{Kind, Wire};
+
 /// The sending half every producer (hub fan-out, session replies) writes to.
 #[derive(Debug)]
 pub struct Outbox {
-    frames: Mutex<VecDeque<Bytes>>,
+    frames: Mutex<Queue>,
+    me: Weak<Outbox>,
+    flusher: OnceLock<Arc<Shard>>,
     capacity: usize,
     closing: OnceLock<Disconnect>,
     wake: Notify,
     syncing: AtomicBool,
     held: Mutex<HashMap<Arc<str>, Sync>>,
     control: Mutex<VecDeque<control::Command>>,
+    /// Whether `control` may hold a command (spares the lock on every wake-up).
+    has_control: AtomicBool,
+}
+
+/// Queued frames and, for a WebSocket, the socket they are written to.
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    direct: Option<Direct>,
+}
+
+/// The write side of a connection whose frames a flusher writes.
+struct Direct {
+    wire: Wire,
+    /// The outbox is on the flusher's dirty list.
+    scheduled: bool,
+    /// The socket was full (or a control frame waits): the connection's task writes.
+    task_writes: bool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("frames", &self.frames.len())
+            .field("direct", &self.direct.is_some())
+            .finish()
+    }
+}
+
+/// Who must act after a frame was queued.
+enum Wake {
+    Task,
+    Flusher,
+    Nobody,
 }
 
 /// A channel whose frames need a look before they are queued.
@@ -42,14 +85,17 @@ const MAX_PENDING_CONTROL: usize = 64;
 impl Outbox {
     /// A new outbox holding at most `capacity` frames.
     pub fn new(capacity: usize) -> Arc<Outbox> {
-        Arc::new(Outbox {
-            frames: Mutex::new(VecDeque::new()),
+        Arc::new_cyclic(|me| Outbox {
+            frames: Mutex::new(Queue::default()),
+            me: me.clone(),
+            flusher: OnceLock::new(),
             capacity,
             closing: OnceLock::new(),
             wake: Notify::new(),
             syncing: AtomicBool::new(false),
             held: Mutex::new(HashMap::new()),
             control: Mutex::new(VecDeque::new()),
+            has_control: AtomicBool::new(false),
         })
     }
 
@@ -60,21 +106,126 @@ impl Outbox {
         if self.closing.get().is_some() {
             return false;
         }
-        let mut frames = self.frames.lock().expect("poisoned");
-        if frames.len() >= self.capacity {
-            drop(frames);
+        let mut queue = self.frames.lock().expect("poisoned");
+        if queue.frames.len() >= self.capacity {
+            drop(queue);
             self.close(Disconnect::SLOW);
             return false;
         }
-        frames.push_back(frame);
-        drop(frames);
-        self.wake.notify_one();
+        queue.frames.push_back(frame);
+        let wake = match &mut queue.direct {
+            None => Wake::Task,
+            Some(d) if d.scheduled || d.task_writes => Wake::Nobody,
+            Some(d) => {
+                d.scheduled = true;
+                Wake::Flusher
+            }
+        };
+        drop(queue);
+        match wake {
+            Wake::Task => self.wake.notify_one(),
+            Wake::Flusher => self.schedule(),
+            Wake::Nobody => {}
+        }
         true
     }
 
+    fn schedule(&self) {
+        if let (Some(shard), Some(me)) = (self.flusher.get(), self.me.upgrade()) {
+            shard.schedule(me);
+        }
+    }
+
     /// Takes every queued frame, oldest first (the queue is left unallocated).
+    /// Only for outboxes without a wire.
     pub fn take_frames(&self) -> VecDeque<Bytes> {
-        std::mem::take(&mut *self.frames.lock().expect("poisoned"))
+        std::mem::take(&mut self.frames.lock().expect("poisoned").frames)
+    }
+
+    /// From now on frames are written to `wire` by the flusher `shard`.
+    pub fn attach(&self, wire: Wire, shard: Arc<Shard>) {
+        let _ = self.flusher.set(shard);
+        let mut queue = self.frames.lock().expect("poisoned");
+        let pending = !queue.frames.is_empty();
+        queue.direct = Some(Direct {
+            wire,
+            scheduled: pending,
+            task_writes: false,
+        });
+        drop(queue);
+        if pending {
+            self.schedule();
+        }
+    }
+
+    /// Drops the wire (closing the socket's write side once the reader is gone too).
+    pub fn detach(&self) {
+        self.frames.lock().expect("poisoned").direct = None;
+    }
+
+    /// Writes what is queued without waiting (the flusher's call): a full
+    /// socket hands the rest to the connection's task.
+    pub fn flush_now(&self) {
+        let mut queue = self.frames.lock().expect("poisoned");
+        let Queue { frames, direct } = &mut *queue;
+        let Some(d) = direct else { return };
+        d.scheduled = false;
+        if d.task_writes {
+            return;
+        }
+        match d
+            .wire
+            .poll_flush(&mut Context::from_waker(Waker::noop()), frames)
+        {
+            Poll::Ready(Ok(())) => {}
+            Poll::Pending => {
+                d.task_writes = true;
+                drop(queue);
+                self.wake.notify_one();
+            }
+            Poll::Ready(Err(_)) => {
+                drop(queue);
+                self.close(Disconnect::WRITE_ERROR);
+            }
+        }
+    }
+
+    /// Whether the connection's task has to write (see [`Outbox::poll_flush`]).
+    pub fn task_writes(&self) -> bool {
+        let queue = self.frames.lock().expect("poisoned");
+        queue.direct.as_ref().is_some_and(|d| d.task_writes)
+    }
+
+    /// Writes from the connection's task until everything queued is out.
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut queue = self.frames.lock().expect("poisoned");
+        let Queue { frames, direct } = &mut *queue;
+        let Some(d) = direct else {
+            return Poll::Ready(Ok(()));
+        };
+        let flushed = d.wire.poll_flush(cx, frames);
+        d.task_writes = flushed.is_pending();
+        flushed
+    }
+
+    /// Queues a WebSocket control frame for the connection's task to write.
+    pub fn push_wire_control(&self, kind: Kind, payload: &[u8]) {
+        let mut queue = self.frames.lock().expect("poisoned");
+        if let Some(d) = &mut queue.direct {
+            d.wire.push_control(kind, payload);
+            d.task_writes = true;
+        }
+    }
+
+    /// Drops queued frames that have not started to go out (a message
+    /// partly written is finished, or the stream would be corrupt).
+    pub fn drop_unsent(&self) {
+        let mut queue = self.frames.lock().expect("poisoned");
+        let keep = queue
+            .direct
+            .as_ref()
+            .map_or(0, |d| d.wire.frames_in_flight());
+        queue.frames.truncate(keep);
     }
 
     /// Queues a channel frame (publication, join, leave), or holds it while the
@@ -166,13 +317,22 @@ impl Outbox {
             return;
         }
         queue.push_back(command);
+        self.has_control.store(true, Ordering::Release);
         drop(queue);
         self.wake.notify_one();
     }
 
     /// Takes the next pending control command.
     pub fn pop_control(&self) -> Option<control::Command> {
-        self.control.lock().expect("poisoned").pop_front()
+        if !self.has_control.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut queue = self.control.lock().expect("poisoned");
+        let command = queue.pop_front();
+        if queue.is_empty() {
+            self.has_control.store(false, Ordering::Release);
+        }
+        command
     }
 
     /// Resolves when frames, a control command or a close request may be waiting.

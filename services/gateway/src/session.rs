@@ -364,6 +364,11 @@ impl Session {
         &self.client
     }
 
+    /// The process-unique connection number.
+    pub fn conn(&self) -> u64 {
+        self.conn
+    }
+
     /// The outbox.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox

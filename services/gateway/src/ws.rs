@@ -1,80 +1,204 @@
-//! The WebSocket transport (`/connection/websocket`): upgrade with an Origin
-//! check and small buffers, then one task per connection that reads commands,
-//! runs the session's timers and writes queued frames, coalescing everything
-//! queued into one newline-delimited frame per write.
+//! The WebSocket transport (`/connection/websocket`): the upgrade handshake
+//! with an Origin check, then one task per connection that reads commands and
+//! runs the session's timers. Queued frames are written by a flusher through
+//! the connection's [`Wire`] (newline-joined messages, one `writev` each,
+//! straight from the frames the hub encoded once for every subscriber); the
+//! task writes only while the socket is full.
+//!
+//! An idle connection holds no buffers: reads go through a buffer on the
+//! stack (only the tail of an unfinished frame is kept, see [`codec`]).
 
-use std::collections::VecDeque;
+mod codec;
+mod wire;
+
+use std::future::poll_fn;
+use std::mem::MaybeUninit;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
-use futures_util::SinkExt;
 use herald_core::protocol::Disconnect;
-use tokio::time::timeout;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::{timeout, Instant};
 use tracing::debug;
 
 use crate::outbox::Outbox;
 use crate::session::Session;
 use crate::Gateway;
+pub use codec::Kind;
+use codec::{DecodeError, Decoder, Incoming};
+pub use wire::Wire;
 
-/// Bytes coalesced into one write at most (a single larger frame is still sent whole).
-const MAX_COALESCED: usize = 64 * 1024;
+/// The one subprotocol Herald speaks; echoed when a client asks for it.
+const SUBPROTOCOL: &str = "centrifuge-json";
+
+/// Bytes read from the socket per read call (on the stack, not per connection).
+const READ_CHUNK: usize = 4096;
 
 /// `GET /connection/websocket`.
-pub async fn upgrade(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
+pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Response {
+    let headers = request.headers();
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !gw.is_origin_allowed(origin) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
-    let c = &gw.config;
-    ws.read_buffer_size(c.read_buffer_size)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_COALESCED + c.max_message_size.max(1 << 20))
-        .max_message_size(c.max_message_size)
-        .max_frame_size(c.max_message_size)
-        .protocols(["centrifuge-json"])
-        .on_upgrade(move |socket| run(gw, socket))
+    if !has_token(headers, header::CONNECTION, "upgrade")
+        || !has_token(headers, header::UPGRADE, "websocket")
+    {
+        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response();
+    }
+    if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
+        let mut response = (
+            StatusCode::UPGRADE_REQUIRED,
+            "WebSocket version 13 required",
+        )
+            .into_response();
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return response;
+    }
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
+    };
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let subprotocol = has_token(headers, header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return (
+            StatusCode::UPGRADE_REQUIRED,
+            "connection cannot be upgraded",
+        )
+            .into_response();
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => run(gw, TokioIo::new(upgraded)).await,
+            Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let out = response.headers_mut();
+    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept) {
+        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    if subprotocol {
+        out.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static(SUBPROTOCOL),
+        );
+    }
+    response
 }
 
-async fn run(gw: Arc<Gateway>, mut socket: WebSocket) {
+/// Whether a comma-separated header lists `token` (case-insensitive).
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The read side of an upgraded socket with its decoder state.
+struct Reader<R> {
+    io: R,
+    decoder: Decoder,
+    limit: usize,
+}
+
+/// Why reading ended with an error.
+enum ReadError {
+    Io,
+    Decode(DecodeError),
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    /// The next complete message; `None` at end of stream.
+    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Incoming>, ReadError>> {
+        if self.decoder.has_partial() {
+            if let Some(message) = self
+                .decoder
+                .decode(&[], self.limit)
+                .map_err(ReadError::Decode)?
+            {
+                return Poll::Ready(Ok(Some(message)));
+            }
+        }
+        loop {
+            let mut chunk = [MaybeUninit::<u8>::uninit(); READ_CHUNK];
+            let mut read = ReadBuf::uninit(&mut chunk);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut read)).map_err(|_| ReadError::Io)?;
+            if read.filled().is_empty() {
+                return Poll::Ready(Ok(None));
+            }
+            let decoded = self.decoder.decode(read.filled(), self.limit);
+            if let Some(message) = decoded.map_err(ReadError::Decode)? {
+                return Poll::Ready(Ok(Some(message)));
+            }
+        }
+    }
+}
+
+async fn run(gw: Arc<Gateway>, io: TokioIo<Upgraded>) {
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
+    let (read, write) = tokio::io::split(io);
+    let mut reader = Reader {
+        io: read,
+        decoder: Decoder::default(),
+        limit: gw.config.max_message_size,
+    };
     let outbox = Outbox::new(gw.config.queue_size);
     let mut session = Session::new(gw.clone(), outbox.clone());
-    let reason = serve(&gw, &mut socket, &mut session, &outbox).await;
+    outbox.attach(
+        Wire::new(write, gw.config.write_batch),
+        gw.flusher(session.conn()),
+    );
+    let reason = serve(&gw, &mut reader, &mut session, &outbox).await;
     if let Some(reason) = reason {
         // Replies queued before an error close are still owed to the client; after
         // a slow or insufficient-state close, queued frames are stale.
-        if reason != Disconnect::SLOW && reason != Disconnect::INSUFFICIENT_STATE {
-            let _ = write(&gw, &mut socket, outbox.take_frames()).await;
+        if reason == Disconnect::SLOW || reason == Disconnect::INSUFFICIENT_STATE {
+            outbox.drop_unsent();
         }
-        let close = Message::Close(Some(CloseFrame {
-            code: reason.code,
-            reason: Utf8Bytes::from_static(reason.reason),
-        }));
-        let _ = timeout(gw.config.write_timeout, socket.send(close)).await;
+        close(&gw, &outbox, Some((reason.code, reason.reason))).await;
     }
+    outbox.detach();
     debug!(client = %session.client_id(), code = ?reason.map(|r| r.code), "connection closed");
     Box::pin(session.close(reason)).await;
     gauge.dec();
 }
 
+/// Writes what is queued, then a close frame.
+async fn close(gw: &Gateway, outbox: &Outbox, close: Option<(u16, &str)>) {
+    let payload = close.map_or_else(Vec::new, |(code, reason)| {
+        let mut p = code.to_be_bytes().to_vec();
+        p.extend_from_slice(reason.as_bytes());
+        p
+    });
+    outbox.push_wire_control(Kind::Close, &payload);
+    let _ = timeout(gw.config.write_timeout, poll_fn(|cx| outbox.poll_flush(cx))).await;
+}
+
 /// Runs the connection until it ends; returns the close reason, if the server closes.
-async fn serve(
+async fn serve<R: AsyncRead + Unpin>(
     gw: &Gateway,
-    socket: &mut WebSocket,
+    reader: &mut Reader<R>,
     session: &mut Session,
     outbox: &Outbox,
 ) -> Option<Disconnect> {
     let timer = tokio::time::sleep_until(session.next_deadline());
     tokio::pin!(timer);
+    let mut write_deadline = None;
     loop {
         if let Some(reason) = outbox.closing() {
             return Some(reason);
@@ -84,79 +208,56 @@ async fn serve(
                 return Some(reason);
             }
         }
-        let frames = outbox.take_frames();
-        if !frames.is_empty() {
-            if write(gw, socket, frames).await.is_err() {
-                return Some(Disconnect::WRITE_ERROR);
-            }
-            continue;
+        let task_writes = outbox.task_writes();
+        if !task_writes {
+            write_deadline = None;
+        } else if write_deadline.is_none() {
+            write_deadline = Some(Instant::now() + gw.config.write_timeout);
         }
-        let next = session.next_deadline();
+        let next = write_deadline.map_or(session.next_deadline(), |d: Instant| {
+            d.min(session.next_deadline())
+        });
         if timer.deadline() != next {
             timer.as_mut().reset(next);
         }
         tokio::select! {
             biased;
             () = outbox.woken() => {}
-            incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => {
-                    if let Err(reason) = Box::pin(session.handle_frame(text.as_str())).await {
+            flushed = poll_fn(|cx| outbox.poll_flush(cx)), if task_writes => {
+                if flushed.is_err() {
+                    return Some(Disconnect::WRITE_ERROR);
+                }
+            }
+            incoming = poll_fn(|cx| reader.poll_message(cx)) => match incoming {
+                Ok(Some(Incoming::Text(text))) => {
+                    if let Err(reason) = Box::pin(session.handle_frame(&text)).await {
                         return Some(reason);
                     }
                 }
-                Some(Ok(Message::Binary(_))) => return Some(Disconnect::BAD_REQUEST),
-                Some(Ok(Message::Close(_))) | None => return None,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return is_too_big(e).then_some(Disconnect::MESSAGE_TOO_BIG),
+                Ok(Some(Incoming::Binary)) => return Some(Disconnect::BAD_REQUEST),
+                Ok(Some(Incoming::Ping(payload))) => outbox.push_wire_control(Kind::Pong, &payload),
+                Ok(Some(Incoming::Close(code))) => {
+                    close(gw, outbox, code.map(|c| (c, ""))).await;
+                    return None;
+                }
+                Ok(None) | Err(ReadError::Io) => return None,
+                Err(ReadError::Decode(e)) => {
+                    debug!(client = %session.client_id(), error = %e, "unreadable WebSocket frame");
+                    return Some(match e {
+                        DecodeError::TooBig => Disconnect::MESSAGE_TOO_BIG,
+                        DecodeError::InvalidUtf8 => Disconnect::INVALID_PAYLOAD,
+                        DecodeError::Protocol(_) => Disconnect::PROTOCOL_ERROR,
+                    });
+                }
             },
             () = &mut timer => {
+                if write_deadline.is_some_and(|d| d <= Instant::now()) {
+                    return Some(Disconnect::WRITE_ERROR);
+                }
                 if let Err(reason) = Box::pin(session.tick()).await {
                     return Some(reason);
                 }
             }
         }
     }
-}
-
-fn is_too_big(e: axum::Error) -> bool {
-    matches!(
-        e.into_inner().downcast_ref::<tungstenite::Error>(),
-        Some(tungstenite::Error::Capacity(_))
-    )
-}
-
-/// Writes queued frames as WebSocket messages of newline-delimited frames
-/// (up to `write_batch` frames or 64 KiB each), then flushes once.
-async fn write(gw: &Gateway, socket: &mut WebSocket, frames: VecDeque<Bytes>) -> Result<(), ()> {
-    let mut frames = frames.into_iter().peekable();
-    while let Some(first) = frames.next() {
-        let mut message = None::<BytesMut>;
-        let mut count = 1;
-        while let Some(next) = frames.peek() {
-            let size = message.as_ref().map_or(first.len(), BytesMut::len);
-            if count >= gw.config.write_batch || size + next.len() >= MAX_COALESCED {
-                break;
-            }
-            let joined = message.get_or_insert_with(|| {
-                let mut m = BytesMut::with_capacity(MAX_COALESCED.min(first.len() * 8));
-                m.extend_from_slice(&first);
-                m
-            });
-            joined.extend_from_slice(b"\n");
-            joined.extend_from_slice(&frames.next().expect("peeked"));
-            count += 1;
-        }
-        let payload = message.map_or(first, BytesMut::freeze);
-        let text = Utf8Bytes::try_from(payload).map_err(|_| ())?;
-        let more = frames.peek().is_some();
-        let sent = if more {
-            timeout(gw.config.write_timeout, socket.feed(Message::Text(text))).await
-        } else {
-            timeout(gw.config.write_timeout, socket.send(Message::Text(text))).await
-        };
-        if !matches!(sent, Ok(Ok(()))) {
-            return Err(());
-        }
-    }
-    Ok(())
 }

@@ -68,6 +68,10 @@ const fn dis(code: u16, reason: &'static str) -> Disconnect {
 }
 
 impl Disconnect {
+    /// 1002: a WebSocket frame that breaks RFC 6455.
+    pub const PROTOCOL_ERROR: Disconnect = dis(1002, "protocol error");
+    /// 1007: a text message that is not UTF-8.
+    pub const INVALID_PAYLOAD: Disconnect = dis(1007, "invalid payload");
     /// 1009: frame over the size limit (SDKs do not reconnect).
     pub const MESSAGE_TOO_BIG: Disconnect = dis(1009, "message size limit exceeded");
     /// 3000.

@@ -1,0 +1,78 @@
+//! Writes queued frames of WebSocket connections without waking their tasks.
+//! A fan-out marks each outbox it fed as dirty; one flusher task per worker
+//! thread takes the dirty outboxes and writes each one's queue with a single
+//! `writev`. Nothing waits on a timer: when the flusher is idle a frame goes
+//! out at once, and while it is busy writing, later frames for the same
+//! connection pile up and leave together in the next round. The coalescing
+//! window is thus the time of one round, and grows only with load.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::outbox::Outbox;
+
+/// Outboxes written per round before the flusher lets other tasks run.
+const ROUND: usize = 256;
+
+/// The flusher tasks of a gateway.
+pub struct Flushers {
+    shards: Vec<Arc<Shard>>,
+}
+
+/// One flusher's dirty list.
+#[derive(Default, Debug)]
+pub struct Shard {
+    dirty: Mutex<Vec<Arc<Outbox>>>,
+    wake: Notify,
+}
+
+impl Flushers {
+    /// Starts `count` flusher tasks on the current runtime.
+    pub fn start(count: usize) -> Flushers {
+        let shards = (0..count.max(1))
+            .map(|_| {
+                let shard = Arc::new(Shard::default());
+                tokio::spawn(tokio::task::unconstrained(run(shard.clone())));
+                shard
+            })
+            .collect();
+        Flushers { shards }
+    }
+
+    /// The shard that writes for connection `conn`.
+    pub fn shard(&self, conn: u64) -> Arc<Shard> {
+        self.shards[(conn % self.shards.len() as u64) as usize].clone()
+    }
+}
+
+impl Shard {
+    /// Asks for `outbox` to be written.
+    pub fn schedule(&self, outbox: Arc<Outbox>) {
+        let mut dirty = self.dirty.lock().expect("poisoned");
+        dirty.push(outbox);
+        if dirty.len() == 1 {
+            drop(dirty);
+            self.wake.notify_one();
+        }
+    }
+}
+
+async fn run(shard: Arc<Shard>) {
+    let mut round = Vec::new();
+    loop {
+        shard.wake.notified().await;
+        loop {
+            std::mem::swap(&mut round, &mut *shard.dirty.lock().expect("poisoned"));
+            if round.is_empty() {
+                break;
+            }
+            for (i, outbox) in round.drain(..).enumerate() {
+                outbox.flush_now();
+                if i % ROUND == ROUND - 1 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The write side of one WebSocket: turns queued frames into text messages
+//! (newline-joined, up to a batch or 64 KiB each) and writes each with one
+//! `writev` straight from the shared frames. It keeps what a partial write
+//! left over, so any task may continue the write: usually the flusher, the
+//! connection's own task when the socket is full.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncWrite, WriteHalf};
+
+use super::codec::{self, Kind, MAX_HEADER};
+
+/// Bytes coalesced into one message at most (a single larger frame is still sent whole).
+pub const MAX_COALESCED: usize = 64 * 1024;
+
+/// Most pieces (header, frames, separators) handed to one `writev`.
+const MAX_SLICES: usize = 256;
+
+/// Pieces that fit the `writev` list kept on the stack (more take an allocation).
+const FEW_SLICES: usize = 8;
+
+/// The upgraded connection's write half.
+pub type Io = WriteHalf<TokioIo<Upgraded>>;
+
+/// A socket's write half and its unfinished message.
+pub struct Wire<W = Io> {
+    io: W,
+    batch: usize,
+    /// The message being written: its first `frames` queued frames.
+    message: Option<Message>,
+    /// A control frame (pong, close) to write once the current message is out.
+    control: Option<(Bytes, usize)>,
+}
+
+/// Header and progress of the message being written.
+struct Message {
+    frames: usize,
+    header: [u8; MAX_HEADER],
+    header_len: usize,
+    total: usize,
+    written: usize,
+}
+
+impl<W: AsyncWrite + Unpin> Wire<W> {
+    /// A wire coalescing up to `batch` frames per message.
+    pub fn new(io: W, batch: usize) -> Wire<W> {
+        Wire {
+            io,
+            batch,
+            message: None,
+            control: None,
+        }
+    }
+
+    /// Queued frames that belong to the message being written (they must go out whole).
+    pub fn frames_in_flight(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.frames)
+    }
+
+    /// Sends a control frame after the message in flight; a control frame
+    /// still waiting is replaced (a pong answers the latest ping).
+    pub fn push_control(&mut self, kind: Kind, payload: &[u8]) {
+        let (header, len) = codec::header(kind, payload.len());
+        let mut frame = Vec::with_capacity(len + payload.len());
+        frame.extend_from_slice(&header[..len]);
+        frame.extend_from_slice(payload);
+        match &mut self.control {
+            Some((_, 0)) | None => self.control = Some((Bytes::from(frame), 0)),
+            Some(_) => {}
+        }
+    }
+
+    /// Writes until `frames` is empty and nothing is in flight (`Ready(Ok)`),
+    /// or the socket is full (`Pending`, progress kept). Written frames leave `frames`.
+    pub fn poll_flush(
+        &mut self,
+        cx: &mut Context<'_>,
+        frames: &mut VecDeque<Bytes>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if let Some(message) = &mut self.message {
+                let parts = &frames.make_contiguous()[..message.frames];
+                let header = &message.header[..message.header_len];
+                let n = ready!(poll_write_pieces(
+                    Pin::new(&mut self.io),
+                    cx,
+                    header,
+                    parts,
+                    message.written
+                ))?;
+                message.written += n;
+                if message.written == message.total {
+                    frames.drain(..message.frames);
+                    self.message = None;
+                }
+                continue;
+            }
+            if let Some((frame, written)) = &mut self.control {
+                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[*written..]))?;
+                if n == 0 {
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                *written += n;
+                if *written == frame.len() {
+                    self.control = None;
+                }
+                continue;
+            }
+            if frames.is_empty() {
+                return Poll::Ready(Ok(()));
+            }
+            self.message = Some(self.next_message(frames));
+        }
+    }
+
+    /// Frames from the front of the queue that make the next message.
+    fn next_message(&self, frames: &VecDeque<Bytes>) -> Message {
+        let mut count = 1;
+        let mut length = frames[0].len();
+        for next in frames.iter().skip(1) {
+            if count == self.batch || length + 1 + next.len() > MAX_COALESCED {
+                break;
+            }
+            length += 1 + next.len();
+            count += 1;
+        }
+        let (header, header_len) = codec::header(Kind::Text, length);
+        Message {
+            frames: count,
+            header,
+            header_len,
+            total: header_len + length,
+            written: 0,
+        }
+    }
+}
+
+/// One `writev` of the header and the newline-joined `parts`, less the first `skip` bytes.
+fn poll_write_pieces<W: AsyncWrite>(
+    io: Pin<&mut W>,
+    cx: &mut Context<'_>,
+    header: &[u8],
+    parts: &[Bytes],
+    skip: usize,
+) -> Poll<io::Result<usize>> {
+    let pieces = (1 + 2 * parts.len()).min(MAX_SLICES);
+    let written = if pieces <= FEW_SLICES {
+        let slices = &mut [IoSlice::new(&[]); FEW_SLICES];
+        let count = fill_slices(slices, header, parts, skip);
+        ready!(io.poll_write_vectored(cx, &slices[..count]))?
+    } else {
+        let slices = &mut vec![IoSlice::new(&[]); pieces];
+        let count = fill_slices(slices, header, parts, skip);
+        ready!(io.poll_write_vectored(cx, &slices[..count]))?
+    };
+    if written == 0 {
+        return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+    }
+    Poll::Ready(Ok(written))
+}
+
+/// Fills `slices` with the header and the newline-joined `parts`, leaving out
+/// the first `skip` bytes; returns how many slices were filled.
+fn fill_slices<'a>(
+    slices: &mut [IoSlice<'a>],
+    header: &'a [u8],
+    parts: &'a [Bytes],
+    mut skip: usize,
+) -> usize {
+    let pieces = std::iter::once(header).chain(
+        parts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| [if i == 0 { &b""[..] } else { b"\n" }, &p[..]]),
+    );
+    let mut count = 0;
+    for piece in pieces {
+        if skip >= piece.len() {
+            skip -= piece.len();
+            continue;
+        }
+        slices[count] = IoSlice::new(&piece[skip..]);
+        skip = 0;
+        count += 1;
+        if count == slices.len() {
+            break;
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    /// A socket that takes at most `room` bytes per call, `Pending` when `room` is 0.
+    struct Trickle {
+        out: Vec<u8>,
+        room: usize,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.room == 0 {
+                return Poll::Pending;
+            }
+            let n = buf.len().min(self.room);
+            self.out.extend_from_slice(&buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frames(list: &[&'static str]) -> VecDeque<Bytes> {
+        list.iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect()
+    }
+
+    fn flush(wire: &mut Wire<Trickle>, queue: &mut VecDeque<Bytes>) -> Poll<io::Result<()>> {
+        wire.poll_flush(&mut Context::from_waker(Waker::noop()), queue)
+    }
+
+    #[test]
+    fn coalesces_up_to_the_batch_into_one_message_each() {
+        let mut wire = Wire::new(
+            Trickle {
+                out: vec![],
+                room: usize::MAX,
+            },
+            2,
+        );
+        let mut queue = frames(&["a", "bb", "c"]);
+        assert!(matches!(flush(&mut wire, &mut queue), Poll::Ready(Ok(()))));
+        assert!(queue.is_empty());
+        assert_eq!(wire.io.out, b"\x81\x04a\nbb\x81\x01c");
+    }
+
+    #[test]
+    fn partial_writes_resume_where_they_stopped_and_control_frames_wait() {
+        let mut wire = Wire::new(
+            Trickle {
+                out: vec![],
+                room: 3,
+            },
+            8,
+        );
+        let mut queue = frames(&["hello", "world"]);
+        let first = wire.poll_flush(&mut Context::from_waker(Waker::noop()), &mut queue);
+        assert!(
+            matches!(first, Poll::Ready(Ok(()))),
+            "three bytes at a time, never pending"
+        );
+        assert_eq!(wire.io.out, b"\x81\x0bhello\nworld");
+
+        wire.io = Trickle {
+            out: vec![],
+            room: 0,
+        };
+        let mut queue = frames(&["x"]);
+        assert!(flush(&mut wire, &mut queue).is_pending());
+        assert_eq!(wire.frames_in_flight(), 1);
+        wire.push_control(Kind::Pong, b"p");
+        queue.push_back(Bytes::from_static(b"y"));
+        wire.io.room = 1;
+        assert!(matches!(flush(&mut wire, &mut queue), Poll::Ready(Ok(()))));
+        assert_eq!(wire.io.out, b"\x81\x01x\x8a\x01p\x81\x01y");
+        assert_eq!(wire.frames_in_flight(), 0);
+    }
+
+    #[test]
+    fn slices_skip_what_was_already_written() {
+        let parts = [Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
+        let header = [0x81u8, 6];
+        let mut slices = [IoSlice::new(&[]); 8];
+        let join = |slices: &[IoSlice]| slices.iter().flat_map(|s| s.to_vec()).collect::<Vec<_>>();
+        let n = fill_slices(&mut slices, &header, &parts, 0);
+        assert_eq!(join(&slices[..n]), b"\x81\x06ab\ncde");
+        let n = fill_slices(&mut slices, &header, &parts, 3);
+        assert_eq!(join(&slices[..n]), b"b\ncde");
+        let n = fill_slices(&mut slices, &header, &parts, 8);
+        assert_eq!(n, 0);
+        let mut few = [IoSlice::new(&[]); 2];
+        let n = fill_slices(&mut few, &header, &parts, 1);
+        assert_eq!(join(&few[..n]), b"\x06ab");
+    }
+}
