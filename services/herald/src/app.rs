@@ -161,7 +161,7 @@ async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListen
 }
 
 async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    let result = axum::serve(listener, router)
+    let result = axum::serve(listener, router.into_make_service())
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
     if let Err(e) = result {
