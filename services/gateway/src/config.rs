@@ -27,8 +27,6 @@ pub struct Config {
     pub queue_size: usize,
     /// Largest accepted incoming message, bytes (larger: close 1009).
     pub max_message_size: usize,
-    /// WebSocket read buffer, bytes.
-    pub read_buffer_size: usize,
     /// Most queued frames coalesced into one write.
     pub write_batch: usize,
     /// Most subscriptions per connection.
@@ -47,7 +45,6 @@ impl Default for Config {
             write_timeout: Duration::from_secs(10),
             queue_size: 256,
             max_message_size: 64 * 1024,
-            read_buffer_size: 1024,
             write_batch: 64,
             max_subscriptions: 512,
             history_limit: 300,
@@ -83,9 +80,6 @@ impl Config {
         }
         if self.max_message_size < 1024 {
             return fail("max_message_size", "must be at least 1024");
-        }
-        if self.read_buffer_size < 512 {
-            return fail("read_buffer_size", "must be at least 512");
         }
         if self.write_batch == 0 {
             return fail("write_batch", "must be positive");
