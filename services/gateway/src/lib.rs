@@ -9,6 +9,7 @@ pub mod flusher;
 pub mod hub;
 pub mod outbox;
 pub mod session;
+pub mod small_map;
 pub mod sse;
 pub mod ws;
 

@@ -7,7 +7,7 @@
 //! WebSocket [`Wire`] is attached: then frames are written by a flusher (see
 //! [`crate::flusher`]) and the task writes only while the socket is full.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -19,6 +19,7 @@ use herald_core::protocol::Disconnect;
 use tokio::sync::Notify;
 
 use crate::flusher::Shard;
+use crate::small_map::SmallMap;
 use crate::ws::{Kind, Wire};
 
 /// The sending half every producer (hub fan-out, session replies) writes to.
@@ -31,7 +32,7 @@ pub struct Outbox {
     closing: OnceLock<Disconnect>,
     wake: Notify,
     syncing: AtomicBool,
-    held: Mutex<HashMap<Arc<str>, Sync>>,
+    held: Mutex<SmallMap<Sync>>,
     control: Mutex<VecDeque<control::Command>>,
     /// Whether `control` may hold a command (spares the lock on every wake-up).
     has_control: AtomicBool,
@@ -93,7 +94,7 @@ impl Outbox {
             closing: OnceLock::new(),
             wake: Notify::new(),
             syncing: AtomicBool::new(false),
-            held: Mutex::new(HashMap::new()),
+            held: Mutex::new(SmallMap::default()),
             control: Mutex::new(VecDeque::new()),
             has_control: AtomicBool::new(false),
         })

@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::outbox::Outbox;
+use crate::small_map::SmallMap;
 use crate::Gateway;
 
 /// A subscription held by the session.
@@ -41,7 +42,7 @@ pub struct Session {
     user: Option<Arc<str>>,
     conn_info: Option<RawJson>,
     expires_at: Option<i64>,
-    subs: HashMap<Arc<str>, Subscription>,
+    subs: SmallMap<Subscription>,
     next_ping: Instant,
     pong_deadline: Option<Instant>,
     connect_deadline: Instant,
@@ -66,7 +67,7 @@ impl Session {
             user: None,
             conn_info: None,
             expires_at: None,
-            subs: HashMap::new(),
+            subs: SmallMap::default(),
             pong_deadline: None,
             unidirectional: false,
         }

@@ -113,6 +113,8 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
                 continue;
             }
             if frames.is_empty() {
+                // An idle connection keeps no queue buffer (one allocation per write instead).
+                *frames = VecDeque::new();
                 return Poll::Ready(Ok(()));
             }
             self.message = Some(self.next_message(frames));
