@@ -1,6 +1,6 @@
 //! The WebSocket transport end to end: connect and tokens, server-side and
 //! client-side subscriptions, ordering across a subscribe, slow clients,
-//! oversize and malformed frames, origins.
+//! oversize and malformed frames, origins, WebSocket control frames and fragments.
 
 use herald_testkit::client::Client;
 use herald_testkit::herald::{now, token, token_with_secret, Herald};
@@ -198,4 +198,69 @@ async fn missing_pongs_close_with_3012() {
         reply.get("ping").is_some(),
         "still connected after answering pings: {reply}"
     );
+}
+
+#[tokio::test]
+async fn websocket_pings_fragments_subprotocol_and_close_handshake() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let mut request = h.ws_url().into_client_request().unwrap();
+    let asked = "centrifuge-json".parse().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", asked);
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "centrifuge-json"
+    );
+
+    ws.send(Message::Ping("are you there".into()))
+        .await
+        .unwrap();
+    let connect = json!({"id": 1, "connect": {"token": h.token("frag")}}).to_string();
+    let (head, tail) = connect.as_bytes().split_at(connect.len() / 2);
+    let first = Frame::message(head.to_vec(), OpCode::Data(Data::Text), false);
+    let rest = Frame::message(tail.to_vec(), OpCode::Data(Data::Continue), true);
+    ws.send(Message::Frame(first)).await.unwrap();
+    ws.send(Message::Frame(rest)).await.unwrap();
+
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
+            .await
+            .expect("answer in time")
+            .expect("stream open")
+            .unwrap();
+        replies.push(message);
+    }
+    assert_eq!(replies[0], Message::Pong("are you there".into()));
+    let Message::Text(reply) = &replies[1] else {
+        panic!("expected the connect reply, got {:?}", replies[1]);
+    };
+    let reply: serde_json::Value = serde_json::from_str(reply).unwrap();
+    assert_eq!(
+        reply["id"], 1,
+        "a fragmented command is one command: {reply}"
+    );
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+
+    let bye = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "bye".into(),
+    };
+    ws.send(Message::Close(Some(bye))).await.unwrap();
+    let echoed = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected the close echo, got {other:?}"),
+        }
+    };
+    assert_eq!(echoed.map(|f| f.code), Some(CloseCode::Normal));
 }
