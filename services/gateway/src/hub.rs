@@ -263,8 +263,8 @@ mod tests {
             time: 0,
         };
         hub.on_publication("stock:A", &p);
-        let fa = a.take_frames().pop_front().unwrap();
-        let fb = b.take_frames().pop_front().unwrap();
+        let fa = a.take_frames().into_iter().next().unwrap();
+        let fb = b.take_frames().into_iter().next().unwrap();
         assert_eq!(fa.as_ptr(), fb.as_ptr(), "one buffer shared by all");
         assert!(!hub.unsubscribe("stock:A", 1));
         assert!(hub.unsubscribe("stock:A", 2));

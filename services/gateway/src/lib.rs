@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod drain;
 pub mod flusher;
+pub mod frame_queue;
 pub mod hub;
 pub mod outbox;
 pub mod session;

@@ -19,6 +19,7 @@ use herald_core::protocol::Disconnect;
 use tokio::sync::Notify;
 
 use crate::flusher::Shard;
+use crate::frame_queue::FrameQueue;
 use crate::small_map::SmallMap;
 use crate::ws::{Kind, Wire};
 
@@ -41,7 +42,7 @@ pub struct Outbox {
 /// Queued frames and, for a WebSocket, the socket they are written to.
 #[derive(Default)]
 struct Queue {
-    frames: VecDeque<Bytes>,
+    frames: FrameQueue,
     direct: Option<Direct>,
 }
 
@@ -137,9 +138,8 @@ impl Outbox {
         }
     }
 
-    /// Takes every queued frame, oldest first (the queue is left unallocated).
-    /// Only for outboxes without a wire.
-    pub fn take_frames(&self) -> VecDeque<Bytes> {
+    /// Takes every queued frame, oldest first. Only for outboxes without a wire.
+    pub fn take_frames(&self) -> FrameQueue {
         std::mem::take(&mut self.frames.lock().expect("poisoned").frames)
     }
 
@@ -371,7 +371,7 @@ mod tests {
         outbox.send_channel("c", 5, &frame("late p5"));
         outbox.send_channel("c", 6, &frame("p6"));
         outbox.send_channel("c", 7, &frame("p7"));
-        let got: Vec<Bytes> = outbox.take_frames().into();
+        let got: Vec<Bytes> = outbox.take_frames().into_iter().collect();
         assert_eq!(
             got,
             [

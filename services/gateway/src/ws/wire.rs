@@ -4,7 +4,6 @@
 //! left over, so any task may continue the write: usually the flusher, the
 //! connection's own task when the socket is full.
 
-use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
@@ -15,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncWrite, WriteHalf};
 
 use super::codec::{self, Kind, MAX_HEADER};
+use crate::frame_queue::FrameQueue;
 
 /// Bytes coalesced into one message at most (a single larger frame is still sent whole).
 pub const MAX_COALESCED: usize = 64 * 1024;
@@ -81,22 +81,22 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
     pub fn poll_flush(
         &mut self,
         cx: &mut Context<'_>,
-        frames: &mut VecDeque<Bytes>,
+        frames: &mut FrameQueue,
     ) -> Poll<io::Result<()>> {
         loop {
             if let Some(message) = &mut self.message {
-                let parts = &frames.make_contiguous()[..message.frames];
                 let header = &message.header[..message.header_len];
                 let n = ready!(poll_write_pieces(
                     Pin::new(&mut self.io),
                     cx,
                     header,
-                    parts,
+                    frames,
+                    message.frames,
                     message.written
                 ))?;
                 message.written += n;
                 if message.written == message.total {
-                    frames.drain(..message.frames);
+                    frames.drain_front(message.frames);
                     self.message = None;
                 }
                 continue;
@@ -113,8 +113,6 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
                 continue;
             }
             if frames.is_empty() {
-                // An idle connection keeps no queue buffer (one allocation per write instead).
-                *frames = VecDeque::new();
                 return Poll::Ready(Ok(()));
             }
             self.message = Some(self.next_message(frames));
@@ -122,10 +120,11 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
     }
 
     /// Frames from the front of the queue that make the next message.
-    fn next_message(&self, frames: &VecDeque<Bytes>) -> Message {
+    fn next_message(&self, frames: &FrameQueue) -> Message {
+        let mut iter = frames.iter();
         let mut count = 1;
-        let mut length = frames[0].len();
-        for next in frames.iter().skip(1) {
+        let mut length = iter.next().map_or(0, Bytes::len);
+        for next in iter {
             if count == self.batch || length + 1 + next.len() > MAX_COALESCED {
                 break;
             }
@@ -143,23 +142,26 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
     }
 }
 
-/// One `writev` of the header and the newline-joined `parts`, less the first `skip` bytes.
+/// One `writev` of the header and the first `count` frames newline-joined,
+/// less the first `skip` bytes.
 fn poll_write_pieces<W: AsyncWrite>(
     io: Pin<&mut W>,
     cx: &mut Context<'_>,
     header: &[u8],
-    parts: &[Bytes],
+    frames: &FrameQueue,
+    count: usize,
     skip: usize,
 ) -> Poll<io::Result<usize>> {
-    let pieces = (1 + 2 * parts.len()).min(MAX_SLICES);
+    let pieces = (1 + 2 * count).min(MAX_SLICES);
+    let parts = frames.iter().take(count);
     let written = if pieces <= FEW_SLICES {
         let slices = &mut [IoSlice::new(&[]); FEW_SLICES];
-        let count = fill_slices(slices, header, parts, skip);
-        ready!(io.poll_write_vectored(cx, &slices[..count]))?
+        let filled = fill_slices(slices, header, parts, skip);
+        ready!(io.poll_write_vectored(cx, &slices[..filled]))?
     } else {
         let slices = &mut vec![IoSlice::new(&[]); pieces];
-        let count = fill_slices(slices, header, parts, skip);
-        ready!(io.poll_write_vectored(cx, &slices[..count]))?
+        let filled = fill_slices(slices, header, parts, skip);
+        ready!(io.poll_write_vectored(cx, &slices[..filled]))?
     };
     if written == 0 {
         return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -172,12 +174,11 @@ fn poll_write_pieces<W: AsyncWrite>(
 fn fill_slices<'a>(
     slices: &mut [IoSlice<'a>],
     header: &'a [u8],
-    parts: &'a [Bytes],
+    parts: impl Iterator<Item = &'a Bytes>,
     mut skip: usize,
 ) -> usize {
     let pieces = std::iter::once(header).chain(
         parts
-            .iter()
             .enumerate()
             .flat_map(|(i, p)| [if i == 0 { &b""[..] } else { b"\n" }, &p[..]]),
     );
@@ -229,13 +230,15 @@ mod tests {
         }
     }
 
-    fn frames(list: &[&'static str]) -> VecDeque<Bytes> {
-        list.iter()
-            .map(|s| Bytes::from_static(s.as_bytes()))
-            .collect()
+    fn frames(list: &[&'static str]) -> FrameQueue {
+        let mut queue = FrameQueue::default();
+        for s in list {
+            queue.push_back(Bytes::from_static(s.as_bytes()));
+        }
+        queue
     }
 
-    fn flush(wire: &mut Wire<Trickle>, queue: &mut VecDeque<Bytes>) -> Poll<io::Result<()>> {
+    fn flush(wire: &mut Wire<Trickle>, queue: &mut FrameQueue) -> Poll<io::Result<()>> {
         wire.poll_flush(&mut Context::from_waker(Waker::noop()), queue)
     }
 
@@ -292,14 +295,14 @@ mod tests {
         let header = [0x81u8, 6];
         let mut slices = [IoSlice::new(&[]); 8];
         let join = |slices: &[IoSlice]| slices.iter().flat_map(|s| s.to_vec()).collect::<Vec<_>>();
-        let n = fill_slices(&mut slices, &header, &parts, 0);
+        let n = fill_slices(&mut slices, &header, parts.iter(), 0);
         assert_eq!(join(&slices[..n]), b"\x81\x06ab\ncde");
-        let n = fill_slices(&mut slices, &header, &parts, 3);
+        let n = fill_slices(&mut slices, &header, parts.iter(), 3);
         assert_eq!(join(&slices[..n]), b"b\ncde");
-        let n = fill_slices(&mut slices, &header, &parts, 8);
+        let n = fill_slices(&mut slices, &header, parts.iter(), 8);
         assert_eq!(n, 0);
         let mut few = [IoSlice::new(&[]); 2];
-        let n = fill_slices(&mut few, &header, &parts, 1);
+        let n = fill_slices(&mut few, &header, parts.iter(), 1);
         assert_eq!(join(&few[..n]), b"\x06ab");
     }
 }
