@@ -1,37 +1,43 @@
 #!/usr/bin/env bash
 # Runs every load scenario against Herald, the Socket.IO peer and the plain ws peer (plus the raw
-# TCP floor), RUNS times each, each run against a freshly started server, then regenerates
-# loadtest/RESULTS.md (medians) from the JSON summaries. About 15 minutes on 2 cores by default.
+# TCP floor and, for Herald, the multi-node run of run-multinode.sh), RUNS times each, each run
+# against a freshly started server, then regenerates loadtest/RESULTS.md (medians) from the JSON
+# summaries. About 20 minutes on 2 cores by default.
 #
 #   loadtest/run-all.sh                      # everything
 #   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
 #
 # Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws],
-# SCENARIOS [broadcast personal idle churn floor], DURATION [10s], WARMUP [1s, left out of the
-# latency histograms], BROADCAST_CONNECTIONS [1000],
-# BROADCAST_RATE [50], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [2000], IDLE_CONNECTIONS [5000],
-# IDLE_DURATION [5s], CHURN_WORKERS [50], FLOOR_BATCH [1], PEER_WORKERS [nproc],
+# SCENARIOS [broadcast personal idle churn floor multinode], DURATION [10s], WARMUP [1s, left
+# out of the latency histograms], BROADCAST_CONNECTIONS [2000],
+# BROADCAST_RATE [20], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [5000], IDLE_CONNECTIONS [15000],
+# IDLE_DURATION [5s], CHURN_WORKERS [50], FLOOR_BATCH [1], MULTINODE_CONNECTIONS [45000 over 3
+# gateways, herald only], MULTINODE_RATE [1500], PEER_WORKERS [nproc],
 # HERALD_ENGINE [redis | memory], SOURCE_ADDRS [127.0.0.2-127.0.0.20], RESULTS [loadtest/results],
 # REPORT [loadtest/RESULTS.md], BUILD [1; 0 skips cargo build], EXTRA_ARGS [] (appended to every
-# herald-loadtest call).
+# herald-loadtest call). Binaries come from ${CARGO_TARGET_DIR:-target}/release.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+# shellcheck source=loadtest/lib.sh
+source loadtest/lib.sh
 
 RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"herald socketio ws"}
-SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor"}
+SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor multinode"}
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-1s}
-BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-1000}
-BROADCAST_RATE=${BROADCAST_RATE:-50}
+BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-2000}
+BROADCAST_RATE=${BROADCAST_RATE:-20}
 PERSONAL_CONNECTIONS=${PERSONAL_CONNECTIONS:-2000}
-PERSONAL_RATE=${PERSONAL_RATE:-2000}
-IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-5000}
+PERSONAL_RATE=${PERSONAL_RATE:-5000}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-15000}
 IDLE_DURATION=${IDLE_DURATION:-5s}
 CHURN_WORKERS=${CHURN_WORKERS:-50}
 FLOOR_BATCH=${FLOOR_BATCH:-1}
+MULTINODE_CONNECTIONS=${MULTINODE_CONNECTIONS:-45000}
+MULTINODE_RATE=${MULTINODE_RATE:-1500}
 PEER_WORKERS=${PEER_WORKERS:-$(nproc)}
 HERALD_ENGINE=${HERALD_ENGINE:-redis}
 SOURCE_ADDRS=${SOURCE_ADDRS:-127.0.0.2-127.0.0.20}
@@ -42,7 +48,8 @@ EXTRA_ARGS=${EXTRA_ARGS:-}
 
 API_KEY=loadtest-api-key
 HMAC_SECRET=loadtest-hmac-secret-0123456789abcdef
-LOADTEST=target/release/herald-loadtest
+BIN=${CARGO_TARGET_DIR:-target}/release
+LOADTEST=$BIN/herald-loadtest
 LOGS=$(mktemp -d /tmp/herald-loadtest.XXXXXX)
 STARTED=()      # pids of processes this script started
 SERVER_PID=""   # primary pid of the server under test
@@ -57,29 +64,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A TCP port below the ephemeral range (so no outgoing connection holds it) that no socket uses.
-free_port() {
-  local lo port
-  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
-  (( lo > 12000 )) || lo=32768
-  while :; do
-    port=$((10000 + RANDOM % (lo - 10000)))
-    ss -Htan "( sport = :$port or dport = :$port )" | grep -q . || { echo "$port"; return; }
-  done
-}
 
-# Waits until `curl URL` answers 200; fails if the process dies or 30 s pass.
-wait_ready() {
-  local url=$1 pid=$2 logf=$3
-  for _ in $(seq 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "process $pid exited; last lines of $logf:"; tail -5 "$logf" >&2; return 1
-    fi
-    [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return 0
-    sleep 0.1
-  done
-  log "not ready after 30s: $url"; return 1
-}
 
 build() {
   [[ $BUILD == 1 ]] || return 0
@@ -93,17 +78,6 @@ build() {
   fi
 }
 
-start_redis() {
-  REDIS_PORT=$(free_port)
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --logfile "$LOGS/redis.log" &
-  STARTED+=($!)
-  for _ in $(seq 100); do
-    [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true) == PONG ]] && return 0
-    sleep 0.1
-  done
-  log "redis-server did not start"; exit 1
-}
 
 # Starts the server for target $1 (three attempts) and sets WS_URL, API_URL, SERVER_PID,
 # SERVER_PIDS.
@@ -127,7 +101,7 @@ try_start_server() {
       [[ $HERALD_ENGINE == redis ]] && engine=(HERALD_ENGINE__REDIS_URL="redis://127.0.0.1:$REDIS_PORT")
       env HERALD_AUTH__HMAC_SECRET="$HMAC_SECRET" HERALD_API__KEY="$API_KEY" \
         HERALD_SERVER__CLIENT_ADDR="127.0.0.1:$port" HERALD_SERVER__INTERNAL_ADDR="127.0.0.1:$iport" \
-        "${engine[@]}" target/release/herald >>"$logf" 2>&1 &
+        "${engine[@]}" "$BIN/herald" >>"$logf" 2>&1 &
       SERVER_PID=$!
       wait_ready "http://127.0.0.1:$iport/readyz" "$SERVER_PID" "$logf" || return 1
       WS_URL="ws://127.0.0.1:$port/connection/websocket"
@@ -171,6 +145,15 @@ scenario_args() {
   esac
 }
 
+# The multi-node run: gateways, publisher and load processes of its own, on this script's Redis.
+run_multinode() {
+  local run=$1
+  log "herald multinode run $run"
+  MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE DURATION=$DURATION \
+    WARMUP=$WARMUP RUN=$run RESULTS=$RESULTS REDIS_PORT=$REDIS_PORT BUILD=0 EXTRA_ARGS=$EXTRA_ARGS \
+    loadtest/run-multinode.sh || log "herald multinode run $run failed"
+}
+
 run_one() {
   local target=$1 scenario=$2 run=$3 out
   out="$RESULTS/$target-$scenario-$run.json"
@@ -200,12 +183,18 @@ main() {
   for run in $(seq "$RUNS"); do
     for scenario in $SCENARIOS; do
       if [[ $scenario == floor ]]; then run_one floor floor "$run"; continue; fi
+      if [[ $scenario == multinode ]]; then
+        [[ " $TARGETS " == *" herald "* ]] && run_multinode "$run"
+        continue
+      fi
       for target in $TARGETS; do run_one "$target" "$scenario" "$run"; done
     done
   done
   local invocation="loadtest/run-all.sh"
-  local knobs="RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
+  local knobs="RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
   "$LOADTEST" report --results "$RESULTS" --out "$REPORT" --invocation "$knobs $invocation"
+  # What each server change bought: kept by hand, measured when the change was made.
+  { echo; cat loadtest/changes.md; } >>"$REPORT"
   log "done in $(( $(date +%s) - started_at ))s; server logs in $LOGS"
 }
 

@@ -1,5 +1,5 @@
-//! Command line of `herald-loadtest`: the arguments of a run, the `report` subcommand and the
-//! hidden `floor-child` subcommand. Parsing only; limits and endpoints are checked by the callers.
+//! Command line of `herald-loadtest`: the arguments of a run, the `report` and `merge`
+//! subcommands and the hidden `floor-child` subcommand. Parsing only; limits and endpoints are checked by the callers.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -30,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Rebuild a markdown report (medians of runs) from a directory of JSON summaries.
     Report(ReportArgs),
+    /// Merge the JSON summaries of several load processes that ran side by side (one per
+    /// server node) into one summary.
+    Merge(MergeArgs),
     /// Raw TCP acceptor and writev writer used by the `floor` scenario (started by the tool).
     #[command(hide = true)]
     FloorChild(FloorChildArgs),
@@ -53,6 +56,25 @@ impl Target {
             Target::Herald => "herald",
             Target::Socketio => "socketio",
             Target::Ws => "ws",
+        }
+    }
+}
+
+/// How Herald clients connect.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// WebSocket, bidirectional (`/connection/websocket`).
+    Ws,
+    /// Server-Sent Events, one-way (`/connection/sse`): token and topics in the query string.
+    Sse,
+}
+
+impl Transport {
+    /// Lowercase name as used on the command line and in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Ws => "ws",
+            Transport::Sse => "sse",
         }
     }
 }
@@ -116,6 +138,17 @@ pub struct RunArgs {
     /// WebSocket URL, e.g. `ws://127.0.0.1:8000/connection/websocket`.
     #[arg(long)]
     pub ws_url: Option<String>,
+    /// Client transport (Herald target only).
+    #[arg(long, value_enum, default_value = "ws")]
+    pub transport: Transport,
+    /// Server-Sent Events URL for `--transport sse`; by default derived from `--ws-url`
+    /// (`ws://H/connection/websocket` becomes `http://H/connection/sse`).
+    #[arg(long)]
+    pub sse_url: Option<String>,
+    /// First user number: connection i is user `lt-<offset + i>` and `personal` publishes to
+    /// those users only, so several processes can share one publish API with distinct users.
+    #[arg(long, default_value_t = 0)]
+    pub user_offset: usize,
     /// Base URL of the publish API, e.g. `http://127.0.0.1:8000` (`/api/publish` is appended).
     #[arg(long)]
     pub api_url: Option<String>,
@@ -160,6 +193,10 @@ pub struct RunArgs {
     /// `floor`: concurrent workers of that storm.
     #[arg(long, default_value_t = 50)]
     pub floor_churn_workers: usize,
+    /// `floor`: length of the final loop in which the floor process connects to itself and
+    /// accepts (both ends of each connection in one process); 0 skips it.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub floor_connect_accept: Duration,
     /// Where to write the JSON summary; plots are written next to it.
     #[arg(long, default_value = "result.json")]
     pub out: PathBuf,
@@ -170,6 +207,14 @@ pub struct RunArgs {
     /// Skip the SVG plots.
     #[arg(long)]
     pub no_plots: bool,
+    /// Once connected, print `ready` on stdout and wait for a line on stdin before settling
+    /// and measuring, so that several processes start their measured phases together.
+    #[arg(long)]
+    pub wait_for_go: bool,
+    /// Embed the whole latency histogram in the summary (`latency_histogram`, a few KiB), so
+    /// that `merge` can pool the percentiles of several processes exactly.
+    #[arg(long)]
+    pub save_histogram: bool,
 }
 
 /// Arguments of `report`.
@@ -184,6 +229,23 @@ pub struct ReportArgs {
     /// Command that produced the results, quoted in the report.
     #[arg(long, default_value = "loadtest/run-all.sh")]
     pub invocation: String,
+}
+
+/// Arguments of `merge`.
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Scenario name of the merged summary.
+    #[arg(long, default_value = "multinode")]
+    pub scenario: String,
+    /// Merged summary to write; plots are written next to it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Skip the SVG plots.
+    #[arg(long)]
+    pub no_plots: bool,
+    /// Summaries to merge, one per load process.
+    #[arg(required = true, num_args = 1..)]
+    pub parts: Vec<PathBuf>,
 }
 
 /// Arguments of the hidden `floor-child`.
@@ -201,6 +263,9 @@ pub struct FloorChildArgs {
     /// Publications per writev call.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Length of the connect-to-self loop run once stdin is closed (0: none).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub connect_accept: Duration,
 }
 
 /// Process ids of the server under test.

@@ -26,6 +26,8 @@ pub struct FleetCtx {
     pub live: Arc<Live>,
     /// Which publications each subscriber expects.
     pub routing: Routing,
+    /// Subscriber i connects as user `lt-<user_offset + i>`.
+    pub user_offset: usize,
     /// Deadline of one connection handshake.
     pub connect_timeout: Duration,
     /// Stops the receive tasks.
@@ -90,7 +92,7 @@ impl Fleet {
     }
 }
 
-/// Opens `n` connections (user `lt-<i>` for the i-th), at most `rate` per second (0: no bound)
+/// Opens `n` connections (user `lt-<user_offset + i>` for the i-th), at most `rate` per second (0: no bound)
 /// and `concurrency` handshakes at once, and waits until every attempt has finished.
 pub async fn connect_all(ctx: Arc<FleetCtx>, n: usize, rate: f64, concurrency: usize) -> Fleet {
     let (tx, mut rx) = mpsc::channel::<Result<Duration, String>>(1024);
@@ -151,7 +153,8 @@ async fn connection(
     events: mpsc::Sender<Result<Duration, String>>,
 ) -> Option<Outcome> {
     let t0 = Instant::now();
-    let opened = tokio::time::timeout(ctx.connect_timeout, ctx.dialer.open(i)).await;
+    let opened =
+        tokio::time::timeout(ctx.connect_timeout, ctx.dialer.open(ctx.user_offset + i)).await;
     drop(permit);
     let conn = match opened {
         Ok(Ok(s)) => s,
@@ -188,10 +191,10 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Connection) -> Outcome {
         let mut closed = None;
         let mut frames = 0;
         loop {
-            match s.ws.next_message() {
+            match s.io.next_message() {
                 Ok(Some(Msg::Text(t))) => {
                     frames += 1;
-                    client::decode(s.proto, t, &mut events);
+                    client::decode(s.proto, s.replayed.as_ref(), t, &mut events);
                 }
                 Ok(Some(Msg::Close(code, reason))) => {
                     closed = Some(format!("closed by server: code {code} {reason:?}"));
@@ -244,7 +247,7 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Connection) -> Outcome {
                 closed = Some(format!("pong failed: {e}"));
             }
         }
-        if let Err(e) = s.ws.flush().await {
+        if let Err(e) = s.io.flush().await {
             closed = Some(format!("pong failed: {e}"));
         }
         if closed.is_some() {
@@ -252,7 +255,7 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Connection) -> Outcome {
         }
         tokio::select! {
             _ = &mut cancelled => break None,
-            r = s.ws.fill() => match r {
+            r = s.io.fill() => match r {
                 Ok(0) => break Some("connection closed by server".to_owned()),
                 Ok(_) => {}
                 Err(e) => break Some(format!("read error: {e}")),

@@ -2,19 +2,25 @@
 //! connections, then for every publication line on stdin builds one WebSocket text frame holding
 //! a Herald push and writes it with writev to every socket from a small thread pool; afterwards
 //! it accepts and closes new connections. Its CPU is the physical cost of fan-out and of
-//! connect/accept on this machine, with no protocol work at all.
+//! accepting on this machine, with no protocol work at all. Last, once its stdin is closed, it
+//! connects to itself for a while (both ends of every connection in this one process) and
+//! reports its CPU per connect+accept+close: the cost of a bare TCP connection counting both
+//! ends.
 
 use std::io::{self, BufRead, BufReader, IoSlice, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader as AsyncBufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::cli::FloorChildArgs;
+use crate::procstat;
+use crate::summary::ConnectAccept;
 
 /// Batches queued per writer thread before the reader of stdin waits.
 const WRITER_QUEUE: usize = 1024;
@@ -30,11 +36,19 @@ pub struct FloorServer {
     pub addr: SocketAddr,
     /// Its process id, sampled like a server's.
     pub pid: u32,
+    /// Whether it ends with the connect-to-self loop.
+    connect_accept: bool,
 }
 
 impl FloorServer {
-    /// Starts the floor process for `connections` sockets.
-    pub async fn spawn(connections: usize, writers: usize, batch: usize) -> anyhow::Result<Self> {
+    /// Starts the floor process for `connections` sockets; `connect_accept` is the length of
+    /// its final connect-to-self loop (zero: none).
+    pub async fn spawn(
+        connections: usize,
+        writers: usize,
+        batch: usize,
+        connect_accept: Duration,
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["floor-child", "--listen", "127.0.0.1:0"])
@@ -44,6 +58,10 @@ impl FloorServer {
                 &writers.to_string(),
                 "--batch",
                 &batch.to_string(),
+            ])
+            .args([
+                "--connect-accept",
+                &humantime::format_duration(connect_accept).to_string(),
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -62,6 +80,7 @@ impl FloorServer {
             stdout,
             addr,
             pid,
+            connect_accept: !connect_accept.is_zero(),
         })
     }
 
@@ -88,10 +107,20 @@ impl FloorServer {
         Ok((frames, writes))
     }
 
-    /// Waits for the process to exit (its stdin must be closed by then).
-    pub async fn finish(mut self) -> anyhow::Result<()> {
+    /// Waits for the connect-to-self loop, if any, and for the process to exit (its stdin must
+    /// be closed by then).
+    pub async fn finish(mut self) -> anyhow::Result<Option<ConnectAccept>> {
+        let mut result = None;
+        if self.connect_accept {
+            eprintln!("floor process connecting to itself (both ends of each connection)");
+            let line = next_line(&mut self.stdout, "connect_accept").await?;
+            result = Some(
+                parse_connect_accept(&line)
+                    .with_context(|| format!("bad connect_accept line {line:?}"))?,
+            );
+        }
         self.child.wait().await?;
-        Ok(())
+        Ok(result)
     }
 }
 
@@ -173,7 +202,69 @@ pub fn run_child(args: FloorChildArgs) -> anyhow::Result<()> {
     // Keep the sockets open until the load generator has stopped reading (stdin closed).
     while input.read_line(&mut line)? != 0 {}
     drop(open);
+    if !args.connect_accept.is_zero() {
+        let threads = args.writers.max(1);
+        let before = procstat::sample_self();
+        let start = Instant::now();
+        let connections = connect_accept_loop(args.connect_accept, threads)?;
+        let wall = start.elapsed().as_secs_f64();
+        let cpu = procstat::sample_self().cpu_since(&before);
+        writeln!(
+            out,
+            "connect_accept {connections} {threads} {wall:.6} {:.2} {:.2}",
+            cpu.user_s, cpu.system_s
+        )?;
+        out.flush()?;
+    }
     Ok(())
+}
+
+/// Bare TCP connections with both ends in this process: each of `threads` threads connects to
+/// a listener of its own, accepts, closes the accepted end, then the connecting end (so that
+/// TIME_WAIT stays on the accepting side, as a server's would), until `length` has passed.
+/// Returns the connections made.
+fn connect_accept_loop(length: Duration, threads: usize) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + length;
+    let mut handles = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let listener = listen("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        handles.push(std::thread::spawn(move || -> io::Result<u64> {
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let client = TcpStream::connect(addr)?;
+                let (server, _) = listener.accept()?;
+                drop(server);
+                drop(client);
+                n += 1;
+            }
+            Ok(n)
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h
+            .join()
+            .map_err(|_| anyhow!("connect/accept thread panicked"))?
+            .context("connect/accept loop")?;
+    }
+    Ok(total)
+}
+
+/// `<connections> <threads> <wall s> <user s> <system s>` of the `connect_accept` line.
+fn parse_connect_accept(line: &str) -> anyhow::Result<ConnectAccept> {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let [connections, threads, wall, user, system] = f[..] else {
+        bail!("expected 5 fields");
+    };
+    let (user_s, system_s): (f64, f64) = (user.parse()?, system.parse()?);
+    Ok(ConnectAccept::new(
+        connections.parse()?,
+        threads.parse()?,
+        wall.parse()?,
+        user_s,
+        system_s,
+    ))
 }
 
 /// Listener with a backlog deep enough for the connect burst (std's default is 128, and a
@@ -280,9 +371,25 @@ mod tests {
         assert_eq!(f[0], 0x81);
         assert_eq!(f[1] as usize, f.len() - 2);
         let mut out = Vec::new();
-        decode(Proto::Raw, std::str::from_utf8(&f[2..]).unwrap(), &mut out);
+        decode(
+            Proto::Raw,
+            None,
+            std::str::from_utf8(&f[2..]).unwrap(),
+            &mut out,
+        );
         assert_eq!(out, vec![Event::Pub(Payload { seq: 41, ts: 1234 })]);
         assert!(frame_for_line("garbage").is_none());
+    }
+
+    #[test]
+    fn connect_accept_loop_reports_both_ends() {
+        let n = connect_accept_loop(Duration::from_millis(50), 2).unwrap();
+        assert!(n > 0);
+        let c = parse_connect_accept("2000 2 2.000000 0.03 0.06").unwrap();
+        assert_eq!((c.connections, c.threads), (2000, 2));
+        assert!((c.cpu_us_per_connect_accept.unwrap() - 45.0).abs() < 1e-9);
+        assert!((c.per_sec - 1000.0).abs() < 1e-9);
+        assert!(parse_connect_accept("1 2 3").is_err());
     }
 
     #[test]

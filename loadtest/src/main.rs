@@ -1,6 +1,7 @@
 //! `herald-loadtest`: load generator for Herald and its peers (a Socket.IO server, a plain `ws`
 //! server, a raw TCP floor). Parses the command line, raises the open-file limit, runs one
-//! scenario on a multi-threaded runtime and writes the JSON summary and SVG plots.
+//! scenario on a multi-threaded runtime and writes the JSON summary and SVG plots; or runs one
+//! of the `report` and `merge` subcommands.
 
 mod cli;
 mod client;
@@ -8,6 +9,7 @@ mod fleet;
 mod floor;
 mod ledger;
 mod limits;
+mod merge;
 mod monitor;
 mod plot;
 mod procstat;
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::FloorChild(args)) => floor::run_child(args),
         Some(Command::Report(args)) => report::run(&args),
+        Some(Command::Merge(args)) => merge::run(&args),
         None => run(cli.run),
     };
     match result {
@@ -63,12 +66,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_summary(s: &summary::Summary) {
+/// Prints the headline figures of a summary on stderr.
+pub(crate) fn print_summary(s: &summary::Summary) {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     let l = &s.latency_ms;
+    let transport = match s.transport.as_str() {
+        "sse" => " over SSE",
+        _ => "",
+    };
     eprintln!(
-        "{} {}: {} connections ({:.0}/s), published {}, delivered {}/{} (lost {}, duplicates {}), \
-         {:.0} deliveries/s, latency ms p50 {} p90 {} p99 {} p99.9 {} max {}",
+        "{} {}{transport}: {} connections ({:.0}/s), published {}, delivered {}/{} (lost {}, \
+         duplicates {}), {:.0} deliveries/s, latency ms p50 {} p90 {} p99 {} p99.9 {} max {}",
         s.target,
         s.scenario,
         s.connections,
@@ -93,6 +101,23 @@ fn print_summary(s: &summary::Summary) {
             s.server.rss_bytes_per_connection.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
             per(s.cpu_us_per_delivery),
             per(s.cpu_us_per_connect),
+        );
+    }
+    if let Some(c) = &s.connect_accept {
+        eprintln!(
+            "floor: storm {} CPU us/accept (accepting end) + {} CPU us/connect (load generator); \
+             {} CPU us/connect+accept counting both ends in one process ({} connections in \
+             {:.1}s on {} threads, {:.0}/s)",
+            s.cpu_us_per_accept
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+            s.loadgen_cpu_us_per_connect
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+            c.cpu_us_per_connect_accept
+                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+            c.connections,
+            c.wall_s,
+            c.threads,
+            c.per_sec,
         );
     }
     if !s.publish.rate_met && s.publish.target_rate > 0.0 {

@@ -56,15 +56,22 @@ impl Sink {
 pub enum Channels {
     /// Every publication to the same channel.
     One(String),
-    /// Publication `p` to `user:lt-<p % n>`.
-    Personal(usize),
+    /// Publication `p` to `user:lt-<offset + p % n>`.
+    Personal {
+        /// Number of users.
+        n: usize,
+        /// Number of the first user.
+        offset: usize,
+    },
 }
 
 impl Channels {
     fn for_seq(&self, seq: u64) -> String {
         match self {
             Channels::One(c) => c.clone(),
-            Channels::Personal(n) => format!("user:lt-{}", seq % (*n).max(1) as u64),
+            Channels::Personal { n, offset } => {
+                format!("user:lt-{}", *offset as u64 + seq % (*n).max(1) as u64)
+            }
         }
     }
 }
@@ -290,7 +297,15 @@ mod tests {
             v,
             serde_json::json!({"channel": "stock:LOAD", "data": {"seq": 3, "ts": 17}})
         );
-        assert_eq!(Channels::Personal(4).for_seq(6), "user:lt-2");
+        assert_eq!(
+            Channels::Personal { n: 4, offset: 0 }.for_seq(6),
+            "user:lt-2"
+        );
+        let shifted = Channels::Personal {
+            n: 4,
+            offset: 15_000,
+        };
+        assert_eq!(shifted.for_seq(6), "user:lt-15002");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! `report`: rebuilds the markdown results page from a directory of JSON summaries. One table
 //! per scenario, one column per target, each cell the median over the runs; plus the machine,
 //! the commands that produced the numbers and links to the plots of each cell's first run.
+//! Multi-node runs are the merged summaries of `merge` (scenario `multinode`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,8 +12,16 @@ use anyhow::Context;
 use crate::cli::ReportArgs;
 use crate::summary::{sibling, Summary};
 
-const TARGETS: [&str; 4] = ["herald", "socketio", "ws", "floor"];
-const SCENARIOS: [&str; 5] = ["broadcast", "personal", "idle", "churn", "floor"];
+/// Report columns: Herald over Server-Sent Events (`--transport sse`) is a target of its own.
+const TARGETS: [&str; 5] = ["herald", "herald-sse", "socketio", "ws", "floor"];
+const SCENARIOS: [&str; 6] = [
+    "broadcast",
+    "personal",
+    "multinode",
+    "idle",
+    "churn",
+    "floor",
+];
 
 /// One row of a table: label, extractor, decimals.
 struct Row(&'static str, fn(&Summary) -> Option<f64>, usize);
@@ -27,7 +36,7 @@ fn rows(scenario: &str) -> Vec<Row> {
     ];
     let mut r = vec![Row("connections", |s| Some(s.connections as f64), 0)];
     match scenario {
-        "broadcast" | "personal" | "floor" => {
+        "broadcast" | "personal" | "multinode" | "floor" => {
             r.push(Row(
                 "publications/s accepted",
                 |s| Some(s.publish.achieved_rate),
@@ -56,7 +65,7 @@ fn rows(scenario: &str) -> Vec<Row> {
             ));
             r.push(Row("server RSS (MiB)", |s| s.server.rss_bytes.map(mib), 1));
             r.push(Row(
-                "deliveries per WebSocket frame",
+                "deliveries per frame (WebSocket) or event (SSE)",
                 |s| s.receive.deliveries_per_frame,
                 2,
             ));
@@ -71,9 +80,38 @@ fn rows(scenario: &str) -> Vec<Row> {
         }
         _ => {}
     }
-    if scenario == "floor" || scenario == "idle" || scenario == "churn" {
+    if scenario == "floor" {
+        r.push(Row(
+            "bare connect/accept storm: connects/s",
+            |s| Some(s.connects_per_sec),
+            0,
+        ));
+        r.push(Row(
+            "  CPU µs / accept+close, accepting end (floor process)",
+            accept_cpu_us,
+            1,
+        ));
+        r.push(Row(
+            "  CPU µs / connect+close, connecting end (load generator)",
+            |s| s.loadgen_cpu_us_per_connect,
+            1,
+        ));
+        r.push(Row(
+            "CPU µs / connect+accept+close, both ends in one process",
+            |s| s.cpu_us_per_connect_accept,
+            1,
+        ));
+        r.push(Row(
+            "  connections/s of that loop",
+            |s| s.connect_accept.as_ref().map(|c| c.per_sec),
+            0,
+        ));
+    }
+    if scenario == "idle" || scenario == "churn" {
         r.push(Row("connects/s", |s| Some(s.connects_per_sec), 0));
         r.push(Row("server CPU µs / connect", |s| s.cpu_us_per_connect, 1));
+    }
+    if scenario == "floor" || scenario == "idle" || scenario == "churn" {
         r.push(Row(
             "connect latency p50 (ms)",
             |s| s.connect_latency_ms.p50,
@@ -97,6 +135,12 @@ fn rows(scenario: &str) -> Vec<Row> {
     ));
     r.push(Row("host load average at start", |s| s.host_load[0], 2));
     r
+}
+
+/// The floor's CPU per accepted bare connection; summaries written before the both-ends loop
+/// existed kept it in `cpu_us_per_connect`.
+fn accept_cpu_us(s: &Summary) -> Option<f64> {
+    s.cpu_us_per_accept.or(s.cpu_us_per_connect)
 }
 
 fn mib(b: u64) -> f64 {
@@ -135,7 +179,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         if s.scenario.is_empty() {
             continue;
         }
-        runs.entry((s.scenario.clone(), s.target.clone()))
+        runs.entry((s.scenario.clone(), column(&s)))
             .or_default()
             .push((path, s));
     }
@@ -146,6 +190,14 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
 }
 
 type Runs = BTreeMap<(String, String), Vec<(PathBuf, Summary)>>;
+
+/// Column of a summary: its target, with the transport when it is not the default WebSocket.
+fn column(s: &Summary) -> String {
+    match s.transport.as_str() {
+        "sse" => format!("{}-sse", s.target),
+        _ => s.target.clone(),
+    }
+}
 
 fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
     let base = args.out.parent().unwrap_or(Path::new(""));
@@ -178,7 +230,7 @@ fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
         "Server CPU comes from `/proc/PID/stat` (10 ms ticks) summed over the server's \
          processes; the floor's figures are those of its acceptor/writer process.\n"
     )?;
-    writeln!(md, "Targets: **herald** (Herald, Centrifugo protocol), **socketio** (Socket.IO 4 with the Redis adapter, publishing through `@socket.io/redis-emitter`), **ws** (`ws` + ioredis pub/sub), **floor** (no server: a raw TCP acceptor writing pre-built frames with writev, the physical limit).\n")?;
+    writeln!(md, "Targets: **herald** (Herald, Centrifugo protocol over WebSocket; **herald-sse**: over Server-Sent Events), **socketio** (Socket.IO 4 with the Redis adapter, publishing through `@socket.io/redis-emitter`), **ws** (`ws` + ioredis pub/sub), **floor** (no server: a raw TCP acceptor writing pre-built frames with writev, the physical limit).\n")?;
     for scenario in SCENARIOS {
         let cols: Vec<&str> = TARGETS
             .iter()
@@ -190,6 +242,9 @@ fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
         }
         let first = &runs[&(scenario.to_owned(), cols[0].to_owned())][0].1;
         writeln!(md, "## {}\n", heading(scenario, first))?;
+        if let Some(note) = note(scenario, first) {
+            writeln!(md, "{note}\n")?;
+        }
         let header: Vec<String> = cols
             .iter()
             .map(|t| {
@@ -255,6 +310,12 @@ fn heading(scenario: &str, s: &Summary) -> String {
             "Personal: {} users, {rate} publications/s round robin over `user:<id>` for {dur} s",
             s.connections_requested
         ),
+        "multinode" => format!(
+            "Multi-node: {} users over {} Herald gateways on one Redis, {rate} publications/s \
+             round robin over `user:<id>` through a publisher node for {dur} s",
+            s.connections_requested,
+            s.merged_parts.max(1),
+        ),
         "idle" => format!(
             "Idle: {} connections held for {dur} s",
             s.connections_requested
@@ -270,32 +331,85 @@ fn heading(scenario: &str, s: &Summary) -> String {
     }
 }
 
+/// What a scenario's table needs explained beyond its heading.
+fn note(scenario: &str, s: &Summary) -> Option<String> {
+    match scenario {
+        "multinode" => Some(format!(
+            "One load process per gateway (`loadtest/run-multinode.sh`), each with its own users \
+             (`--user-offset`) and publishing only to them through the publisher node, so every \
+             publication crosses Redis; the table shows their merged summaries (`herald-loadtest \
+             merge`). Server CPU and RSS are the gateways' sums (the publisher node and Redis \
+             are not counted); latency percentiles are {}.",
+            if s.latency_pooled {
+                "those of the pooled deliveries of all processes"
+            } else {
+                "the largest of the processes' (an upper bound)"
+            }
+        )),
+        _ => None,
+    }
+}
+
 /// Herald's cost as a multiple of the floor and of the peers.
 fn ratios(md: &mut String, runs: &Runs, scenario: &str) -> anyhow::Result<()> {
     let med = |sc: &str, t: &str, f: fn(&Summary) -> Option<f64>| {
         runs.get(&(sc.to_owned(), t.to_owned()))
             .and_then(|l| median(l.iter().filter_map(|(_, s)| f(s)).collect()))
     };
-    let (metric, f): (&str, fn(&Summary) -> Option<f64>) = match scenario {
-        // The floor writes the same frames to the same sockets: only broadcast compares.
-        "broadcast" => ("CPU µs per delivery", |s| s.cpu_us_per_delivery),
-        "idle" | "churn" => ("CPU µs per connect", |s| s.cpu_us_per_connect),
-        _ => return Ok(()),
-    };
-    let floor = med("floor", "floor", f);
     let mut any = false;
-    for t in ["herald", "socketio", "ws"] {
-        if let (Some(v), Some(fl)) = (med(scenario, t, f), floor) {
-            if fl > 0.0 {
-                writeln!(md, "- {t}: {metric} = {:.1} × floor", v / fl)?;
-                any = true;
-            }
+    for t in ["herald", "herald-sse", "socketio", "ws"] {
+        for line in ratio_lines(scenario, t, med) {
+            writeln!(md, "{line}")?;
+            any = true;
         }
     }
     if any {
         md.push('\n');
     }
     Ok(())
+}
+
+/// The ratio lines of target `t` in `scenario`, given the median of a figure of a cell.
+fn ratio_lines(
+    scenario: &str,
+    t: &str,
+    med: impl Fn(&str, &str, fn(&Summary) -> Option<f64>) -> Option<f64>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut line = |metric: &str, v: Option<f64>, floor: Option<f64>, what: &str| {
+        if let (Some(v), Some(fl)) = (v, floor.filter(|f| *f > 0.0)) {
+            out.push(format!(
+                "- {t}: {metric} = {:.1} × the floor's {what} ({fl:.1} µs)",
+                v / fl
+            ));
+        }
+    };
+    match scenario {
+        // The floor writes the same frames to the same sockets: only broadcast compares.
+        "broadcast" => line(
+            "server CPU µs per delivery",
+            med(scenario, t, |s| s.cpu_us_per_delivery),
+            med("floor", "floor", |s| s.cpu_us_per_delivery),
+            "CPU µs per frame written",
+        ),
+        "idle" | "churn" => {
+            let v = med(scenario, t, |s| s.cpu_us_per_connect);
+            line(
+                "server CPU µs per connect (server side of a full handshake)",
+                v,
+                med("floor", "floor", |s| s.cpu_us_per_connect_accept),
+                "CPU µs per bare TCP connect+accept+close counting both ends",
+            );
+            line(
+                "server CPU µs per connect (server side of a full handshake)",
+                v,
+                med("floor", "floor", accept_cpu_us),
+                "CPU µs per bare TCP accept+close, accepting end only",
+            );
+        }
+        _ => {}
+    }
+    out
 }
 
 fn shell_line(argv: &[String]) -> String {
@@ -365,6 +479,48 @@ mod tests {
         assert_eq!(median(vec![]), None);
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), Some(2.5));
+    }
+
+    #[test]
+    fn churn_compares_with_both_floor_figures() {
+        let med = |sc: &str, t: &str, f: fn(&Summary) -> Option<f64>| {
+            let s = match (sc, t) {
+                ("floor", "floor") => Summary {
+                    cpu_us_per_accept: Some(9.0),
+                    cpu_us_per_connect_accept: Some(45.0),
+                    ..Summary::default()
+                },
+                ("churn", "herald") => Summary {
+                    cpu_us_per_connect: Some(135.0),
+                    ..Summary::default()
+                },
+                _ => return None,
+            };
+            f(&s)
+        };
+        let lines = ratio_lines("churn", "herald", med);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains("= 3.0 ×") && lines[0].contains("both ends (45.0 µs)"));
+        assert!(lines[1].contains("= 15.0 ×") && lines[1].contains("accepting end only"));
+        assert!(ratio_lines("churn", "ws", med).is_empty());
+        let old_floor = Summary {
+            cpu_us_per_connect: Some(8.0),
+            ..Summary::default()
+        };
+        assert_eq!(accept_cpu_us(&old_floor), Some(8.0));
+    }
+
+    #[test]
+    fn sse_runs_get_a_column_of_their_own() {
+        let mut s = Summary {
+            target: "herald".into(),
+            transport: "ws".into(),
+            ..Summary::default()
+        };
+        assert_eq!(column(&s), "herald");
+        s.transport = "sse".into();
+        assert_eq!(column(&s), "herald-sse");
+        assert!(TARGETS.contains(&"herald-sse"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail};
 use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{RunArgs, Scenario};
+use crate::cli::{RunArgs, Scenario, Target, Transport};
 use crate::client::{Dialer, Proto};
 use crate::fleet::{self, FleetCtx};
 use crate::floor::FloorServer;
@@ -21,7 +21,7 @@ use crate::monitor;
 use crate::procstat::{self, CpuDelta, ProcSample};
 use crate::publish::{self, Channels, Plan, Sink};
 use crate::stats::{unix_micros, Live, Percentiles};
-use crate::summary::{us_per, Loadgen, PublishStats, Receive, Server, Summary};
+use crate::summary::{encode_histogram, us_per, Loadgen, PublishStats, Receive, Server, Summary};
 
 /// Latency shards: enough to keep lock contention negligible on small machines.
 const LATENCY_SHARDS: usize = 64;
@@ -78,6 +78,44 @@ fn ws_url(args: &RunArgs) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow!("--ws-url is required for --target {}", args.target.name()))
 }
 
+/// Protocol and URL the clients of the run use.
+fn endpoint(args: &RunArgs) -> anyhow::Result<(Proto, String)> {
+    match (args.transport, args.target) {
+        (Transport::Ws, target) => Ok((Proto::from(target), ws_url(args)?)),
+        (Transport::Sse, Target::Herald) => {
+            let url = match (&args.sse_url, &args.ws_url) {
+                (Some(url), _) => url.clone(),
+                (None, Some(ws)) => sse_url_from(ws)?,
+                (None, None) => bail!("--sse-url or --ws-url is required with --transport sse"),
+            };
+            Ok((Proto::HeraldSse, url))
+        }
+        (Transport::Sse, target) => bail!(
+            "--transport sse: only Herald serves Server-Sent Events, not --target {}",
+            target.name()
+        ),
+    }
+}
+
+/// `ws://H/connection/websocket` → `http://H/connection/sse` (a bare `ws://H/` gets the path).
+fn sse_url_from(ws: &str) -> anyhow::Result<String> {
+    let mut url = reqwest::Url::parse(ws).map_err(|e| anyhow!("bad --ws-url {ws:?}: {e}"))?;
+    if !matches!(url.scheme(), "ws" | "http") {
+        bail!("cannot derive a plain HTTP event stream URL from {ws:?}; pass --sse-url");
+    }
+    let path = match url.path() {
+        "" | "/" => "/connection/sse".to_owned(),
+        p => match p.strip_suffix("/connection/websocket") {
+            Some(prefix) => format!("{prefix}/connection/sse"),
+            None => bail!("cannot derive the event stream URL from {ws:?}; pass --sse-url"),
+        },
+    };
+    url.set_path(&path);
+    url.set_scheme("http")
+        .map_err(|()| anyhow!("cannot derive an http:// URL from {ws:?}"))?;
+    Ok(url.to_string())
+}
+
 async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcome> {
     let scenario = args.scenario;
     let n = args.connections;
@@ -88,13 +126,20 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
 
     let mut floor = None;
     let (proto, url, pids) = if scenario == Scenario::Floor {
-        let f = FloorServer::spawn(n, args.floor_writers, args.floor_batch).await?;
+        let f = FloorServer::spawn(
+            n,
+            args.floor_writers,
+            args.floor_batch,
+            args.floor_connect_accept,
+        )
+        .await?;
         let url = format!("ws://{}/", f.addr);
         let pid = f.pid;
         floor = Some(f);
         (Proto::Raw, url, vec![pid])
     } else {
-        (Proto::from(args.target), ws_url(args)?, server_pids(args))
+        let (proto, url) = endpoint(args)?;
+        (proto, url, server_pids(args))
     };
     let sink = match scenario {
         Scenario::Broadcast | Scenario::Personal => {
@@ -129,6 +174,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         dialer,
         live: live.clone(),
         routing,
+        user_offset: args.user_offset,
         connect_timeout: args.connect_timeout,
         cancel: cancel.clone(),
     });
@@ -151,6 +197,9 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         f.ready().await?;
     }
     let after_connect = sample(&pids)?;
+    if args.wait_for_go {
+        ready_and_wait_for_go().await?;
+    }
     tokio::time::sleep(args.settle).await;
     let settled = sample(&pids)?;
 
@@ -169,7 +218,10 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
             None => sink.ok_or_else(|| anyhow!("no publish sink"))?,
         };
         let channels = match scenario {
-            Scenario::Personal => Channels::Personal(n),
+            Scenario::Personal => Channels::Personal {
+                n,
+                offset: args.user_offset,
+            },
             _ => Channels::One(args.channel.clone()),
         };
         let plan = Plan {
@@ -214,10 +266,11 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
             .map(|e| format!("subscriber: {e}")),
     );
     drop(pipe);
-    if let Some(f) = floor {
-        f.finish().await?;
-    }
     let report = monitor.stop().await;
+    let mut connect_accept = None;
+    if let Some(f) = floor {
+        connect_accept = f.finish().await?;
+    }
     let acc = ledger::account(routing, &published, &logs);
 
     let measured = cpu_between(settled, end);
@@ -251,6 +304,11 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
             args.target.name().to_owned()
         },
         connections: connected as u64,
+        transport: if scenario == Scenario::Floor {
+            String::new()
+        } else {
+            args.transport.name().to_owned()
+        },
         duration_s: wall_s,
         published: published.len(),
         expected_deliveries: acc.expected,
@@ -285,15 +343,28 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         command: std::env::args().collect(),
         started_at,
         timeline: report.timeline,
+        ..Summary::default()
     };
-    if let Some((storm, connects, cpu)) = floor_storm {
-        summary.connects_per_sec = connects as f64 / storm.wall.as_secs_f64().max(1e-9);
-        summary.server.connect_cpu_seconds = cpu.map(|c| c.total_s());
-        summary.cpu_us_per_connect = us_per(summary.server.connect_cpu_seconds, connects);
-        summary.connect_latency_ms = Percentiles::from_histogram(&storm.latency);
+    if args.save_histogram {
+        summary.latency_histogram = Some(encode_histogram(&report.latency)?);
+    }
+    if let Some(bare) = floor_storm {
+        let connects = bare.connects;
+        summary.connects_per_sec = connects as f64 / bare.storm.wall.as_secs_f64().max(1e-9);
+        summary.server.connect_cpu_seconds = bare.acceptor_cpu.map(|c| c.total_s());
+        // The floor's storm measures the accepting end only: not comparable with a server's
+        // full handshake under the same name.
+        summary.cpu_us_per_connect = None;
+        summary.cpu_us_per_accept = us_per(summary.server.connect_cpu_seconds, connects);
+        summary.loadgen_cpu_us_per_connect = us_per(Some(bare.loadgen_cpu.total_s()), connects);
+        summary.cpu_us_per_connect_accept = connect_accept
+            .as_ref()
+            .and_then(|c| c.cpu_us_per_connect_accept);
+        summary.connect_accept = connect_accept;
+        summary.connect_latency_ms = Percentiles::from_histogram(&bare.storm.latency);
         summary
             .errors
-            .extend(storm.errors.into_iter().take(MAX_ERRORS));
+            .extend(bare.storm.errors.into_iter().take(MAX_ERRORS));
     }
     Ok(Outcome {
         summary,
@@ -301,14 +372,41 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
     })
 }
 
+/// Says `ready` on stdout and waits for a line on stdin (`--wait-for-go`).
+async fn ready_and_wait_for_go() -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    eprintln!("connected; waiting for a line on stdin");
+    let wait = tokio::task::spawn_blocking(|| -> std::io::Result<usize> {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready")?;
+        out.flush()?;
+        std::io::stdin().lock().read_line(&mut String::new())
+    });
+    if wait.await?? == 0 {
+        bail!("stdin closed before the go line");
+    }
+    Ok(())
+}
+
+/// What the floor's bare connect/accept/close storm did.
+struct BareStorm {
+    storm: churn::Storm,
+    /// Completed connections.
+    connects: u64,
+    /// CPU of the floor process (the accepting end).
+    acceptor_cpu: Option<CpuDelta>,
+    /// CPU of this process (the connecting end) over the storm.
+    loadgen_cpu: CpuDelta,
+}
+
 /// Floor only: connect/accept/close storm against the floor process, which by now closes every
-/// new connection right after accepting it. Returns the storm, handshakes and acceptor CPU.
+/// new connection right after accepting it.
 async fn bare_connect_storm(
     args: &RunArgs,
     url: &str,
     sources: Vec<Ipv4Addr>,
     pids: &[u32],
-) -> anyhow::Result<(churn::Storm, u64, Option<CpuDelta>)> {
+) -> anyhow::Result<BareStorm> {
     let dialer = Arc::new(Dialer::new(Proto::Raw, url, sources, "", None, false).await?);
     let live = Arc::new(Live::new(1));
     eprintln!(
@@ -316,16 +414,24 @@ async fn bare_connect_storm(
         args.floor_churn_workers, args.floor_churn
     );
     let before = sample(pids)?;
+    let self_before = procstat::sample_self();
     let storm = churn::storm(
         dialer,
+        0,
         args.floor_churn_workers,
         args.floor_churn,
         args.connect_timeout,
         live.clone(),
     )
     .await;
-    let cpu = cpu_between(before, sample(pids)?);
-    Ok((storm, Live::get(&live.connects), cpu))
+    let loadgen_cpu = procstat::sample_self().cpu_since(&self_before);
+    let acceptor_cpu = cpu_between(before, sample(pids)?);
+    Ok(BareStorm {
+        storm,
+        connects: Live::get(&live.connects),
+        acceptor_cpu,
+        loadgen_cpu,
+    })
 }
 
 fn publish_stats(
@@ -367,5 +473,55 @@ async fn drain(live: &Live, expected: u64, limit: Duration) {
         if d != last {
             (last, last_change) = (d, now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_urls_are_derived_from_websocket_urls() {
+        let u = |s| sse_url_from(s).unwrap();
+        assert_eq!(
+            u("ws://127.0.0.1:8000/connection/websocket"),
+            "http://127.0.0.1:8000/connection/sse"
+        );
+        assert_eq!(
+            u("ws://h:1/prefix/connection/websocket?x=1"),
+            "http://h:1/prefix/connection/sse?x=1"
+        );
+        assert_eq!(u("ws://h:1/"), "http://h:1/connection/sse");
+        assert!(sse_url_from("wss://h/connection/websocket").is_err());
+        assert!(sse_url_from("ws://h/socket.io/").is_err());
+    }
+
+    #[test]
+    fn sse_needs_the_herald_target() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "herald-loadtest",
+                "--ws-url",
+                "ws://h:1/connection/websocket",
+            ];
+            argv.extend_from_slice(extra);
+            crate::cli::Cli::parse_from(argv).run
+        };
+        let (proto, url) = endpoint(&parse(&["--transport", "sse"])).unwrap();
+        assert_eq!(
+            (proto, url.as_str()),
+            (Proto::HeraldSse, "http://h:1/connection/sse")
+        );
+        let args = parse(&[
+            "--transport",
+            "sse",
+            "--sse-url",
+            "http://x:2/connection/sse",
+        ]);
+        assert_eq!(endpoint(&args).unwrap().1, "http://x:2/connection/sse");
+        let e = endpoint(&parse(&["--transport", "sse", "--target", "ws"])).unwrap_err();
+        assert!(e.to_string().contains("only Herald"), "{e}");
+        assert_eq!(endpoint(&parse(&[])).unwrap().0, Proto::Herald);
     }
 }

@@ -1,8 +1,13 @@
 //! The JSON summary of a run: the fixed fields every consumer relies on (`scenario` … `server`)
-//! followed by extras. Also read back by `report`, so every extra has a default.
+//! followed by extras. Also read back by `report` and `merge`, so every extra has a default.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::Point;
@@ -47,6 +52,21 @@ pub struct Summary {
     pub system_cpu_us_per_delivery: Option<f64>,
     /// Server CPU microseconds per completed connection handshake.
     pub cpu_us_per_connect: Option<f64>,
+    /// Floor: CPU microseconds of the floor process per connection of the bare connect/accept
+    /// storm, i.e. the accepting end only (accept and close; the connecting end is the load
+    /// generator and not counted).
+    pub cpu_us_per_accept: Option<f64>,
+    /// Floor: CPU microseconds of the load generator per connection of the same storm, i.e. the
+    /// connecting end (a tokio client: connect, wait for the acceptor's close, close).
+    pub loadgen_cpu_us_per_connect: Option<f64>,
+    /// Floor: CPU microseconds per bare TCP connection counting both ends (connect, accept and
+    /// close on each side, blocking calls, no event loop), from `connect_accept`.
+    pub cpu_us_per_connect_accept: Option<f64>,
+    /// Floor: the loop behind `cpu_us_per_connect_accept`.
+    pub connect_accept: Option<ConnectAccept>,
+    /// Client transport: `ws` (WebSocket) or `sse` (Server-Sent Events); empty for the floor
+    /// and in summaries older than the SSE client.
+    pub transport: String,
     /// Connections asked for.
     pub connections_requested: u64,
     /// Failed connection attempts.
@@ -75,6 +95,14 @@ pub struct Summary {
     pub started_at: u64,
     /// Once-a-second samples.
     pub timeline: Vec<Point>,
+    /// The whole publish-to-receive latency histogram in microseconds (`--save-histogram`):
+    /// HdrHistogram's V2 deflate serialization in base64, for `merge` to pool exactly.
+    pub latency_histogram: Option<String>,
+    /// Load processes merged into this summary by `merge` (0: a single process).
+    pub merged_parts: u64,
+    /// Merged summaries: whether the latency percentiles are those of the pooled histograms
+    /// (otherwise each is the largest of the parts').
+    pub latency_pooled: bool,
 }
 
 /// Server figures.
@@ -146,6 +174,46 @@ pub struct PublishStats {
     pub rate_met: bool,
 }
 
+/// The floor's connect-to-self loop: bare TCP connections with both ends in one process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectAccept {
+    /// Connections made (each connected, accepted and closed on both ends).
+    pub connections: u64,
+    /// Threads running the loop.
+    pub threads: u64,
+    /// Length of the loop in seconds.
+    pub wall_s: f64,
+    /// Connections per second.
+    pub per_sec: f64,
+    /// User CPU seconds of the process over the loop.
+    pub user_cpu_seconds: f64,
+    /// System CPU seconds of the process over the loop.
+    pub system_cpu_seconds: f64,
+    /// CPU microseconds per connection, both ends.
+    pub cpu_us_per_connect_accept: Option<f64>,
+}
+
+impl ConnectAccept {
+    /// Figures of a loop that made `connections` connections in `wall_s` seconds on `threads`
+    /// threads, using that much user and system CPU.
+    pub fn new(connections: u64, threads: u64, wall_s: f64, user_s: f64, system_s: f64) -> Self {
+        ConnectAccept {
+            connections,
+            threads,
+            wall_s,
+            per_sec: if wall_s > 0.0 {
+                connections as f64 / wall_s
+            } else {
+                0.0
+            },
+            user_cpu_seconds: user_s,
+            system_cpu_seconds: system_s,
+            cpu_us_per_connect_accept: us_per(Some(user_s + system_s), connections),
+        }
+    }
+}
+
 /// The load generator's own resource use over the whole run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -170,6 +238,23 @@ impl Summary {
     pub fn read(path: &Path) -> anyhow::Result<Self> {
         Ok(serde_json::from_slice(&std::fs::read(path)?)?)
     }
+}
+
+/// A latency histogram as summary text: V2 deflate serialization, base64.
+pub fn encode_histogram(h: &Histogram<u64>) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    V2DeflateSerializer::new()
+        .serialize(h, &mut bytes)
+        .map_err(|e| anyhow::anyhow!("serialize histogram: {e:?}"))?;
+    Ok(BASE64.encode(&bytes))
+}
+
+/// The histogram of [`encode_histogram`] text.
+pub fn decode_histogram(text: &str) -> anyhow::Result<Histogram<u64>> {
+    let bytes = BASE64.decode(text)?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .context("deserialize histogram")
 }
 
 /// Path of a file written next to the summary: `result.json` + `throughput` → `result.throughput.svg`.
@@ -241,6 +326,29 @@ mod tests {
         assert_eq!((s.scenario.as_str(), s.connections), ("idle", 5));
         let back: Summary = serde_json::from_value(serde_json::to_value(&s).unwrap()).unwrap();
         assert_eq!(back.target, "ws");
+    }
+
+    #[test]
+    fn histograms_survive_the_summary() {
+        let mut h = crate::stats::new_histogram();
+        for us in [1, 250, 250, 1_000, 7_000_000] {
+            h.record(us).unwrap();
+        }
+        let text = encode_histogram(&h).unwrap();
+        let back = decode_histogram(&text).unwrap();
+        assert_eq!(back, h);
+        assert!(decode_histogram("AAAA").is_err());
+    }
+
+    #[test]
+    fn connect_accept_figures() {
+        let c = ConnectAccept::new(10_000, 2, 2.0, 0.15, 0.3);
+        assert_eq!(c.per_sec, 5_000.0);
+        assert!((c.cpu_us_per_connect_accept.unwrap() - 45.0).abs() < 1e-9);
+        assert_eq!(
+            ConnectAccept::new(0, 2, 0.0, 0.0, 0.0).cpu_us_per_connect_accept,
+            None
+        );
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! out, unmasked frames in, pings answered with pongs, close handshake. Written for the receive
 //! hot path: one reusable buffer, no zeroing, several frames decoded per read. No extensions.
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
 use std::io;
 
 use anyhow::{anyhow, bail};
@@ -14,7 +16,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 const MAX_MESSAGE: usize = 16 << 20;
 
 /// Largest HTTP upgrade response accepted.
-const MAX_RESPONSE_HEAD: usize = 16 << 10;
+pub(super) const MAX_RESPONSE_HEAD: usize = 16 << 10;
 
 /// Bytes reserved before each read.
 const READ_CHUNK: usize = 4096;
@@ -65,7 +67,7 @@ impl WsConn {
         seed: u32,
     ) -> anyhow::Result<Self> {
         let mut c = WsConn::raw(stream, seed);
-        let key = base64(&nonce(seed));
+        let key = BASE64.encode(nonce(seed));
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -242,7 +244,7 @@ fn frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     f
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub(super) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
@@ -258,38 +260,13 @@ fn nonce(seed: u32) -> [u8; 16] {
     n
 }
 
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(&nonce(7)).len(), 24);
+    fn keys_are_16_bytes_in_base64() {
+        assert_eq!(BASE64.encode(nonce(7)).len(), 24);
     }
 
     #[test]

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use super::{cpu_between, sample, server_pids, ws_url, Outcome, MAX_ERRORS};
+use super::{cpu_between, endpoint, sample, server_pids, Outcome, MAX_ERRORS};
 use crate::cli::RunArgs;
-use crate::client::{Dialer, Proto};
+use crate::client::Dialer;
 use crate::monitor;
 use crate::procstat;
 use crate::stats::{new_histogram, unix_micros, Live, Percentiles};
@@ -30,10 +30,11 @@ pub struct Storm {
     pub errors: Vec<String>,
 }
 
-/// Runs `workers` connect/close loops for `duration`; completed handshakes are counted in
-/// `live.connects`, failures in `live.connect_errors`.
+/// Runs `workers` connect/close loops for `duration` (worker w as user `lt-<first_user + w>`);
+/// completed handshakes are counted in `live.connects`, failures in `live.connect_errors`.
 pub async fn storm(
     dialer: Arc<Dialer>,
+    first_user: usize,
     workers: usize,
     duration: Duration,
     connect_timeout: Duration,
@@ -45,7 +46,14 @@ pub async fn storm(
     let mut set = JoinSet::new();
     for w in 0..workers {
         let (dialer, live, errors) = (dialer.clone(), live.clone(), errors.clone());
-        set.spawn(worker(dialer, w, deadline, connect_timeout, live, errors));
+        set.spawn(worker(
+            dialer,
+            first_user + w,
+            deadline,
+            connect_timeout,
+            live,
+            errors,
+        ));
     }
     let mut latency = new_histogram();
     while let Some(h) = set.join_next().await {
@@ -67,8 +75,7 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
     let self_start = procstat::sample_self();
     let load_start = procstat::loadavg();
     let pids = server_pids(args);
-    let url = ws_url(args)?;
-    let proto = Proto::from(args.target);
+    let (proto, url) = endpoint(args)?;
     let dialer = Arc::new(Dialer::new(proto, &url, sources, &args.hmac_secret, None, false).await?);
     let live = Arc::new(Live::new(1));
     let monitor = monitor::spawn(live.clone(), pids.clone());
@@ -79,6 +86,7 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
     );
     let s = storm(
         dialer,
+        args.user_offset,
         args.connections,
         args.duration,
         args.connect_timeout,
@@ -108,6 +116,7 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
         scenario: "churn".to_owned(),
         target: args.target.name().to_owned(),
         connections: args.connections as u64,
+        transport: args.transport.name().to_owned(),
         duration_s: wall_s,
         connects_per_sec: connects as f64 / wall_s,
         cpu_us_per_connect: us_per(server.cpu_seconds, connects),
