@@ -1,5 +1,11 @@
 # Shell helpers shared by the load test scripts (sourced; each script defines `log`).
 
+# Credentials the scripts start servers with, and the binaries they run.
+API_KEY=loadtest-api-key
+HMAC_SECRET=loadtest-hmac-secret-0123456789abcdef
+BIN=${CARGO_TARGET_DIR:-target}/release
+LOADTEST=$BIN/herald-loadtest
+
 # A TCP port below the ephemeral range (so no outgoing connection holds it) that no socket uses.
 free_port() {
   local lo port

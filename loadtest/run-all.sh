@@ -46,10 +46,6 @@ REPORT=${REPORT:-loadtest/RESULTS.md}
 BUILD=${BUILD:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
-API_KEY=loadtest-api-key
-HMAC_SECRET=loadtest-hmac-secret-0123456789abcdef
-BIN=${CARGO_TARGET_DIR:-target}/release
-LOADTEST=$BIN/herald-loadtest
 LOGS=$(mktemp -d /tmp/herald-loadtest.XXXXXX)
 STARTED=()      # pids of processes this script started
 SERVER_PID=""   # primary pid of the server under test

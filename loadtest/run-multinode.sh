@@ -35,10 +35,6 @@ REDIS_PORT=${REDIS_PORT:-}
 BUILD=${BUILD:-1}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
-API_KEY=loadtest-api-key
-HMAC_SECRET=loadtest-hmac-secret-0123456789abcdef
-BIN=${CARGO_TARGET_DIR:-target}/release
-LOADTEST=$BIN/herald-loadtest
 HERALD=$BIN/herald
 # Publish requests in flight per load process, as passed to --max-inflight.
 MAX_INFLIGHT=256
