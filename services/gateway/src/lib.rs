@@ -8,6 +8,7 @@ pub mod drain;
 pub mod flusher;
 pub mod frame_queue;
 pub mod hub;
+pub mod listener;
 pub mod outbox;
 pub mod session;
 pub mod small_map;

@@ -1,9 +1,12 @@
 //! The WebSocket transport (`/connection/websocket`): the upgrade handshake
 //! with an Origin check, then one task per connection that reads commands and
-//! runs the session's timers. Queued frames are written by a flusher through
-//! the connection's [`Wire`] (newline-joined messages, one `writev` each,
-//! straight from the frames the hub encoded once for every subscriber); the
-//! task writes only while the socket is full.
+//! runs the session's timers. The upgraded connection is the plain
+//! `TcpStream` (the client listener, [`crate::listener`], serves HTTP/1.1
+//! with nothing layered on the socket), split into halves without a lock.
+//! Queued frames are written by a flusher through the connection's [`Wire`]
+//! (newline-joined messages, one `writev` each, straight from the frames the
+//! hub encoded once for every subscriber); the task writes only while the
+//! socket is full.
 //!
 //! An idle connection holds no buffers: reads go through a buffer on the
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
@@ -20,12 +23,14 @@ use std::task::{ready, Context, Poll};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use herald_core::protocol::Disconnect;
-use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::outbox::Outbox;
 use crate::session::Session;
@@ -78,7 +83,10 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
     };
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => run(gw, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
+                Ok(parts) => run(gw, parts.io.into_inner(), parts.read_buf).await,
+                Err(_) => error!("WebSocket upgrade on a connection not served by listener::serve"),
+            },
             Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
         }
     });
@@ -113,6 +121,8 @@ struct Reader<R> {
     io: R,
     decoder: Decoder,
     limit: usize,
+    /// Bytes the client sent right behind its upgrade request (read by the HTTP server).
+    early: Bytes,
 }
 
 /// Why reading ended with an error.
@@ -124,6 +134,13 @@ enum ReadError {
 impl<R: AsyncRead + Unpin> Reader<R> {
     /// The next complete message; `None` at end of stream.
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Incoming>, ReadError>> {
+        if !self.early.is_empty() {
+            let early = std::mem::take(&mut self.early);
+            let decoded = self.decoder.decode(&early, self.limit);
+            if let Some(message) = decoded.map_err(ReadError::Decode)? {
+                return Poll::Ready(Ok(Some(message)));
+            }
+        }
         if self.decoder.has_partial() {
             if let Some(message) = self
                 .decoder
@@ -148,19 +165,21 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
-async fn run(gw: Arc<Gateway>, io: TokioIo<Upgraded>) {
+async fn run(gw: Arc<Gateway>, stream: TcpStream, early: Bytes) {
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
-    let (read, write) = tokio::io::split(io);
+    let (read, write) = stream.into_split();
     let mut reader = Reader {
         io: read,
         decoder: Decoder::default(),
         limit: gw.config.max_message_size,
+        // An empty slice would still keep the HTTP server's whole read buffer alive.
+        early: Some(early).filter(|b| !b.is_empty()).unwrap_or_default(),
     };
     let outbox = Outbox::new(gw.config.queue_size);
     let mut session = Session::new(gw.clone(), outbox.clone());
     outbox.attach(
-        Wire::new(write, gw.config.write_batch),
+        Wire::new(wire::Io(write), gw.config.write_batch),
         gw.flusher(session.conn()),
     );
     let reason = serve(&gw, &mut reader, &mut session, &outbox).await;

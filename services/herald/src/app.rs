@@ -110,7 +110,11 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
                 shutdown.clone(),
             ));
         }
-        tasks.spawn(serve(listener, client, shutdown.clone()));
+        tasks.spawn(herald_gateway::listener::serve(
+            listener,
+            client,
+            shutdown.clone(),
+        ));
     }
     tasks.close();
 

@@ -264,3 +264,72 @@ async fn websocket_pings_fragments_subprotocol_and_close_handshake() {
     };
     assert_eq!(echoed.map(|f| f.code), Some(CloseCode::Normal));
 }
+
+/// A client may send its first frame in the same packet as the upgrade request:
+/// the bytes the HTTP server read past the request belong to the WebSocket.
+#[tokio::test]
+async fn a_frame_sent_with_the_upgrade_request_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let connect = json!({"id": 7, "connect": {"token": h.token("early")}}).to_string();
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut packet = format!(
+        "GET /connection/websocket HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\n\
+         Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        h.client_addr
+    )
+    .into_bytes();
+    let length = u16::try_from(connect.len()).unwrap();
+    packet.extend([0x81, 0x80 | 126]);
+    packet.extend(length.to_be_bytes());
+    packet.extend(mask);
+    packet.extend(connect.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut socket = tokio::net::TcpStream::connect(&h.client_addr)
+        .await
+        .unwrap();
+    socket.write_all(&packet).await.unwrap();
+
+    let mut received = Vec::new();
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = socket.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed early: {}",
+                String::from_utf8_lossy(&received)
+            );
+            received.extend_from_slice(&chunk[..n]);
+            if let Some(payload) = first_text_frame(&received) {
+                break payload;
+            }
+        }
+    })
+    .await
+    .expect("connect reply in time");
+    assert!(
+        received.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&received)
+    );
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    assert_eq!(reply["id"], 7, "{reply}");
+    assert!(reply["connect"]["client"].is_string(), "{reply}");
+}
+
+/// The payload of the first (unmasked, unfragmented) frame after the HTTP response head, once complete.
+fn first_text_frame(received: &[u8]) -> Option<Vec<u8>> {
+    let head_end = received.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let frame = &received[head_end..];
+    let (length, start) = match *frame.get(1)? {
+        126 => (
+            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
+            4,
+        ),
+        n => (usize::from(n), 2),
+    };
+    assert_eq!(frame[0], 0x81, "a final text frame");
+    frame.get(start..start + length).map(<[u8]>::to_vec)
+}

@@ -9,9 +9,9 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncWrite, WriteHalf};
+use socket2::SockRef;
+use tokio::io::AsyncWrite;
+use tokio::net::tcp::OwnedWriteHalf;
 
 use super::codec::{self, Kind, MAX_HEADER};
 use crate::frame_queue::FrameQueue;
@@ -25,8 +25,52 @@ const MAX_SLICES: usize = 256;
 /// Pieces that fit the `writev` list kept on the stack (more take an allocation).
 const FEW_SLICES: usize = 8;
 
-/// The upgraded connection's write half.
-pub type Io = WriteHalf<TokioIo<Upgraded>>;
+/// The upgraded connection's write half. Writes go straight to the socket
+/// while it takes them, without consulting the runtime's readiness state (one
+/// cache miss per write less on a fan-out); only a full socket registers for
+/// writability.
+pub struct Io(pub OwnedWriteHalf);
+
+impl Io {
+    fn write_or_register(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match SockRef::from(self.0.as_ref()).send_vectored(bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+            }
+            result => Poll::Ready(result),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().write_or_register(cx, &[IoSlice::new(buf)])
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.get_mut().write_or_register(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+}
 
 /// A socket's write half and its unfinished message.
 pub struct Wire<W = Io> {
