@@ -16,6 +16,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use herald_core::control;
 use herald_core::protocol::Disconnect;
+use tokio::io::ReadBuf;
 use tokio::sync::Notify;
 
 use crate::flusher::Shard;
@@ -159,7 +160,7 @@ impl Outbox {
         }
     }
 
-    /// Drops the wire (closing the socket's write side once the reader is gone too).
+    /// Drops the wire and with it the socket.
     pub fn detach(&self) {
         self.frames.lock().expect("poisoned").direct = None;
     }
@@ -188,6 +189,15 @@ impl Outbox {
                 drop(queue);
                 self.close(Disconnect::WRITE_ERROR);
             }
+        }
+    }
+
+    /// Reads from the attached WebSocket (end of stream once detached).
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let mut queue = self.frames.lock().expect("poisoned");
+        match &mut queue.direct {
+            Some(d) => d.wire.poll_read(cx, buf),
+            None => Poll::Ready(Ok(())),
         }
     }
 

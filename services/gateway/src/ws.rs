@@ -125,6 +125,19 @@ struct Reader<R> {
     early: Bytes,
 }
 
+/// The read side of a socket that lives in the connection's outbox.
+struct Socket(Arc<Outbox>);
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.0.poll_read(cx, buf)
+    }
+}
+
 /// Why reading ended with an error.
 enum ReadError {
     Io,
@@ -168,18 +181,17 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 async fn run(gw: Arc<Gateway>, stream: TcpStream, early: Bytes) {
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
-    let (read, write) = stream.into_split();
+    let outbox = Outbox::new(gw.config.queue_size);
     let mut reader = Reader {
-        io: read,
+        io: Socket(outbox.clone()),
         decoder: Decoder::default(),
         limit: gw.config.max_message_size,
         // An empty slice would still keep the HTTP server's whole read buffer alive.
         early: Some(early).filter(|b| !b.is_empty()).unwrap_or_default(),
     };
-    let outbox = Outbox::new(gw.config.queue_size);
     let mut session = Session::new(gw.clone(), outbox.clone());
     outbox.attach(
-        Wire::new(wire::Io(write), gw.config.write_batch),
+        Wire::new(wire::Io(stream), gw.config.write_batch),
         gw.flusher(session.conn()),
     );
     let reason = serve(&gw, &mut reader, &mut session, &outbox).await;
