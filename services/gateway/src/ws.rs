@@ -23,7 +23,6 @@ use std::task::{ready, Context, Poll};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use herald_core::protocol::Disconnect;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -81,15 +80,7 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
         )
             .into_response();
     };
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => run(gw, parts.io.into_inner(), parts.read_buf).await,
-                Err(_) => error!("WebSocket upgrade on a connection not served by listener::serve"),
-            },
-            Err(e) => debug!(error = %e, "WebSocket upgrade failed"),
-        }
-    });
+    tokio::spawn(run(gw, on_upgrade));
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let out = response.headers_mut();
     out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -121,8 +112,6 @@ struct Reader<R> {
     io: R,
     decoder: Decoder,
     limit: usize,
-    /// Bytes the client sent right behind its upgrade request (read by the HTTP server).
-    early: Bytes,
 }
 
 /// The read side of a socket that lives in the connection's outbox.
@@ -147,13 +136,6 @@ enum ReadError {
 impl<R: AsyncRead + Unpin> Reader<R> {
     /// The next complete message; `None` at end of stream.
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Incoming>, ReadError>> {
-        if !self.early.is_empty() {
-            let early = std::mem::take(&mut self.early);
-            let decoded = self.decoder.decode(&early, self.limit);
-            if let Some(message) = decoded.map_err(ReadError::Decode)? {
-                return Poll::Ready(Ok(Some(message)));
-            }
-        }
         if self.decoder.has_partial() {
             if let Some(message) = self
                 .decoder
@@ -178,16 +160,34 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
-async fn run(gw: Arc<Gateway>, stream: TcpStream, early: Bytes) {
+/// The socket behind a completed upgrade, and a decoder holding the bytes the
+/// client sent right behind its upgrade request (read by the HTTP server).
+async fn upgraded(on_upgrade: OnUpgrade) -> Option<(TcpStream, Decoder)> {
+    let upgraded = on_upgrade
+        .await
+        .map_err(|e| debug!(error = %e, "WebSocket upgrade failed"))
+        .ok()?;
+    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+        error!("WebSocket upgrade on a connection not served by listener::serve");
+        return None;
+    };
+    Some((
+        parts.io.into_inner(),
+        Decoder::with_pending(&parts.read_buf),
+    ))
+}
+
+async fn run(gw: Arc<Gateway>, on_upgrade: OnUpgrade) {
+    let Some((stream, decoder)) = upgraded(on_upgrade).await else {
+        return;
+    };
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
     let outbox = Outbox::new(gw.config.queue_size);
     let mut reader = Reader {
         io: Socket(outbox.clone()),
-        decoder: Decoder::default(),
+        decoder,
         limit: gw.config.max_message_size,
-        // An empty slice would still keep the HTTP server's whole read buffer alive.
-        early: Some(early).filter(|b| !b.is_empty()).unwrap_or_default(),
     };
     let mut session = Session::new(gw.clone(), outbox.clone());
     outbox.attach(

@@ -50,6 +50,15 @@ pub struct Decoder {
 type Decoded = Result<(usize, Option<Incoming>), DecodeError>;
 
 impl Decoder {
+    /// A decoder that starts with bytes read before the WebSocket began
+    /// (they come out of calls with an empty input first).
+    pub fn with_pending(input: &[u8]) -> Decoder {
+        Decoder {
+            partial: input.to_vec(),
+            fragments: None,
+        }
+    }
+
     /// Whether bytes of an unfinished frame are kept from an earlier read.
     pub fn has_partial(&self) -> bool {
         !self.partial.is_empty()
