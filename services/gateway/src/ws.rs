@@ -2,11 +2,11 @@
 //! with an Origin check, then one task per connection that reads commands and
 //! runs the session's timers. The upgraded connection is the plain
 //! `TcpStream` (the client listener, [`crate::listener`], serves HTTP/1.1
-//! with nothing layered on the socket), split into halves without a lock.
-//! Queued frames are written by a flusher through the connection's [`Wire`]
-//! (newline-joined messages, one `writev` each, straight from the frames the
-//! hub encoded once for every subscriber); the task writes only while the
-//! socket is full.
+//! with nothing layered on the socket), owned by the connection's [`Wire`]
+//! in its outbox; the task reads through the outbox. Queued frames are
+//! written by a flusher through the wire (newline-joined messages, one
+//! vectored write each, straight from the frames the hub encoded once for
+//! every subscriber); the task writes only while the socket is full.
 //!
 //! An idle connection holds no buffers: reads go through a buffer on the
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).

@@ -1,8 +1,8 @@
-//! The write side of one WebSocket: turns queued frames into text messages
-//! (newline-joined, up to a batch or 64 KiB each) and writes each with one
-//! `writev` straight from the shared frames. It keeps what a partial write
-//! left over, so any task may continue the write: usually the flusher, the
-//! connection's own task when the socket is full.
+//! One WebSocket's socket and write state: turns queued frames into text
+//! messages (newline-joined, up to a batch or 64 KiB each) and writes each
+//! with one vectored write straight from the shared frames. It keeps what a
+//! partial write left over, so any task may continue the write: usually the
+//! flusher, the connection's own task when the socket is full.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
