@@ -270,10 +270,11 @@ async fn websocket_pings_fragments_subprotocol_and_close_handshake() {
 #[tokio::test]
 async fn a_frame_sent_with_the_upgrade_request_is_answered() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
     let h = Herald::start(BIN, &[]).await.unwrap();
     let connect = json!({"id": 7, "connect": {"token": h.token("early")}}).to_string();
-    let mask = [0x11u8, 0x22, 0x33, 0x44];
     let mut packet = format!(
         "GET /connection/websocket HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\n\
          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
@@ -281,11 +282,9 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
         h.client_addr
     )
     .into_bytes();
-    let length = u16::try_from(connect.len()).unwrap();
-    packet.extend([0x81, 0x80 | 126]);
-    packet.extend(length.to_be_bytes());
-    packet.extend(mask);
-    packet.extend(connect.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let mut frame = Frame::message(connect.into_bytes(), OpCode::Data(Data::Text), true);
+    frame.header_mut().mask = Some([0x11, 0x22, 0x33, 0x44]);
+    frame.format(&mut packet).unwrap();
     let mut socket = tokio::net::TcpStream::connect(&h.client_addr)
         .await
         .unwrap();
@@ -319,17 +318,21 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
     assert!(reply["connect"]["client"].is_string(), "{reply}");
 }
 
-/// The payload of the first (unmasked, unfragmented) frame after the HTTP response head, once complete.
+/// The payload of the first frame after the HTTP response head, once complete.
 fn first_text_frame(received: &[u8]) -> Option<Vec<u8>> {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+
     let head_end = received.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let frame = &received[head_end..];
-    let (length, start) = match *frame.get(1)? {
-        126 => (
-            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
-            4,
-        ),
-        n => (usize::from(n), 2),
-    };
-    assert_eq!(frame[0], 0x81, "a final text frame");
-    frame.get(start..start + length).map(<[u8]>::to_vec)
+    let mut cursor = std::io::Cursor::new(&received[head_end..]);
+    let (header, length) = FrameHeader::parse(&mut cursor).unwrap()?;
+    assert!(
+        header.is_final && header.opcode == OpCode::Data(Data::Text),
+        "{header:?}"
+    );
+    let start = usize::try_from(cursor.position()).unwrap();
+    let payload = cursor
+        .get_ref()
+        .get(start..start + usize::try_from(length).unwrap())?;
+    Some(payload.to_vec())
 }

@@ -48,13 +48,6 @@ impl Io {
     }
 }
 
-impl Drop for Io {
-    /// Ends the stream with a FIN, as the client may still be sending.
-    fn drop(&mut self) {
-        let _ = SockRef::from(&self.0).shutdown(std::net::Shutdown::Write);
-    }
-}
-
 impl AsyncRead for Io {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -91,7 +84,7 @@ impl AsyncWrite for Io {
     }
 }
 
-/// A socket's write half and its unfinished message.
+/// A socket and its unfinished message.
 pub struct Wire<W = Io> {
     io: W,
     batch: usize,
