@@ -196,6 +196,18 @@ impl Engine {
         dispatch!(self, e => subscribe(channel))
     }
 
+    /// A channel's position as this node has delivered it, when that answers a
+    /// subscribe exactly without asking storage: call it only after the
+    /// subscriber is registered for live publications and [`Engine::subscribe`]
+    /// resolved. `None` means read it with [`Engine::history`] (the embedded
+    /// engine always answers that in-process).
+    pub fn live_position(&self, channel: &Channel) -> Option<StreamPosition> {
+        match self {
+            Engine::Memory(_) => None,
+            Engine::Redis(e) => e.live_position(channel),
+        }
+    }
+
     /// Stops receiving a channel (the engine may debounce and re-check `has_subscribers`).
     pub async fn unsubscribe(&self, channel: &str) -> Result<(), EngineError> {
         dispatch!(self, e => unsubscribe(channel))

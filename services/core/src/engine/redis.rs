@@ -10,6 +10,7 @@ mod inbox;
 mod keys;
 mod nodes;
 mod ops;
+mod positions;
 mod probe;
 mod pubsub;
 mod scripts;
@@ -72,6 +73,7 @@ impl Redis {
             handler,
             metrics: conn::RedisMetrics::new(&metrics),
             uid,
+            positions: positions::Positions::new(sync::WORKERS),
         });
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -150,6 +152,12 @@ impl Redis {
         self.subs
             .subscribe(channel.name_arc(), channel.options().has_history())
             .await
+    }
+
+    /// See [`super::Engine::live_position`]: this node's delivery position of a
+    /// channel with history it receives, when no delivery is under way.
+    pub fn live_position(&self, channel: &Channel) -> Option<StreamPosition> {
+        self.shared.positions.settled(channel.name())
     }
 
     /// Unsubscribes after a short delay, unless the channel is needed again by then.

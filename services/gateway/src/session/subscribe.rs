@@ -155,7 +155,15 @@ impl Session {
             was_recovering: recover.is_some(),
             ..SubscribeResult::default()
         };
+        let live = engine.live_position(channel);
         if let Some(r) = recover {
+            if let Some(live) = live.filter(|p| p.offset == r.offset && p.epoch == r.epoch) {
+                // Nothing was missed: the client is where this node's delivery is.
+                result.recovered = true;
+                result.epoch = live.epoch;
+                result.offset = live.offset;
+                return Ok((result, live.offset));
+            }
             let since = StreamPosition {
                 offset: r.offset,
                 epoch: r.epoch.clone(),
@@ -182,6 +190,9 @@ impl Session {
             }
             result.epoch = history.position.epoch;
             result.offset = top;
+        } else if let Some(live) = live.filter(|_| !options.replay_latest) {
+            result.epoch = live.epoch;
+            result.offset = live.offset;
         } else {
             let latest = usize::from(options.replay_latest);
             let history = engine

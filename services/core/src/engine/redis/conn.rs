@@ -16,6 +16,7 @@ use fred::types::{Builder, RespVersion};
 use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 
 use super::keys::Keys;
+use super::positions::Positions;
 use super::scripts::Scripts;
 use crate::engine::{Config, EngineError, Handler};
 
@@ -37,6 +38,8 @@ pub(super) struct Shared {
     pub(super) metrics: RedisMetrics,
     /// This node's id (from the handler, or generated).
     pub(super) uid: String,
+    /// How far delivery of each channel with history has come.
+    pub(super) positions: Positions,
 }
 
 impl Shared {

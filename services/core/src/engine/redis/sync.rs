@@ -67,9 +67,10 @@ impl Workers {
         cancel: &CancellationToken,
     ) -> Workers {
         let senders = (0..WORKERS)
-            .map(|_| {
+            .map(|index| {
                 let (tx, rx) = mpsc::channel(QUEUE);
                 let worker = Worker {
+                    index,
                     shared: shared.clone(),
                     connections,
                     channels: HashMap::new(),
@@ -129,6 +130,8 @@ impl ChannelState {
 }
 
 struct Worker {
+    /// This worker's number, also its shard in `shared.positions`.
+    index: usize,
     shared: Arc<Shared>,
     connections: usize,
     channels: HashMap<Arc<str>, ChannelState>,
@@ -173,11 +176,13 @@ impl Worker {
                     state.position = Some((position.offset, position.epoch));
                 }
                 if self.replay(&channel) {
-                    self.fill(vec![channel]).await;
+                    self.fill(vec![channel.clone()]).await;
                 }
+                self.settle(&channel);
             }
             Event::Forget { channel } => {
                 self.channels.remove(&channel);
+                self.shared.positions.forget(self.index, &channel);
             }
             Event::Resync { conn } => {
                 let n = self.connections;
@@ -203,6 +208,7 @@ impl Worker {
     /// Delivers or holds one message; `true` when the channel needs a gap fill.
     fn on_message(&mut self, channel: &Arc<str>, msg: Message) -> bool {
         let handler = &self.shared.handler;
+        let positions = &self.shared.positions;
         let (offset, epoch) = match &msg {
             Message::Publication { offset, epoch, .. } if *offset > 0 => (*offset, epoch),
             _ => {
@@ -231,12 +237,24 @@ impl Worker {
         }
         if epoch == current && offset == *last + 1 {
             *last = offset;
+            positions.unsettle(self.index, channel);
             deliver(handler.as_ref(), channel, msg);
+            positions.settle(self.index, channel, offset, current);
             return false;
         }
         state.dirty = true;
         state.hold(channel, msg);
         true
+    }
+
+    /// Publishes the channel's delivered position for joining connections.
+    fn settle(&self, channel: &Arc<str>) {
+        if let Some((offset, epoch)) = self.channels.get(channel).and_then(|s| s.position.as_ref())
+        {
+            self.shared
+                .positions
+                .settle(self.index, channel, *offset, epoch);
+        }
     }
 
     /// Re-runs held messages after the position changed; `true` when another gap showed.
@@ -299,7 +317,9 @@ impl Worker {
             for (channel, read) in reads {
                 match read {
                     Ok(read) => {
-                        if self.apply(&channel, read) {
+                        let more = self.apply(&channel, read);
+                        self.settle(&channel);
+                        if more {
                             channels.push(channel);
                         }
                     }
@@ -321,6 +341,7 @@ impl Worker {
         };
         let top = read.position;
         let mut more = false;
+        self.shared.positions.unsettle(self.index, channel);
         if top.epoch != epoch {
             warn!(%channel, "stream epoch changed, publications lost");
             gaps.with_label_values(&["unrecoverable"]).inc();
