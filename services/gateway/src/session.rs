@@ -56,10 +56,13 @@ impl Session {
     pub fn new(gw: Arc<Gateway>, outbox: Arc<Outbox>) -> Session {
         let now = Instant::now();
         let interval = gw.config.ping_interval;
-        let first_ping = interval / 2 + interval.mul_f64(rand::rng().random::<f64>() / 2.0);
+        let mut rng = rand::rng();
+        let first_ping = interval / 2 + interval.mul_f64(rng.random::<f64>() / 2.0);
+        // A v4 id from the thread's generator: `Uuid::new_v4` would make a getrandom call per connection.
+        let client = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
         Session {
             conn: gw.next_conn(),
-            client: Arc::from(uuid::Uuid::new_v4().to_string()),
+            client: Arc::from(client.to_string()),
             connect_deadline: now + gw.config.stale_timeout,
             next_ping: now + first_ping,
             gw,
