@@ -18,6 +18,7 @@ use herald_core::publication::{
 use herald_core::Metrics;
 
 use crate::outbox::Outbox;
+use crate::prefetch;
 
 const SHARDS: usize = 64;
 
@@ -153,7 +154,11 @@ impl Hub {
             return false;
         };
         let frame = encode();
+        let mut ahead = subscribers.values().skip(prefetch::AHEAD);
         for outbox in subscribers.values() {
+            if let Some(next) = ahead.next() {
+                prefetch::prefetch(&**next);
+            }
             outbox.send_channel(channel, offset, &frame);
         }
         self.metrics.deliveries.inc_by(subscribers.len() as u64);

@@ -10,6 +10,7 @@ pub mod frame_queue;
 pub mod hub;
 pub mod listener;
 pub mod outbox;
+mod prefetch;
 pub mod session;
 pub mod small_map;
 pub mod sse;
