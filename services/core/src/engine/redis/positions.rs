@@ -33,7 +33,7 @@ impl Positions {
     }
 
     /// The shard a channel's worker uses (`spread(channel) % shards`).
-    pub(super) fn shard_of(&self, channel: &str) -> usize {
+    fn shard_of(&self, channel: &str) -> usize {
         spread(channel) % self.shards.len()
     }
 
