@@ -11,6 +11,7 @@ pub mod hub;
 pub mod listener;
 pub mod outbox;
 mod prefetch;
+pub mod prefixed;
 pub mod session;
 pub mod small_map;
 pub mod sse;
@@ -106,7 +107,7 @@ impl Gateway {
 /// The client-facing routes: `/connection/websocket`, `/connection/sse`, `/health` and the demo page.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/connection/websocket", get(ws::upgrade))
+        .route(ws::PATH, get(ws::upgrade))
         .route("/connection/sse", get(sse::stream))
         .route("/health", get(|| async { "ok" }))
         .with_state(gateway)

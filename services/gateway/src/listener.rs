@@ -1,34 +1,73 @@
-//! The client listener: accepts TCP connections and serves HTTP/1.1 on each
-//! with hyper directly. There is no protocol sniffing layer between hyper and
-//! the socket, so a WebSocket upgrade gets its `TcpStream` back (see
-//! [`crate::ws`]) and writes to it without locks or indirection.
+//! The client listener: accepts TCP connections and reads each one's first
+//! request itself. A WebSocket upgrade request that arrives whole is answered
+//! right here and the connection goes on as a WebSocket on a task of its own
+//! ([`crate::ws::serve_upgraded`]), with no HTTP server or router between the
+//! socket and the session. Every other connection is served by
+//! hyper's HTTP/1.1 server with the bytes already read put back in front
+//! ([`crate::prefixed`]); a WebSocket upgrade hyper serves later on a
+//! kept-alive connection still gets its `TcpStream` back (see [`crate::ws`]).
 //!
 //! Shutdown: stop accepting, ask every connection still speaking HTTP to
 //! finish its response and close, and return once they have. Upgraded
 //! WebSockets and SSE streams are closed by the drain, not here.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use crate::prefixed::Prefixed;
+use crate::ws::{self, handshake};
+use crate::Gateway;
+
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until `shutdown` is cancelled and the
-/// connections still in HTTP have finished.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+/// Bytes read for a first request head at a time (most fit in one read).
+const FIRST_READ: usize = 1024;
+
+/// The longest first request head the listener reads itself; longer ones go to hyper.
+const FIRST_HEAD_MAX: usize = 4096;
+
+/// Headers a first request may have to be answered by the listener.
+const FIRST_HEADERS_MAX: usize = 48;
+
+/// What the listener shares with its connections.
+struct Shared {
+    gateway: Arc<Gateway>,
+    router: Router,
+    http: http1::Builder,
+    connections: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Serves `router` (and WebSocket upgrades for `gateway`) on `listener` until
+/// `shutdown` is cancelled and the connections still in HTTP have finished.
+pub async fn serve(
+    listener: TcpListener,
+    gateway: Arc<Gateway>,
+    router: Router,
+    shutdown: CancellationToken,
+) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let connections = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        gateway,
+        router,
+        http,
+        connections: TaskTracker::new(),
+        shutdown: shutdown.clone(),
+    });
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -40,28 +79,100 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             },
             () = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(router.clone());
-        let connection = http
-            .serve_connection(TokioIo::new(stream), service)
-            .with_upgrades();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            tokio::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(e) = result {
-                debug!(error = %e, "HTTP connection ended with an error");
-            }
-        });
+        tokio::spawn(first_request(shared.clone(), stream));
     }
     drop(listener);
-    connections.close();
-    connections.wait().await;
+    shared.connections.close();
+    shared.connections.wait().await;
+}
+
+/// What a connection's first request turned out to be.
+enum First {
+    /// A complete, acceptable WebSocket upgrade request of `head` bytes.
+    WebSocket(handshake::Accepted, usize),
+    /// Anything else: hyper serves it.
+    Http,
+}
+
+/// Reads an accepted connection's first request and hands the connection on:
+/// to a WebSocket task, or to an HTTP task that the shutdown waits for.
+async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
+    let mut buf = Vec::new();
+    let first = tokio::select! {
+        first = tokio::time::timeout(
+            HEADER_READ_TIMEOUT,
+            read_first(&mut stream, &mut buf, &shared.gateway),
+        ) => first,
+        () = shared.shutdown.cancelled() => return,
+    };
+    match first {
+        Ok(Ok(First::WebSocket(accepted, head))) => {
+            ws::serve_upgraded(shared.gateway.clone(), stream, accepted, buf, head).await;
+        }
+        Ok(Ok(First::Http)) => {
+            let io = Prefixed::new(buf, stream);
+            shared.connections.spawn(serve_http(shared.clone(), io));
+        }
+        Ok(Err(e)) => debug!(error = %e, "connection ended before its first request"),
+        Err(_) => debug!("no request within the header read timeout"),
+    }
+}
+
+/// Reads until the first request head is complete (or cannot be answered
+/// here) and classifies it.
+async fn read_first(stream: &mut TcpStream, buf: &mut Vec<u8>, gw: &Gateway) -> io::Result<First> {
+    loop {
+        buf.reserve(FIRST_READ);
+        if stream.read_buf(buf).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        match classify(buf, gw) {
+            Some(first) => return Ok(first),
+            None if buf.len() < FIRST_HEAD_MAX => {}
+            None => return Ok(First::Http),
+        }
+    }
+}
+
+/// `None` while the head is incomplete.
+fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
+    let mut headers = [httparse::EMPTY_HEADER; FIRST_HEADERS_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    let head = match request.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(First::Http),
+    };
+    let path = request.path.unwrap_or_default();
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    if request.method != Some("GET") || request.version != Some(1) || path != ws::PATH {
+        return Some(First::Http);
+    }
+    let headers = request.headers.iter().map(|h| (h.name, h.value));
+    match handshake::check(|o| gw.is_origin_allowed(o), headers) {
+        Ok(accepted) => Some(First::WebSocket(accepted, head)),
+        Err(_) => Some(First::Http),
+    }
+}
+
+/// Serves HTTP/1.1 on `io` until the client is done or shutdown has finished it.
+async fn serve_http(shared: Arc<Shared>, io: Prefixed) {
+    let service = TowerToHyperService::new(shared.router.clone());
+    let connection = shared
+        .http
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shared.shutdown.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        debug!(error = %e, "HTTP connection ended with an error");
+    }
 }
 
 /// After a failed accept: per-connection errors (the peer gave up) need no

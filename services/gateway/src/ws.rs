@@ -12,6 +12,7 @@
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
 
 mod codec;
+pub mod handshake;
 mod wire;
 
 use std::future::poll_fn;
@@ -21,58 +22,43 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::protocol::Disconnect;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, error};
 
 use crate::outbox::Outbox;
+use crate::prefixed::Prefixed;
 use crate::session::Session;
 use crate::Gateway;
 pub use codec::Kind;
 use codec::{DecodeError, Decoder, Incoming};
 pub use wire::Wire;
 
-/// The one subprotocol Herald speaks; echoed when a client asks for it.
-const SUBPROTOCOL: &str = "centrifuge-json";
+/// Path of the WebSocket endpoint.
+pub const PATH: &str = "/connection/websocket";
 
 /// Bytes read from the socket per read call (on the stack, not per connection).
 const READ_CHUNK: usize = 4096;
 
-/// `GET /connection/websocket`.
+/// `GET /connection/websocket` when hyper serves it: a request after an
+/// earlier one on the same connection, or one the listener did not answer
+/// itself (refusals among them).
 pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Response {
-    let headers = request.headers();
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !gw.is_origin_allowed(origin) {
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
-    if !has_token(headers, header::CONNECTION, "upgrade")
-        || !has_token(headers, header::UPGRADE, "websocket")
-    {
-        return (StatusCode::BAD_REQUEST, "expected a WebSocket upgrade").into_response();
-    }
-    if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
-        let mut response = (
-            StatusCode::UPGRADE_REQUIRED,
-            "WebSocket version 13 required",
-        )
-            .into_response();
-        response.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return response;
-    }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
+    let headers = request.headers().iter();
+    let checked = handshake::check(
+        |o| gw.is_origin_allowed(o),
+        headers.map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    let accepted = match checked {
+        Ok(accepted) => accepted,
+        Err(refusal) => return refusal.into_response(),
     };
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let subprotocol = has_token(headers, header::SEC_WEBSOCKET_PROTOCOL, SUBPROTOCOL);
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return (
             StatusCode::UPGRADE_REQUIRED,
@@ -80,31 +66,31 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
         )
             .into_response();
     };
-    tokio::spawn(run(gw, on_upgrade));
-    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
-    let out = response.headers_mut();
-    out.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    out.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&accept) {
-        out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    if subprotocol {
-        out.insert(
-            header::SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(SUBPROTOCOL),
-        );
-    }
-    response
+    tokio::spawn(async move {
+        if let Some((stream, decoder)) = upgraded(on_upgrade).await {
+            run(gw, stream, decoder).await;
+        }
+    });
+    accepted.into_response()
 }
 
-/// Whether a comma-separated header lists `token` (case-insensitive).
-fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+/// Answers an upgrade request the listener read itself (`buf` holds it, in
+/// its first `head` bytes, and whatever the client sent right behind it),
+/// then runs the connection on a task of its own, sized for the session alone.
+pub async fn serve_upgraded(
+    gw: Arc<Gateway>,
+    mut stream: TcpStream,
+    accepted: handshake::Accepted,
+    buf: Vec<u8>,
+    head: usize,
+) {
+    let decoder = Decoder::with_pending(&buf[head..]);
+    drop(buf);
+    if let Err(e) = stream.write_all(accepted.response_head().as_bytes()).await {
+        debug!(error = %e, "WebSocket upgrade response not written");
+        return;
+    }
+    tokio::spawn(run(gw, stream, decoder));
 }
 
 /// The read side of an upgraded socket with its decoder state.
@@ -167,20 +153,23 @@ async fn upgraded(on_upgrade: OnUpgrade) -> Option<(TcpStream, Decoder)> {
         .await
         .map_err(|e| debug!(error = %e, "WebSocket upgrade failed"))
         .ok()?;
-    let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+    let Ok(parts) = upgraded.downcast::<TokioIo<Prefixed>>() else {
         error!("WebSocket upgrade on a connection not served by listener::serve");
         return None;
     };
-    Some((
-        parts.io.into_inner(),
-        Decoder::with_pending(&parts.read_buf),
-    ))
+    let (stream, mut pending) = parts.io.into_inner().into_parts();
+    pending.extend_from_slice(&parts.read_buf);
+    Some((stream, Decoder::with_pending(&pending)))
 }
 
-async fn run(gw: Arc<Gateway>, on_upgrade: OnUpgrade) {
-    let Some((stream, decoder)) = upgraded(on_upgrade).await else {
-        return;
-    };
+/// Sets the connection up and returns the future that runs it. The future
+/// captures its state in place: an `async fn` would hold its arguments twice,
+/// as captures and as locals, for the life of the connection.
+fn run(
+    gw: Arc<Gateway>,
+    stream: TcpStream,
+    decoder: Decoder,
+) -> impl std::future::Future<Output = ()> + Send {
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
     let outbox = Outbox::new(gw.config.queue_size);
@@ -194,19 +183,21 @@ async fn run(gw: Arc<Gateway>, on_upgrade: OnUpgrade) {
         Wire::new(wire::Io(stream), gw.config.write_batch),
         gw.flusher(session.conn()),
     );
-    let reason = serve(&gw, &mut reader, &mut session, &outbox).await;
-    if let Some(reason) = reason {
-        // Replies queued before an error close are still owed to the client; after
-        // a slow or insufficient-state close, queued frames are stale.
-        if reason == Disconnect::SLOW || reason == Disconnect::INSUFFICIENT_STATE {
-            outbox.drop_unsent();
+    async move {
+        let reason = serve(&gw, &mut reader, &mut session, &outbox).await;
+        if let Some(reason) = reason {
+            // Replies queued before an error close are still owed to the client; after
+            // a slow or insufficient-state close, queued frames are stale.
+            if reason == Disconnect::SLOW || reason == Disconnect::INSUFFICIENT_STATE {
+                outbox.drop_unsent();
+            }
+            close(&gw, &outbox, Some((reason.code, reason.reason))).await;
         }
-        close(&gw, &outbox, Some((reason.code, reason.reason))).await;
+        outbox.detach();
+        debug!(client = %session.client_id(), code = ?reason.map(|r| r.code), "connection closed");
+        Box::pin(session.close(reason)).await;
+        gauge.dec();
     }
-    outbox.detach();
-    debug!(client = %session.client_id(), code = ?reason.map(|r| r.code), "connection closed");
-    Box::pin(session.close(reason)).await;
-    gauge.dec();
 }
 
 /// Writes what is queued, then a close frame.

@@ -95,7 +95,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             engine.clone(),
             metrics.clone(),
         )?);
-        let mut client = herald_gateway::router(gateway);
+        let mut client = herald_gateway::router(gateway.clone());
         if let Some(dev) = &dev {
             client = client.merge(dev.router(&settings, publisher.clone()));
         }
@@ -112,6 +112,7 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
         }
         tasks.spawn(herald_gateway::listener::serve(
             listener,
+            gateway,
             client,
             shutdown.clone(),
         ));

@@ -266,14 +266,73 @@ async fn websocket_pings_fragments_subprotocol_and_close_handshake() {
 }
 
 /// A client may send its first frame in the same packet as the upgrade request:
-/// the bytes the HTTP server read past the request belong to the WebSocket.
+/// the bytes read past the request belong to the WebSocket.
 #[tokio::test]
 async fn a_frame_sent_with_the_upgrade_request_is_answered() {
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(&h.client_addr)
+        .await
+        .unwrap();
+    upgrade_and_connect(&h, &mut socket).await;
+}
+
+/// An upgrade that follows another request on a kept-alive connection is
+/// served by the HTTP server, and works the same.
+#[tokio::test]
+async fn an_upgrade_after_a_request_on_the_same_connection_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let mut socket = tokio::net::TcpStream::connect(&h.client_addr)
+        .await
+        .unwrap();
+    let health = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", h.client_addr);
+    socket.write_all(health.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    while !response.ends_with(b"ok") {
+        let mut chunk = [0u8; 1024];
+        let n = socket.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&response));
+        response.extend_from_slice(&chunk[..n]);
+    }
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+    upgrade_and_connect(&h, &mut socket).await;
+}
+
+/// Upgrade requests the server refuses get an HTTP answer saying why.
+#[tokio::test]
+async fn refused_upgrades_say_why() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    for (headers, status) in [
+        (
+            "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: a2V5\r\n",
+            "426",
+        ),
+        ("Sec-WebSocket-Version: 13\r\n", "400"),
+    ] {
+        let mut socket = tokio::net::TcpStream::connect(&h.client_addr)
+            .await
+            .unwrap();
+        let request = format!(
+            "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n\
+             Upgrade: websocket\r\n{headers}\r\n"
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut response = [0u8; 12];
+        socket.read_exact(&mut response).await.unwrap();
+        assert_eq!(&response[9..], status.as_bytes(), "{headers}");
+    }
+}
+
+/// Sends an upgrade request with a connect command right behind it, in one
+/// write, and checks the `101` and the connect reply.
+async fn upgrade_and_connect(h: &Herald, socket: &mut tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
     use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 
-    let h = Herald::start(BIN, &[]).await.unwrap();
     let connect = json!({"id": 7, "connect": {"token": h.token("early")}}).to_string();
     let mut packet = format!(
         "GET /connection/websocket HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\n\
@@ -285,9 +344,6 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
     let mut frame = Frame::message(connect.into_bytes(), OpCode::Data(Data::Text), true);
     frame.header_mut().mask = Some([0x11, 0x22, 0x33, 0x44]);
     frame.format(&mut packet).unwrap();
-    let mut socket = tokio::net::TcpStream::connect(&h.client_addr)
-        .await
-        .unwrap();
     socket.write_all(&packet).await.unwrap();
 
     let mut received = Vec::new();
@@ -313,6 +369,8 @@ async fn a_frame_sent_with_the_upgrade_request_is_answered() {
         "{}",
         String::from_utf8_lossy(&received)
     );
+    let head = String::from_utf8_lossy(&received).to_lowercase();
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=\r\n"));
     let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(reply["id"], 7, "{reply}");
     assert!(reply["connect"]["client"].is_string(), "{reply}");
