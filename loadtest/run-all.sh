@@ -8,7 +8,9 @@
 #   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
 #
 # Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws],
-# SCENARIOS [broadcast personal idle churn floor multinode], DURATION [10s], WARMUP [1s, left
+# SCENARIOS [broadcast personal idle churn floor multinode], DURATION [10s], BROADCAST_DURATION
+# [30s, broadcast and floor: user CPU comes in 10 ms ticks, and a 10 s run gives Herald only a few
+# dozen of them], WARMUP [1s, left
 # out of the latency histograms], BROADCAST_CONNECTIONS [2000],
 # BROADCAST_RATE [20], PERSONAL_CONNECTIONS [2000], PERSONAL_RATE [5000], IDLE_CONNECTIONS [15000],
 # IDLE_DURATION [5s], CHURN_WORKERS [50], FLOOR_BATCH [1], MULTINODE_CONNECTIONS [45000 over 3
@@ -27,6 +29,7 @@ RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"herald socketio ws"}
 SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor multinode"}
 DURATION=${DURATION:-10s}
+BROADCAST_DURATION=${BROADCAST_DURATION:-30s}
 WARMUP=${WARMUP:-1s}
 BROADCAST_CONNECTIONS=${BROADCAST_CONNECTIONS:-2000}
 BROADCAST_RATE=${BROADCAST_RATE:-20}
@@ -133,11 +136,11 @@ stop_server() {
 # Scenario-specific arguments.
 scenario_args() {
   case $1 in
-    broadcast) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION --warmup $WARMUP" ;;
+    broadcast) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $BROADCAST_DURATION --warmup $WARMUP" ;;
     personal) echo "--connections $PERSONAL_CONNECTIONS --rate $PERSONAL_RATE --duration $DURATION --warmup $WARMUP" ;;
     idle) echo "--connections $IDLE_CONNECTIONS --duration $IDLE_DURATION" ;;
     churn) echo "--connections $CHURN_WORKERS --duration $DURATION" ;;
-    floor) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $DURATION --warmup $WARMUP --floor-batch $FLOOR_BATCH" ;;
+    floor) echo "--connections $BROADCAST_CONNECTIONS --rate $BROADCAST_RATE --duration $BROADCAST_DURATION --warmup $WARMUP --floor-batch $FLOOR_BATCH" ;;
   esac
 }
 
@@ -189,7 +192,7 @@ main() {
     for run in $(seq "$RUNS"); do run_multinode "$run"; done
   fi
   local invocation="loadtest/run-all.sh"
-  local knobs="RUNS=$RUNS DURATION=$DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
+  local knobs="RUNS=$RUNS DURATION=$DURATION BROADCAST_DURATION=$BROADCAST_DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
   "$LOADTEST" report --results "$RESULTS" --out "$REPORT" --invocation "$knobs $invocation"
   # What each server change bought: kept by hand, measured when the change was made.
   { echo; cat loadtest/changes.md; } >>"$REPORT"

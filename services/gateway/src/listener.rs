@@ -88,8 +88,13 @@ pub async fn serve(
 
 /// What a connection's first request turned out to be.
 enum First {
-    /// A complete, acceptable WebSocket upgrade request of `head` bytes.
-    WebSocket(handshake::Accepted, usize),
+    /// A complete, acceptable WebSocket upgrade request.
+    WebSocket {
+        /// What to answer.
+        accepted: handshake::Accepted,
+        /// Length of the request head; bytes after it are the client's first frames.
+        head: usize,
+    },
     /// Anything else: hyper serves it.
     Http,
 }
@@ -106,7 +111,7 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
         () = shared.shutdown.cancelled() => return,
     };
     match first {
-        Ok(Ok(First::WebSocket(accepted, head))) => {
+        Ok(Ok(First::WebSocket { accepted, head })) => {
             ws::serve_upgraded(shared.gateway.clone(), stream, accepted, buf, head).await;
         }
         Ok(Ok(First::Http)) => {
@@ -150,7 +155,7 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
     match handshake::check(|o| gw.is_origin_allowed(o), headers) {
-        Ok(accepted) => Some(First::WebSocket(accepted, head)),
+        Ok(accepted) => Some(First::WebSocket { accepted, head }),
         Err(_) => Some(First::Http),
     }
 }

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use socket2::SockRef;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -39,7 +39,15 @@ impl Io {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match SockRef::from(&self.0).send_vectored(bufs) {
+        // A system call of its own rather than libc's `sendmsg`, which wraps
+        // every call in thread-cancellation bookkeeping.
+        let sent = rustix::net::sendmsg(
+            &self.0,
+            bufs,
+            &mut SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        );
+        match sent.map_err(io::Error::from) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
             }
