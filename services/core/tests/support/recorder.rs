@@ -251,12 +251,23 @@ pub fn metric(metrics: &herald_core::Metrics, sample: &str) -> f64 {
 }
 
 /// Polls `cond` until it holds or `timeout` passes; panics with `what` on timeout.
-pub async fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+pub async fn eventually(timeout: Duration, what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        holds_within(timeout, cond).await,
+        "timed out waiting for {what}"
+    );
+}
+
+/// Polls `cond` until it holds (true) or `timeout` passes (false).
+pub async fn holds_within(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    true
 }
 
 /// Asserts that a channel saw exactly offsets `1..=n`, each once, in order.
