@@ -66,9 +66,11 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
         )
             .into_response();
     };
+    // The session gets a task of its own, as in `serve_upgraded`: this one
+    // would keep the upgrade's state beside the session's for its whole life.
     tokio::spawn(async move {
         if let Some((stream, decoder)) = upgraded(on_upgrade).await {
-            run(gw, stream, decoder).await;
+            tokio::spawn(run(gw, stream, decoder));
         }
     });
     accepted.into_response()
