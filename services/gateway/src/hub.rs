@@ -19,11 +19,9 @@ use herald_core::Metrics;
 
 use crate::outbox::Outbox;
 use crate::prefetch;
+use crate::subscribers::Subscribers;
 
 const SHARDS: usize = 64;
-
-/// Local subscribers of one channel, by connection number.
-type Subscribers = HashMap<u64, Arc<Outbox>>;
 
 /// A connected session as the hub knows it.
 #[derive(Debug, Clone)]
@@ -65,9 +63,14 @@ impl Hub {
     /// Adds a subscriber; true when it is the channel's first on this node.
     pub fn subscribe(&self, channel: &Arc<str>, conn: u64, outbox: Arc<Outbox>) -> bool {
         let mut shard = self.channels[shard(&**channel)].write().expect("poisoned");
-        let subscribers = shard.entry(channel.clone()).or_default();
-        let first = subscribers.is_empty();
-        if subscribers.insert(conn, outbox).is_none() {
+        let (added, first) = match shard.get_mut(&**channel) {
+            Some(subscribers) => (subscribers.insert(conn, outbox), false),
+            None => {
+                shard.insert(channel.clone(), Subscribers::new(conn, outbox));
+                (true, true)
+            }
+        };
+        if added {
             self.metrics.subscriptions.inc();
         }
         if first {
@@ -82,10 +85,11 @@ impl Hub {
         let Some(subscribers) = shard.get_mut(channel) else {
             return false;
         };
-        if subscribers.remove(&conn).is_some() {
+        let (removed, empty) = subscribers.remove(conn);
+        if removed {
             self.metrics.subscriptions.dec();
         }
-        if subscribers.is_empty() {
+        if empty {
             shard.remove(channel);
             self.metrics.channels.dec();
             return true;
@@ -95,16 +99,17 @@ impl Hub {
 
     /// Registers a connected session under its user (empty for anonymous).
     pub fn add_session(&self, user: &Arc<str>, conn: u64, client: Arc<str>, outbox: Arc<Outbox>) {
-        self.users[shard(&**user)]
-            .lock()
-            .expect("poisoned")
-            .entry(user.clone())
-            .or_default()
-            .push(Member {
-                conn,
-                client,
-                outbox,
-            });
+        let mut shard = self.users[shard(&**user)].lock().expect("poisoned");
+        let members = shard.entry(user.clone()).or_default();
+        if members.is_empty() {
+            // Most users have one connection per node: no room for more until a second comes.
+            members.reserve_exact(1);
+        }
+        members.push(Member {
+            conn,
+            client,
+            outbox,
+        });
     }
 
     /// Forgets a session.
@@ -154,8 +159,8 @@ impl Hub {
             return false;
         };
         let frame = encode();
-        let mut ahead = subscribers.values().skip(prefetch::AHEAD);
-        for outbox in subscribers.values() {
+        let mut ahead = subscribers.outboxes().skip(prefetch::AHEAD);
+        for outbox in subscribers.outboxes() {
             if let Some(next) = ahead.next() {
                 prefetch::prefetch(&**next);
             }
@@ -197,7 +202,7 @@ impl Handler for Hub {
 
     fn on_unrecoverable(&self, channel: &str) {
         let shard = self.channels[shard(channel)].read().expect("poisoned");
-        for outbox in shard.get(channel).into_iter().flat_map(|s| s.values()) {
+        for outbox in shard.get(channel).into_iter().flat_map(|s| s.outboxes()) {
             outbox.close(Disconnect::INSUFFICIENT_STATE);
         }
     }

@@ -15,6 +15,7 @@ pub mod prefixed;
 pub mod session;
 pub mod small_map;
 pub mod sse;
+mod subscribers;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};

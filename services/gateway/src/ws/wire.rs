@@ -98,17 +98,19 @@ pub struct Wire<W = Io> {
     batch: usize,
     /// The message being written: its first `frames` queued frames.
     message: Option<Message>,
-    /// A control frame (pong, close) to write once the current message is out.
-    control: Option<(Bytes, usize)>,
+    /// A control frame (pong, close) to write once the current message is out,
+    /// and how much of it is written (boxed: rare, and every connection has the field).
+    control: Option<Box<(Bytes, usize)>>,
 }
 
-/// Header and progress of the message being written.
+/// Header and progress of the message being written (sizes in `u32`: every
+/// frame is bounded by the request body limits, far below 4 GiB).
 struct Message {
-    frames: usize,
+    frames: u32,
+    total: u32,
+    written: u32,
+    header_len: u8,
     header: [u8; MAX_HEADER],
-    header_len: usize,
-    total: usize,
-    written: usize,
 }
 
 impl<W: AsyncWrite + Unpin> Wire<W> {
@@ -132,7 +134,7 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
 
     /// Queued frames that belong to the message being written (they must go out whole).
     pub fn frames_in_flight(&self) -> usize {
-        self.message.as_ref().map_or(0, |m| m.frames)
+        self.message.as_ref().map_or(0, |m| m.frames as usize)
     }
 
     /// Sends a control frame after the message in flight; a control frame
@@ -142,8 +144,8 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
         let mut frame = Vec::with_capacity(len + payload.len());
         frame.extend_from_slice(&header[..len]);
         frame.extend_from_slice(payload);
-        match &mut self.control {
-            Some((_, 0)) | None => self.control = Some((Bytes::from(frame), 0)),
+        match self.control.as_deref() {
+            Some((_, 0)) | None => self.control = Some(Box::new((Bytes::from(frame), 0))),
             Some(_) => {}
         }
     }
@@ -157,23 +159,23 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
     ) -> Poll<io::Result<()>> {
         loop {
             if let Some(message) = &mut self.message {
-                let header = &message.header[..message.header_len];
+                let header = &message.header[..usize::from(message.header_len)];
                 let n = ready!(poll_write_pieces(
                     Pin::new(&mut self.io),
                     cx,
                     header,
                     frames,
-                    message.frames,
-                    message.written
+                    message.frames as usize,
+                    message.written as usize
                 ))?;
-                message.written += n;
+                message.written += n as u32;
                 if message.written == message.total {
-                    frames.drain_front(message.frames);
+                    frames.drain_front(message.frames as usize);
                     self.message = None;
                 }
                 continue;
             }
-            if let Some((frame, written)) = &mut self.control {
+            if let Some((frame, written)) = self.control.as_deref_mut() {
                 let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[*written..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -205,11 +207,11 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
         }
         let (header, header_len) = codec::header(Kind::Text, length);
         Message {
-            frames: count,
-            header,
-            header_len,
-            total: header_len + length,
+            frames: count as u32,
+            total: (header_len + length) as u32,
             written: 0,
+            header_len: header_len as u8,
+            header,
         }
     }
 }

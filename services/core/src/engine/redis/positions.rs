@@ -16,7 +16,8 @@ use crate::publication::StreamPosition;
 
 struct Slot {
     offset: u64,
-    epoch: String,
+    /// Shared with the delivery worker's state of the channel.
+    epoch: Arc<str>,
     settled: bool,
 }
 
@@ -47,7 +48,7 @@ impl Positions {
         let slot = shard.get(channel).filter(|s| s.settled)?;
         Some(StreamPosition {
             offset: slot.offset,
-            epoch: slot.epoch.clone(),
+            epoch: slot.epoch.to_string(),
         })
     }
 
@@ -59,20 +60,20 @@ impl Positions {
     }
 
     /// Everything up to `offset` of `epoch` has been handed to the handler.
-    pub(super) fn settle(&self, shard: usize, channel: &Arc<str>, offset: u64, epoch: &str) {
+    pub(super) fn settle(&self, shard: usize, channel: &Arc<str>, offset: u64, epoch: &Arc<str>) {
         let mut shard = self.shard(shard);
         match shard.get_mut(channel) {
             Some(slot) => {
                 slot.offset = offset;
-                if slot.epoch != epoch {
-                    epoch.clone_into(&mut slot.epoch);
+                if !Arc::ptr_eq(&slot.epoch, epoch) {
+                    slot.epoch = epoch.clone();
                 }
                 slot.settled = true;
             }
             None => {
                 let slot = Slot {
                     offset,
-                    epoch: epoch.to_owned(),
+                    epoch: epoch.clone(),
                     settled: true,
                 };
                 shard.insert(channel.clone(), slot);
@@ -96,7 +97,7 @@ mod tests {
         let channel: Arc<str> = Arc::from("user:1");
         let shard = positions.shard_of(&channel);
         assert_eq!(positions.settled(&channel), None);
-        positions.settle(shard, &channel, 7, "e1");
+        positions.settle(shard, &channel, 7, &Arc::from("e1"));
         assert_eq!(
             positions.settled(&channel),
             Some(StreamPosition {
@@ -106,7 +107,7 @@ mod tests {
         );
         positions.unsettle(shard, &channel);
         assert_eq!(positions.settled(&channel), None);
-        positions.settle(shard, &channel, 8, "e2");
+        positions.settle(shard, &channel, 8, &Arc::from("e2"));
         assert_eq!(
             positions.settled(&channel).map(|p| (p.offset, p.epoch)),
             Some((8, "e2".into()))

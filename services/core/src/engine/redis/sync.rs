@@ -97,12 +97,18 @@ impl Workers {
 
 struct ChannelState {
     /// Last delivered offset and its epoch; `None` until the start position arrives.
-    position: Option<(u64, String)>,
+    position: Option<(u64, Arc<str>)>,
     /// Waiting for a gap fill.
     dirty: bool,
-    /// Messages held until the start position arrives or a gap is filled, in arrival order.
+    /// Messages held until the start position arrives or a gap is filled
+    /// (boxed: most channels never hold any, and a node has many channels).
+    held: Option<Box<Held>>,
+}
+
+/// Messages a channel holds back, in arrival order, and since when.
+struct Held {
     pending: VecDeque<Message>,
-    created: Instant,
+    since: Instant,
 }
 
 impl ChannelState {
@@ -110,18 +116,37 @@ impl ChannelState {
         ChannelState {
             position: None,
             dirty: false,
-            pending: VecDeque::new(),
-            created: Instant::now(),
+            held: None,
         }
     }
 
     fn hold(&mut self, channel: &str, msg: Message) {
-        if self.pending.len() == MAX_PENDING {
+        let held = self.held.get_or_insert_with(|| {
+            Box::new(Held {
+                pending: VecDeque::new(),
+                since: Instant::now(),
+            })
+        });
+        if held.pending.len() == MAX_PENDING {
             // Publications among them are read back from the stream by the next gap fill.
             debug!(channel, "pending messages over the bound, oldest dropped");
-            self.pending.pop_front();
+            held.pending.pop_front();
         }
-        self.pending.push_back(msg);
+        held.pending.push_back(msg);
+    }
+
+    /// Takes the held messages.
+    fn take_held(&mut self) -> VecDeque<Message> {
+        self.held.take().map(|h| h.pending).unwrap_or_default()
+    }
+
+    /// A channel that never got its start position and has waited too long for it.
+    fn is_orphan(&self) -> bool {
+        self.position.is_none()
+            && self
+                .held
+                .as_ref()
+                .is_none_or(|h| h.since.elapsed() >= ORPHAN_AFTER)
     }
 
     fn is_waiting(&self) -> bool {
@@ -149,7 +174,7 @@ impl Worker {
                     None => break,
                 },
                 _ = retry.tick() => {
-                    self.channels.retain(|_, s| s.position.is_some() || s.created.elapsed() < ORPHAN_AFTER);
+                    self.channels.retain(|_, s| !s.is_orphan());
                     let dirty = self.dirty_channels();
                     self.fill(dirty).await;
                 }
@@ -173,7 +198,7 @@ impl Worker {
                     .entry(channel.clone())
                     .or_insert_with(ChannelState::new);
                 if state.position.is_none() {
-                    state.position = Some((position.offset, position.epoch));
+                    state.position = Some((position.offset, Arc::from(position.epoch)));
                 }
                 if self.replay(&channel) {
                     self.fill(vec![channel.clone()]).await;
@@ -232,10 +257,11 @@ impl Worker {
             state.hold(channel, msg);
             return false;
         }
-        if epoch == current && offset <= *last {
+        let same_epoch = epoch.as_str() == &**current;
+        if same_epoch && offset <= *last {
             return false;
         }
-        if epoch == current && offset == *last + 1 {
+        if same_epoch && offset == *last + 1 {
             *last = offset;
             positions.unsettle(self.index, channel);
             deliver(handler.as_ref(), channel, msg);
@@ -270,7 +296,7 @@ impl Worker {
             .as_ref()
             .map(|p| p.1.clone())
             .unwrap_or_default();
-        let held = std::mem::take(&mut state.pending);
+        let held = state.take_held();
         let mut gap = false;
         for msg in held {
             if gap {
@@ -281,7 +307,7 @@ impl Worker {
                 continue;
             }
             // Held publications of another epoch predate the position just read.
-            if matches!(&msg, Message::Publication { offset, epoch, .. } if *offset > 0 && *epoch != current)
+            if matches!(&msg, Message::Publication { offset, epoch, .. } if *offset > 0 && epoch.as_str() != &*current)
             {
                 continue;
             }
@@ -342,11 +368,11 @@ impl Worker {
         let top = read.position;
         let mut more = false;
         self.shared.positions.unsettle(self.index, channel);
-        if top.epoch != epoch {
+        if top.epoch != *epoch {
             warn!(%channel, "stream epoch changed, publications lost");
             gaps.with_label_values(&["unrecoverable"]).inc();
             handler.on_unrecoverable(channel);
-            state.position = Some((top.offset, top.epoch));
+            state.position = Some((top.offset, Arc::from(top.epoch)));
         } else if top.offset > last {
             let contiguous = read
                 .publications
@@ -358,7 +384,7 @@ impl Worker {
                 warn!(%channel, last, top = top.offset, "history does not reach back, publications lost");
                 gaps.with_label_values(&["unrecoverable"]).inc();
                 handler.on_unrecoverable(channel);
-                state.position = Some((top.offset, top.epoch));
+                state.position = Some((top.offset, epoch));
             } else if reached < top.offset && read.publications.len() < CHUNK {
                 // The stream ends before the top: its tail expired or was removed.
                 for p in &read.publications {
@@ -366,13 +392,13 @@ impl Worker {
                 }
                 gaps.with_label_values(&["unrecoverable"]).inc();
                 handler.on_unrecoverable(channel);
-                state.position = Some((top.offset, top.epoch));
+                state.position = Some((top.offset, epoch));
             } else {
                 for p in &read.publications {
                     handler.on_publication(channel, p);
                 }
                 gaps.with_label_values(&["filled"]).inc();
-                state.position = Some((reached, top.epoch));
+                state.position = Some((reached, epoch));
                 more = reached < top.offset;
             }
         }
