@@ -4,14 +4,14 @@
 //! and counted, so an overloaded server shows up as "rate not met" instead of a slower schedule.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::ChildStdin;
 use tokio::sync::Semaphore;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::ledger::SeqSet;
 use crate::stats::{unix_micros, Live};
@@ -113,10 +113,19 @@ pub async fn run(sink: Sink, plan: Plan, live: Arc<Live>) -> anyhow::Result<Publ
     }
 }
 
+/// Slower rates send each publication at a random moment of its slot (see [`Schedule`]).
+const JITTER_FROM_PERIOD: Duration = Duration::from_millis(2);
+
 /// Open-loop schedule: how many publications are due at each tick.
+///
+/// At periods of 2 ms and more each publication gets a slot of one period and is sent at a
+/// uniformly random moment within it: same mean rate, no fixed phase. A strictly periodic
+/// schedule would lock onto the kernel's scheduler tick, which decides whether CPU time is
+/// charged as user or system time, and skew that split differently in every run.
 struct Schedule {
     ticker: tokio::time::Interval,
     start: Instant,
+    period: Duration,
     rate: f64,
     duration: Duration,
     scheduled: u64,
@@ -132,6 +141,7 @@ impl Schedule {
         Schedule {
             ticker,
             start: Instant::now(),
+            period,
             rate,
             duration,
             scheduled: 0,
@@ -140,6 +150,16 @@ impl Schedule {
 
     /// Waits for the next tick; the number of publications now due, `None` once the phase is over.
     async fn due(&mut self) -> Option<u64> {
+        if self.period >= JITTER_FROM_PERIOD {
+            let slot = self.scheduled as f64 + rand::random::<f64>();
+            let at = self.period.mul_f64(slot);
+            if at >= self.duration {
+                return None;
+            }
+            tokio::time::sleep_until(self.start + at).await;
+            self.scheduled += 1;
+            return Some(1);
+        }
         self.ticker.tick().await;
         let elapsed = self.start.elapsed();
         if elapsed >= self.duration {
@@ -316,5 +336,26 @@ mod tests {
             total += n;
         }
         assert!((99..=101).contains(&total), "{total}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_schedules_send_once_per_slot_at_a_random_moment() {
+        let period = Duration::from_millis(50);
+        let mut s = Schedule::new(20.0, Duration::from_secs(1));
+        let mut offsets = Vec::new();
+        while let Some(n) = s.due().await {
+            assert_eq!(n, 1);
+            let at = s.start.elapsed();
+            let slot = offsets.len() as u32;
+            // The timer rounds up to whole milliseconds: the slot's end is reachable.
+            assert!(
+                at >= period * slot && at <= period * (slot + 1),
+                "{at:?} outside slot {slot}"
+            );
+            offsets.push((at - period * slot).as_micros());
+        }
+        assert_eq!(offsets.len(), 20);
+        offsets.dedup();
+        assert!(offsets.len() > 1, "every publication at the same phase");
     }
 }
