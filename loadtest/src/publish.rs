@@ -113,19 +113,24 @@ pub async fn run(sink: Sink, plan: Plan, live: Arc<Live>) -> anyhow::Result<Publ
     }
 }
 
-/// Slower rates send each publication at a random moment of its slot (see [`Schedule`]).
+/// Slower rates send each publication a random moment after its slot starts (see [`Schedule`]).
 const JITTER_FROM_PERIOD: Duration = Duration::from_millis(2);
+
+/// Longest such delay: a scheduler tick is 1-10 ms.
+const MAX_JITTER: Duration = Duration::from_millis(10);
 
 /// Open-loop schedule: how many publications are due at each tick.
 ///
-/// At periods of 2 ms and more each publication gets a slot of one period and is sent at a
-/// uniformly random moment within it: same mean rate, no fixed phase. A strictly periodic
-/// schedule would lock onto the kernel's scheduler tick, which decides whether CPU time is
-/// charged as user or system time, and skew that split differently in every run.
+/// At periods of 2 ms and more each publication gets a slot of one period and is sent after
+/// a uniformly random delay of up to half the slot or 10 ms: same mean rate, no fixed phase. A
+/// strictly periodic schedule would lock onto the kernel's scheduler tick, which decides
+/// whether CPU time is charged as user or system time, and skew that split differently in
+/// every run. The delay is kept short so that publications do not bunch up.
 struct Schedule {
     ticker: tokio::time::Interval,
     start: Instant,
     period: Duration,
+    jitter: Duration,
     rate: f64,
     duration: Duration,
     scheduled: u64,
@@ -142,6 +147,7 @@ impl Schedule {
             ticker,
             start: Instant::now(),
             period,
+            jitter: (period / 2).min(MAX_JITTER),
             rate,
             duration,
             scheduled: 0,
@@ -151,8 +157,8 @@ impl Schedule {
     /// Waits for the next tick; the number of publications now due, `None` once the phase is over.
     async fn due(&mut self) -> Option<u64> {
         if self.period >= JITTER_FROM_PERIOD {
-            let slot = self.scheduled as f64 + rand::random::<f64>();
-            let at = self.period.mul_f64(slot);
+            let delay = self.jitter.mul_f64(rand::random::<f64>());
+            let at = self.period * self.scheduled as u32 + delay;
             if at >= self.duration {
                 return None;
             }
@@ -339,7 +345,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn slow_schedules_send_once_per_slot_at_a_random_moment() {
+    async fn slow_schedules_send_once_per_slot_a_random_moment_after_it_starts() {
         let period = Duration::from_millis(50);
         let mut s = Schedule::new(20.0, Duration::from_secs(1));
         let mut offsets = Vec::new();

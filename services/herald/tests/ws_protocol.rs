@@ -70,6 +70,44 @@ async fn live_publications_follow_the_subscribe_reply_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_channel_with_many_subscribers_reaches_each_in_order_exactly_once() {
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let mut clients = Vec::new();
+    for user in 0..100 {
+        let (mut c, _) = Client::connect(&h.ws_url(), &h.token(&user.to_string()))
+            .await
+            .unwrap();
+        c.command(json!({"subscribe": {"channel": "stock:BIG"}}))
+            .await
+            .unwrap();
+        clients.push(c);
+    }
+    let (mut late, _) = Client::connect(&h.ws_url(), &h.token("late"))
+        .await
+        .unwrap();
+    let publisher = async {
+        for n in 1..=200 {
+            h.publish("stock:BIG", json!({ "n": n })).await.unwrap();
+        }
+    };
+    let subscriber = async {
+        late.command(json!({"subscribe": {"channel": "stock:BIG", "recover": false}}))
+            .await
+            .unwrap()
+    };
+    let ((), reply) = tokio::join!(publisher, subscriber);
+    let start = reply["subscribe"]["offset"].as_u64().unwrap_or(0);
+    for expected in start + 1..=200 {
+        assert_eq!(late.next_push().await.unwrap()["pub"]["offset"], expected);
+    }
+    for c in &mut clients {
+        for expected in 1..=200 {
+            assert_eq!(c.next_push().await.unwrap()["pub"]["offset"], expected);
+        }
+    }
+}
+
+#[tokio::test]
 async fn slow_clients_are_closed_and_others_keep_receiving() {
     let h = Herald::start(
         BIN,
