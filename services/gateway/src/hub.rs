@@ -4,6 +4,7 @@
 //! every local subscriber.
 
 use std::collections::hash_map::DefaultHasher;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
@@ -63,10 +64,10 @@ impl Hub {
     /// Adds a subscriber; true when it is the channel's first on this node.
     pub fn subscribe(&self, channel: &Arc<str>, conn: u64, outbox: Arc<Outbox>) -> bool {
         let mut shard = self.channels[shard(&**channel)].write().expect("poisoned");
-        let (added, first) = match shard.get_mut(&**channel) {
-            Some(subscribers) => (subscribers.insert(conn, outbox), false),
-            None => {
-                shard.insert(channel.clone(), Subscribers::new(conn, outbox));
+        let (added, first) = match shard.entry(channel.clone()) {
+            Entry::Occupied(subscribers) => (subscribers.into_mut().insert(conn, outbox), false),
+            Entry::Vacant(slot) => {
+                slot.insert(Subscribers::new(conn, outbox));
                 (true, true)
             }
         };
@@ -159,12 +160,19 @@ impl Hub {
             return false;
         };
         let frame = encode();
-        let mut ahead = subscribers.outboxes().skip(prefetch::AHEAD);
-        for outbox in subscribers.outboxes() {
-            if let Some(next) = ahead.next() {
-                prefetch::prefetch(&**next);
+        match subscribers {
+            Subscribers::One(_, outbox) => {
+                outbox.send_channel(channel, offset, &frame);
             }
-            outbox.send_channel(channel, offset, &frame);
+            Subscribers::Many(map) => {
+                let mut ahead = map.values().skip(prefetch::AHEAD);
+                for outbox in map.values() {
+                    if let Some(next) = ahead.next() {
+                        prefetch::prefetch(&**next);
+                    }
+                    outbox.send_channel(channel, offset, &frame);
+                }
+            }
         }
         self.metrics.deliveries.inc_by(subscribers.len() as u64);
         true
