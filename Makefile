@@ -1,7 +1,7 @@
 # Herald task runner. `make run` starts Herald (dev mode, embedded engine);
 # `make test` installs what the tests need and runs the whole suite.
 
-.PHONY: run test test-rust test-js lint bench loadtest fmt
+.PHONY: run test test-rust test-js chart k8s lint bench loadtest fmt
 
 run:
 	cargo run --release -p herald
@@ -14,6 +14,12 @@ test-rust:
 
 test-js:
 	scripts/test.sh js
+
+chart:
+	scripts/chart/test.sh
+
+k8s:
+	scripts/k8s/test.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite on a fresh Debian machine: installs what is
 # missing (redis-server, Chromium, Node packages), builds, then runs the Rust
-# tests and the Node suites (official centrifuge SDK, raw protocol, demo page
-# in headless Chromium). `scripts/test.sh js` runs only the Node suites.
+# tests, the Node suites (official centrifuge SDK, raw protocol, demo page in
+# headless Chromium, rolling restart) and the deployment suites (Helm chart,
+# kustomize, Dockerfile; each installs its own tools: Go + Sprig, kubectl,
+# kubernetes-validate, promtool). `scripts/test.sh js` runs only the Node suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,5 +36,12 @@ if [ "${1:-all}" != js ]; then
   cargo test --workspace
 fi
 
-say "node tests (centrifuge SDK, protocol, demo page in Chromium)"
+say "node tests (centrifuge SDK, protocol, demo page in Chromium, rolling restart)"
 (cd tests/js && node --test --test-concurrency=1 --test-reporter=spec)
+
+if [ "${1:-all}" != js ]; then
+  say "Helm chart: rendered, validated (Kubernetes 1.30, CRDs, promtool), probes and drain"
+  scripts/chart/test.sh
+  say "kustomize overlays and Dockerfile: rendered, validated"
+  scripts/k8s/test.sh
+fi
