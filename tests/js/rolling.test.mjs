@@ -5,19 +5,21 @@
 // that joins the rotation once ready, as a Kubernetes rolling update does. Every client must end
 // with every publication exactly once and in order, every old gateway must exit within its drain
 // spread plus a margin, and no publish may fail. Prints clients, publications, losses,
-// duplicates, drain times and a histogram of reconnects relative to each SIGTERM.
+// duplicates, drain times and a histogram of reconnects relative to each SIGTERM. A first,
+// quick test checks the balancer itself (rotation, refusing backend skipped, add and remove).
 // HERALD_TEST_LOG=1 streams the nodes' and the load generator's logs.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Centrifuge } from 'centrifuge';
 import WebSocket from 'ws';
-import { Herald, uid, withTimeout } from './lib/herald.mjs';
+import { Herald, freePort, uid, withTimeout } from './lib/herald.mjs';
 import { LoadTest } from './lib/loadtest.mjs';
 import { Proxy } from './lib/proxy.mjs';
 import { RedisServer } from './lib/redis.mjs';
@@ -103,6 +105,62 @@ function histogram(columns, limit) {
   }
   return rows.join('\n');
 }
+
+/** A TCP server on 127.0.0.1 that answers every line with `<name>:<line>`. */
+async function echoServer(name) {
+  const srv = net.createServer((sock) => {
+    sock.on('error', () => {});
+    sock.on('data', (d) => sock.write(`${name}:${d}`));
+  });
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return { port: srv.address().port, close: () => new Promise((r) => srv.close(r)) };
+}
+
+/** Opens a connection through `port`, sends `text` and resolves with the answer (or `closed`). */
+function ask(port, text, sock = net.connect({ host: '127.0.0.1', port })) {
+  return withTimeout(new Promise((resolve) => {
+    sock.on('error', () => {});
+    sock.once('data', (d) => resolve({ answer: d.toString(), sock }));
+    sock.once('close', () => resolve({ answer: 'closed', sock }));
+    sock.write(text);
+  }), 3000, `answer through port ${port}`);
+}
+
+test('the balancer rotates, skips a refusing backend and keeps connections of a removed one', async () => {
+  const [a, b] = [await echoServer('a'), await echoServer('b')];
+  const refusing = await freePort();
+  const proxy = await Proxy.start([refusing, a.port, b.port]);
+  const opened = [];
+  try {
+    const answers = [];
+    for (let i = 0; i < 4; i++) {
+      const { answer, sock } = await ask(proxy.port, 'x');
+      answers.push(answer);
+      opened.push(sock);
+    }
+    assert.deepEqual(answers.sort(), ['a:x', 'a:x', 'a:x', 'b:x'], 'the refusing backend is skipped for the next one');
+    const onA = opened[0];
+    proxy.remove(a.port);
+    for (let i = 0; i < 3; i++) {
+      const { answer, sock } = await ask(proxy.port, 'y');
+      opened.push(sock);
+      assert.equal(answer, 'b:y', 'a removed backend takes no new connection');
+    }
+    onA.removeAllListeners('data');
+    assert.equal((await ask(proxy.port, 'z', onA)).answer, 'a:z', 'an established connection stays on a removed backend');
+    proxy.remove(b.port);
+    assert.equal((await ask(proxy.port, 'w')).answer, 'closed', 'no backend accepting: the client is closed');
+    assert.equal(proxy.refused, 1);
+    proxy.add(a.port);
+    const back = await ask(proxy.port, 'v');
+    opened.push(back.sock);
+    assert.equal(back.answer, 'a:v', 'a backend added again takes connections');
+  } finally {
+    for (const s of opened) s.destroy();
+    await proxy.close();
+    await Promise.all([a.close(), b.close()]);
+  }
+});
 
 test('rolling restart of three gateways behind a balancer: every publication once, in order, to every client', { timeout: 90000 }, async () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'herald-rolling-'));
