@@ -211,6 +211,19 @@ pub struct RunArgs {
     /// and measuring, so that several processes start their measured phases together.
     #[arg(long)]
     pub wait_for_go: bool,
+    /// Reopen a connection the server closed with a reconnect-advising code (or that dropped)
+    /// and subscribe the topic again with recovery from the last position seen; the recovered
+    /// publications count as deliveries and arrival order is checked. Herald target, WebSocket
+    /// transport, `broadcast` scenario only.
+    #[arg(long)]
+    pub reconnect: bool,
+    /// `--reconnect`: shortest delay before an attempt; the first one is random between this
+    /// and twice this, later ones grow exponentially (jittered, as the centrifuge SDKs).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "200ms")]
+    pub reconnect_min_delay: Duration,
+    /// `--reconnect`: longest delay before an attempt.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub reconnect_max_delay: Duration,
     /// Embed the whole latency histogram in the summary (`latency_histogram`, a few KiB), so
     /// that `merge` can pool the percentiles of several processes exactly.
     #[arg(long)]

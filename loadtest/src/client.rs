@@ -21,6 +21,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::cli::Target;
 
+pub use herald::{Position, Subscribed};
 pub use sse::SseConn;
 pub use wire::{Msg, WsConn};
 
@@ -61,12 +62,12 @@ pub struct Payload {
 /// Something a frame asked of the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A publication arrived.
-    Pub(Payload),
+    /// A publication arrived, with its offset in the channel's stream when the server gives one.
+    Pub(Payload, Option<u64>),
     /// Text to send back (a pong).
     Reply(&'static str),
-    /// The server ended the connection at the protocol level.
-    Closed(String),
+    /// The server ended the connection at the protocol level: disconnect code (if any), reason.
+    Closed(Option<u16>, String),
 }
 
 /// Everything needed to open a connection of the run.
@@ -137,6 +138,11 @@ pub struct Connection {
     pub pong: bool,
     /// Server-Sent Events: the replayed part of the topic, left out of the deliveries.
     pub replayed: Option<Replayed>,
+    /// Herald over WebSocket: the topic subscription as its reply described it.
+    pub subscribed: Option<Subscribed>,
+    /// Text that arrived after the last reply of the handshake in the same message, for the
+    /// receive loop to decode first.
+    pub pending: Option<String>,
 }
 
 impl Dialer {
@@ -199,6 +205,16 @@ impl Dialer {
 
     /// Opens and prepares the connection of user `lt-<user>`.
     pub async fn open(&self, user: usize) -> anyhow::Result<Connection> {
+        self.open_at(user, None).await
+    }
+
+    /// Opens and prepares the connection of user `lt-<user>`; with `resume` (Herald over
+    /// WebSocket), the topic is subscribed with recovery from that stream position.
+    pub async fn open_at(
+        &self,
+        user: usize,
+        resume: Option<&Position>,
+    ) -> anyhow::Result<Connection> {
         let tcp = self.tcp().await?;
         let seed = user as u32;
         let user = format!("lt-{user}");
@@ -225,7 +241,8 @@ impl Dialer {
         match self.proto {
             Proto::Herald => {
                 let key = self.key.as_ref().ok_or_else(|| anyhow!("no hmac secret"))?;
-                herald::setup(&mut s, &user, key, topic, self.expect_personal).await?;
+                let sub = herald::Subscribe { topic, resume };
+                s.subscribed = herald::setup(&mut s, &user, key, sub, self.expect_personal).await?;
             }
             Proto::HeraldSse => {
                 herald::setup_sse(&mut s, &user, self.topic.as_ref(), self.expect_personal).await?;
@@ -270,6 +287,8 @@ impl Connection {
             proto,
             pong: false,
             replayed: None,
+            subscribed: None,
+            pending: None,
         }
     }
 
@@ -345,7 +364,10 @@ mod tests {
         decode(Proto::Herald, None, frame, &mut out);
         assert_eq!(
             out,
-            vec![Event::Pub(Payload { seq: 7, ts: 99 }), Event::Reply("{}")]
+            vec![
+                Event::Pub(Payload { seq: 7, ts: 99 }, Some(8)),
+                Event::Reply("{}")
+            ]
         );
     }
 
@@ -361,8 +383,8 @@ mod tests {
         );
         decode(Proto::Socketio, None, "41", &mut out);
         assert_eq!(out[0], Event::Reply("3"));
-        assert_eq!(out[1], Event::Pub(Payload { seq: 1, ts: 5 }));
-        assert!(matches!(out[2], Event::Closed(_)));
+        assert_eq!(out[1], Event::Pub(Payload { seq: 1, ts: 5 }, None));
+        assert!(matches!(out[2], Event::Closed(None, _)));
     }
 
     #[test]
@@ -381,6 +403,6 @@ mod tests {
             &mut out,
         );
         decode(Proto::Ws, None, r#"{"subscribed":"x"}"#, &mut out);
-        assert_eq!(out, vec![Event::Pub(Payload { seq: 2, ts: 3 })]);
+        assert_eq!(out, vec![Event::Pub(Payload { seq: 2, ts: 3 }, None)]);
     }
 }

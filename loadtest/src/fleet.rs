@@ -1,6 +1,9 @@
 //! The population of connected subscribers: opening N connections at a bounded rate and
-//! concurrency, then one receive task per connection that answers pings and logs every
-//! publication for loss, duplicate and latency accounting. Publishing lives in `publish`.
+//! concurrency, then one receive task per subscriber that answers pings and logs every
+//! publication for loss, duplicate and latency accounting; with `--reconnect` it also opens a
+//! new connection when the server closes one (`fleet::resume`). Publishing lives in `publish`.
+
+mod resume;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,9 +14,12 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, Connection, Dialer, Event, Msg, Proto};
+use crate::client::{self, Connection, Dialer, Event, Msg, Payload, Proto};
 use crate::ledger::{Routing, SubscriberLog};
+use crate::reconnect::{self, Backoff, Tally};
 use crate::stats::{new_histogram, unix_micros, Live};
+
+use self::resume::Resume;
 
 /// Connection errors quoted in the output.
 const MAX_QUOTED_ERRORS: usize = 5;
@@ -32,6 +38,8 @@ pub struct FleetCtx {
     pub connect_timeout: Duration,
     /// Stops the receive tasks.
     pub cancel: CancellationToken,
+    /// `--reconnect`: delays between attempts to reopen a connection the server closed.
+    pub reconnect: Option<Backoff>,
 }
 
 /// How a subscriber ended.
@@ -40,6 +48,18 @@ pub struct Outcome {
     pub log: SubscriberLog,
     /// Why it stopped before the end of the run, if it did.
     pub ended_early: Option<String>,
+    /// `--reconnect`: its reconnects and order check.
+    pub tally: Option<Tally>,
+}
+
+/// What the subscribers did, once stopped.
+pub struct Finished {
+    /// Publications each received, in user order (`None` for failed attempts).
+    pub logs: Vec<Option<SubscriberLog>>,
+    /// Why subscribers stopped before the end of the run.
+    pub ended: Vec<String>,
+    /// `--reconnect`: reconnects and order check summed over the subscribers.
+    pub tally: Option<Tally>,
 }
 
 /// Connected population after the connect phase.
@@ -69,26 +89,29 @@ impl Fleet {
         }
     }
 
-    /// Stops the receive tasks and collects their logs (`None` for failed attempts).
-    pub async fn finish(
-        self,
-        cancel: &CancellationToken,
-    ) -> (Vec<Option<SubscriberLog>>, Vec<String>) {
+    /// Stops the receive tasks and collects what they saw.
+    pub async fn finish(self, cancel: &CancellationToken) -> Finished {
         cancel.cancel();
-        let mut logs = Vec::with_capacity(self.tasks.len());
-        let mut ended = Vec::new();
+        let mut out = Finished {
+            logs: Vec::with_capacity(self.tasks.len()),
+            ended: Vec::new(),
+            tally: None,
+        };
         for t in self.tasks {
             match t.await.ok().flatten() {
                 Some(o) => {
                     if let Some(reason) = o.ended_early {
-                        ended.push(reason);
+                        out.ended.push(reason);
                     }
-                    logs.push(Some(o.log));
+                    if let Some(t) = o.tally {
+                        out.tally.get_or_insert_with(Tally::default).add(t);
+                    }
+                    out.logs.push(Some(o.log));
                 }
-                None => logs.push(None),
+                None => out.logs.push(None),
             }
         }
-        (logs, ended)
+        out
     }
 }
 
@@ -153,8 +176,8 @@ async fn connection(
     events: mpsc::Sender<Result<Duration, String>>,
 ) -> Option<Outcome> {
     let t0 = Instant::now();
-    let opened =
-        tokio::time::timeout(ctx.connect_timeout, ctx.dialer.open(ctx.user_offset + i)).await;
+    let user = ctx.user_offset + i;
+    let opened = tokio::time::timeout(ctx.connect_timeout, ctx.dialer.open(user)).await;
     drop(permit);
     let conn = match opened {
         Ok(Ok(s)) => s,
@@ -173,20 +196,127 @@ async fn connection(
     Live::incr(&ctx.live.connects);
     let _ = events.send(Ok(t0.elapsed())).await;
     drop(events);
-    Some(receive(&ctx, i as u64, conn).await)
+    let subscriber = Subscriber {
+        sub: i as u64,
+        log: SubscriberLog::default(),
+        resume: ctx.reconnect.map(|_| Resume::new(conn.subscribed.as_ref())),
+    };
+    Some(run(&ctx, user, subscriber, conn).await)
 }
 
-/// Receives until cancelled or until the server ends the connection.
-async fn receive(ctx: &FleetCtx, sub: u64, mut s: Connection) -> Outcome {
+/// One subscriber across its connections: what it received and, with `--reconnect`, where it
+/// is in the topic's stream.
+struct Subscriber {
+    sub: u64,
+    log: SubscriberLog,
+    resume: Option<Resume>,
+}
+
+/// Receipts of one batch, added to the shared counters once (they are hot cache lines):
+/// first receipts, duplicates, misrouted, frames, reads.
+type Counts = [u64; 5];
+
+impl Subscriber {
+    /// Accounts one publication at `now` (unix microseconds).
+    fn note(&mut self, ctx: &FleetCtx, p: Payload, offset: Option<u64>, now: u64, c: &mut Counts) {
+        match ctx
+            .routing
+            .index_for(self.sub, p.seq)
+            .map(|i| self.log.record(i))
+        {
+            Some(Some(true)) => {
+                c[0] += 1;
+                ctx.live.record_latency(self.sub as usize, p.ts, now);
+                if let Some(r) = self.resume.as_mut() {
+                    r.observe(p.seq, offset);
+                }
+            }
+            Some(Some(false)) => c[1] += 1,
+            _ => c[2] += 1,
+        }
+    }
+}
+
+fn add_counts(live: &Live, counts: Counts) {
+    let counters = [
+        &live.delivered,
+        &live.duplicates,
+        &live.misrouted,
+        &live.frames,
+        &live.reads,
+    ];
+    for (counter, n) in counters.into_iter().zip(counts) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Why a connection's receive loop stopped.
+enum End {
+    /// The run is over.
+    Cancelled,
+    /// The server or the network ended the connection: disconnect code (if any) and reason.
+    Lost(Option<u16>, String),
+}
+
+/// Receives on `s`, and on every connection that replaces it, until cancelled or until a
+/// connection ends without a reconnect.
+async fn run(ctx: &FleetCtx, user: usize, mut st: Subscriber, mut s: Connection) -> Outcome {
     let live = &*ctx.live;
-    let mut log = SubscriberLog::default();
+    let ended_early = loop {
+        let end = receive(ctx, &mut st, &mut s).await;
+        live.connected.fetch_sub(1, Ordering::Relaxed);
+        let (code, reason) = match end {
+            End::Lost(code, reason) => (code, reason),
+            End::Cancelled => {
+                // Raw floor sockets are simply dropped: the floor process closes them only at exit.
+                if s.proto != Proto::Raw {
+                    s.close().await;
+                }
+                break None;
+            }
+        };
+        Live::incr(&live.disconnects);
+        let (Some(backoff), Some(resume)) = (ctx.reconnect, st.resume.as_mut()) else {
+            break Some(reason);
+        };
+        if !reconnect::is_advised(code) {
+            break Some(reason);
+        }
+        let Some((conn, recovered)) = resume::redial(ctx, backoff, user, resume, code).await else {
+            break None;
+        };
+        s = conn;
+        Live::incr(&live.connected);
+        Live::incr(&live.connects);
+        let now = unix_micros();
+        let mut counts = Counts::default();
+        for (p, offset) in recovered {
+            st.note(ctx, p, offset, now, &mut counts);
+        }
+        add_counts(live, counts);
+    };
+    Outcome {
+        log: st.log,
+        ended_early,
+        tally: st.resume.map(Resume::into_tally),
+    }
+}
+
+/// Receives on one connection until cancelled or until the server ends it.
+async fn receive(ctx: &FleetCtx, st: &mut Subscriber, s: &mut Connection) -> End {
+    let live = &*ctx.live;
     let mut events = Vec::new();
     let mut replies = Vec::new();
     // One registration with the token for the whole loop: re-creating `cancelled()` per read
     // costs a lock on the token's waiter list each time.
     let cancelled = ctx.cancel.cancelled();
     tokio::pin!(cancelled);
-    let ended_early = loop {
+    if let Some(text) = s.pending.take() {
+        client::decode(s.proto, s.replayed.as_ref(), &text, &mut events);
+    }
+    loop {
         // Everything already buffered first: one read often holds several frames.
         let mut closed = None;
         let mut frames = 0;
@@ -197,77 +327,50 @@ async fn receive(ctx: &FleetCtx, sub: u64, mut s: Connection) -> Outcome {
                     client::decode(s.proto, s.replayed.as_ref(), t, &mut events);
                 }
                 Ok(Some(Msg::Close(code, reason))) => {
-                    closed = Some(format!("closed by server: code {code} {reason:?}"));
+                    closed = Some((
+                        Some(code),
+                        format!("closed by server: code {code} {reason:?}"),
+                    ));
                     break;
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    closed = Some(format!("protocol error: {e:#}"));
+                    closed = Some((None, format!("protocol error: {e:#}")));
                     break;
                 }
             }
         }
         if !events.is_empty() {
             let now = unix_micros();
-            // Shared counters are bumped once per read, not per message: they are hot cache lines.
-            let mut counts = [0, 0, 0, frames, 1];
+            let mut counts: Counts = [0, 0, 0, frames, 1];
             for ev in events.drain(..) {
                 match ev {
-                    Event::Pub(p) => {
-                        let first = ctx.routing.index_for(sub, p.seq).map(|i| log.record(i));
-                        match first {
-                            Some(Some(true)) => {
-                                counts[0] += 1;
-                                live.record_latency(sub as usize, p.ts, now);
-                            }
-                            Some(Some(false)) => counts[1] += 1,
-                            _ => counts[2] += 1,
-                        }
-                    }
+                    Event::Pub(p, offset) => st.note(ctx, p, offset, now, &mut counts),
                     Event::Reply(r) if s.proto != Proto::Herald || s.pong => replies.push(r),
                     Event::Reply(_) => {}
-                    Event::Closed(reason) => closed = Some(reason),
+                    Event::Closed(code, reason) => closed = Some((code, reason)),
                 }
             }
-            let counters = [
-                &live.delivered,
-                &live.duplicates,
-                &live.misrouted,
-                &live.frames,
-                &live.reads,
-            ];
-            for (counter, n) in counters.into_iter().zip(counts) {
-                if n > 0 {
-                    counter.fetch_add(n, Ordering::Relaxed);
-                }
-            }
+            add_counts(live, counts);
         }
         for r in replies.drain(..) {
             if let Err(e) = s.send(r).await {
-                closed = Some(format!("pong failed: {e}"));
+                closed = Some((None, format!("pong failed: {e}")));
             }
         }
         if let Err(e) = s.io.flush().await {
-            closed = Some(format!("pong failed: {e}"));
+            closed = Some((None, format!("pong failed: {e}")));
         }
-        if closed.is_some() {
-            break closed;
+        if let Some((code, reason)) = closed {
+            return End::Lost(code, reason);
         }
         tokio::select! {
-            _ = &mut cancelled => break None,
+            _ = &mut cancelled => return End::Cancelled,
             r = s.io.fill() => match r {
-                Ok(0) => break Some("connection closed by server".to_owned()),
+                Ok(0) => return End::Lost(None, "connection closed by server".to_owned()),
                 Ok(_) => {}
-                Err(e) => break Some(format!("read error: {e}")),
+                Err(e) => return End::Lost(None, format!("read error: {e}")),
             },
         }
-    };
-    live.connected.fetch_sub(1, Ordering::Relaxed);
-    if ended_early.is_some() {
-        Live::incr(&live.disconnects);
-    } else if s.proto != Proto::Raw {
-        // Raw floor sockets are simply dropped: the floor process closes them only at exit.
-        s.close().await;
     }
-    Outcome { log, ended_early }
 }

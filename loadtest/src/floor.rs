@@ -377,7 +377,10 @@ mod tests {
             std::str::from_utf8(&f[2..]).unwrap(),
             &mut out,
         );
-        assert_eq!(out, vec![Event::Pub(Payload { seq: 41, ts: 1234 })]);
+        assert_eq!(
+            out,
+            vec![Event::Pub(Payload { seq: 41, ts: 1234 }, Some(42))]
+        );
         assert!(frame_for_line("garbage").is_none());
     }
 

@@ -1,6 +1,6 @@
-//! Loss and duplicate accounting: which publications each subscriber should see (`Routing`),
-//! what it saw (`SubscriberLog`, a bitmap of sequence numbers) and the totals over all of them.
-//! Pure data; latency and live counters live in `stats`.
+//! Loss, duplicate and order accounting: which publications each subscriber should see
+//! (`Routing`), what it saw (`SubscriberLog`, a bitmap of sequence numbers), in which order
+//! (`Order`) and the totals over all of them. Pure data; latency and live counters live in `stats`.
 
 /// Sequence numbers above this are treated as garbage rather than grown into a bitmap.
 const MAX_SEQ: u64 = 1 << 32;
@@ -41,6 +41,14 @@ impl SeqSet {
             (0..64u64)
                 .filter(move |b| word & (1u64 << b) != 0)
                 .map(move |b| w as u64 * 64 + b)
+        })
+    }
+
+    /// Members of `self` missing from `received`, in increasing order.
+    pub fn iter_missing_from<'a>(&'a self, received: &'a SeqSet) -> impl Iterator<Item = u64> + 'a {
+        self.iter().filter(|&i| {
+            let (w, bit) = ((i / 64) as usize, 1u64 << (i % 64));
+            received.words.get(w).is_none_or(|word| word & bit == 0)
         })
     }
 
@@ -114,6 +122,39 @@ impl SubscriberLog {
     }
 }
 
+/// Arrival order of one subscriber's publications by stream position: the channel offset
+/// when the server gives one (the order the server stored them in, whatever order the load
+/// generator's concurrent publish calls landed in), else the publication number. A first
+/// receipt below a position already seen is out of order; duplicates are the log's business.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Order {
+    last: Option<u64>,
+    /// First receipts that came after a higher position.
+    pub out_of_order: u64,
+}
+
+impl Order {
+    /// Notes the first receipt of a publication at stream position `position`; `false` (and
+    /// counted) if a higher position was seen before it.
+    pub fn observe(&mut self, position: u64) -> bool {
+        match self.last {
+            Some(last) if position < last => {
+                self.out_of_order += 1;
+                false
+            }
+            _ => {
+                self.last = Some(position);
+                true
+            }
+        }
+    }
+
+    /// Forgets the positions seen: the stream restarted (a new epoch), so its offsets did too.
+    pub fn restart(&mut self) {
+        self.last = None;
+    }
+}
+
 /// Totals of expected, delivered, lost and duplicated receipts over all subscribers.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Accounting {
@@ -145,6 +186,54 @@ pub fn account(routing: Routing, accepted: &SeqSet, logs: &[Option<SubscriberLog
         acc.duplicates += log.duplicates;
     }
     acc
+}
+
+/// The first `max` subscribers that missed publications: their index and the indexes they
+/// missed, as `a-b` ranges (at most 8 quoted).
+pub fn losses(
+    routing: Routing,
+    accepted: &SeqSet,
+    logs: &[Option<SubscriberLog>],
+    max: usize,
+) -> Vec<(usize, u64, String)> {
+    let expected = routing.expected(accepted, logs.len() as u64);
+    let mut out = Vec::new();
+    for (i, log) in logs.iter().enumerate() {
+        let Some(log) = log else { continue };
+        let exp = expected.get(i).unwrap_or(&expected[0]);
+        let missing: Vec<u64> = exp.iter_missing_from(&log.received).collect();
+        if missing.is_empty() {
+            continue;
+        }
+        out.push((i, missing.len() as u64, ranges(&missing, 8)));
+        if out.len() >= max {
+            break;
+        }
+    }
+    out
+}
+
+/// `1-3,7` for `[1, 2, 3, 7]`, at most `max` ranges quoted.
+fn ranges(sorted: &[u64], max: usize) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j + 1 < sorted.len() && sorted[j + 1] == sorted[j] + 1 {
+            j += 1;
+        }
+        if parts.len() == max {
+            parts.push("...".to_owned());
+            break;
+        }
+        parts.push(if i == j {
+            sorted[i].to_string()
+        } else {
+            format!("{}-{}", sorted[i], sorted[j])
+        });
+        i = j + 1;
+    }
+    parts.join(",")
 }
 
 #[cfg(test)]
@@ -243,6 +332,39 @@ mod tests {
                 duplicates: 2
             }
         );
+    }
+
+    #[test]
+    fn order_counts_receipts_below_a_position_already_seen() {
+        let mut o = Order::default();
+        assert!(o.observe(5));
+        assert!(o.observe(6));
+        assert!(!o.observe(4), "4 after 6");
+        assert!(o.observe(9), "a gap is a loss, not disorder");
+        assert!(!o.observe(7));
+        assert_eq!(o.out_of_order, 2);
+        o.restart();
+        assert!(o.observe(1), "a new epoch starts over");
+        assert_eq!(o.out_of_order, 2);
+    }
+
+    #[test]
+    fn losses_name_the_subscriber_and_the_ranges() {
+        let accepted = set(&[0, 1, 2, 3, 4, 5, 9]);
+        let logs = vec![
+            Some(SubscriberLog {
+                received: set(&[0, 1, 2, 3, 4, 5, 9]),
+                ..SubscriberLog::default()
+            }),
+            None,
+            Some(SubscriberLog {
+                received: set(&[0, 4]),
+                ..SubscriberLog::default()
+            }),
+        ];
+        let l = losses(Routing::Broadcast, &accepted, &logs, 5);
+        assert_eq!(l, vec![(2, 5, "1-3,5,9".to_owned())]);
+        assert_eq!(ranges(&[1, 3, 5, 7], 2), "1,3,...");
     }
 
     #[test]

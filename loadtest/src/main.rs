@@ -14,6 +14,7 @@ mod monitor;
 mod plot;
 mod procstat;
 mod publish;
+mod reconnect;
 mod report;
 mod scenario;
 mod stats;
@@ -118,6 +119,18 @@ pub(crate) fn print_summary(s: &summary::Summary) {
             c.wall_s,
             c.threads,
             c.per_sec,
+        );
+    }
+    if let (Some(n), Some(ooo)) = (s.reconnects, s.out_of_order) {
+        let or0 = |v: Option<u64>| v.unwrap_or(0);
+        eprintln!(
+            "reconnect: {n} reconnects ({} recovered, {} unrecovered, {} publications recovered, \
+             {} failed attempts), {ooo} out of order, {} publish errors",
+            or0(s.recovered),
+            or0(s.unrecovered),
+            or0(s.recovered_publications),
+            or0(s.reconnect_failures),
+            s.publish.errors,
         );
     }
     if !s.publish.rate_met && s.publish.target_rate > 0.0 {

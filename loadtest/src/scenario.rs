@@ -20,6 +20,7 @@ use crate::ledger::{self, Routing, SeqSet};
 use crate::monitor;
 use crate::procstat::{self, CpuDelta, ProcSample};
 use crate::publish::{self, Channels, Plan, Sink};
+use crate::reconnect::Backoff;
 use crate::stats::{unix_micros, Live, Percentiles};
 use crate::summary::{encode_histogram, us_per, Loadgen, PublishStats, Receive, Server, Summary};
 
@@ -49,9 +50,10 @@ pub async fn run(args: &RunArgs, nofile: u64) -> anyhow::Result<Outcome> {
         sources.len(),
         crate::limits::ephemeral_ports(),
     )?;
+    let reconnect = reconnect_policy(args)?;
     match args.scenario {
         Scenario::Churn => churn::run(args, sources).await,
-        _ => steady(args, sources).await,
+        _ => steady(args, sources, reconnect).await,
     }
 }
 
@@ -116,7 +118,30 @@ fn sse_url_from(ws: &str) -> anyhow::Result<String> {
     Ok(url.to_string())
 }
 
-async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcome> {
+/// The reconnect backoff of `--reconnect`, which only reconnecting WebSocket subscribers of a
+/// Herald topic support.
+fn reconnect_policy(args: &RunArgs) -> anyhow::Result<Option<Backoff>> {
+    if !args.reconnect {
+        return Ok(None);
+    }
+    let supported = args.target == Target::Herald
+        && args.transport == Transport::Ws
+        && args.scenario == Scenario::Broadcast;
+    if !supported {
+        bail!("--reconnect needs --target herald, --transport ws and --scenario broadcast");
+    }
+    let (min, max) = (args.reconnect_min_delay, args.reconnect_max_delay);
+    if min.is_zero() || max < min {
+        bail!("--reconnect-min-delay must be positive and at most --reconnect-max-delay");
+    }
+    Ok(Some(Backoff { min, max }))
+}
+
+async fn steady(
+    args: &RunArgs,
+    sources: Vec<Ipv4Addr>,
+    reconnect: Option<Backoff>,
+) -> anyhow::Result<Outcome> {
     let scenario = args.scenario;
     let n = args.connections;
     let started_at = unix_micros() / 1_000_000;
@@ -177,6 +202,7 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         user_offset: args.user_offset,
         connect_timeout: args.connect_timeout,
         cancel: cancel.clone(),
+        reconnect,
     });
     eprintln!("connecting {n} clients to {url}");
     let fleet = fleet::connect_all(ctx, n, args.connect_rate, args.connect_concurrency).await;
@@ -239,7 +265,12 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         errors.extend(p.errors.iter().map(|e| format!("publish: {e}")));
         sent = p.sent;
         pipe = p.pipe;
-        let connected = Live::get(&live.connected);
+        // Reconnecting subscribers are still expected to catch up.
+        let connected = if args.reconnect {
+            fleet.connected as u64
+        } else {
+            Live::get(&live.connected)
+        };
         let expected = match routing {
             Routing::Broadcast => p.accepted.len() * connected,
             Routing::Personal { n } => p.accepted.len() * connected / n.max(1),
@@ -258,7 +289,8 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
     let connected = fleet.connected;
     let (connect_wall, connect_latency) = (fleet.wall, fleet.connect_latency.clone());
     let failed = fleet.failed;
-    let (logs, ended) = fleet.finish(&cancel).await;
+    let finished = fleet.finish(&cancel).await;
+    let (logs, ended) = (finished.logs, finished.ended);
     errors.extend(
         ended
             .iter()
@@ -272,6 +304,13 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         connect_accept = f.finish().await?;
     }
     let acc = ledger::account(routing, &published, &logs);
+    if reconnect.is_some() {
+        // Where a reconnecting subscriber lost something says which reconnect it was.
+        for (i, n, missing) in ledger::losses(routing, &published, &logs, MAX_ERRORS) {
+            let user = args.user_offset + i;
+            errors.push(format!("subscriber lt-{user} lost {n}: {missing}"));
+        }
+    }
 
     let measured = cpu_between(settled, end);
     let connect_cpu = cpu_between(baseline, after_connect);
@@ -345,6 +384,15 @@ async fn steady(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outcom
         timeline: report.timeline,
         ..Summary::default()
     };
+    if let Some(t) = finished.tally {
+        summary.reconnects = Some(t.events.len() as u64);
+        summary.recovered = Some(t.recovered());
+        summary.unrecovered = Some(t.events.len() as u64 - t.recovered());
+        summary.recovered_publications = Some(t.recovered_publications);
+        summary.reconnect_failures = Some(t.failed_attempts);
+        summary.out_of_order = Some(t.out_of_order);
+        summary.reconnect_events = Some(t.events);
+    }
     if args.save_histogram {
         summary.latency_histogram = Some(encode_histogram(&report.latency)?);
     }

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::monitor::Point;
+use crate::reconnect;
 use crate::stats::Percentiles;
 
 /// Summary of one run.
@@ -103,6 +104,30 @@ pub struct Summary {
     /// Merged summaries: whether the latency percentiles are those of the pooled histograms
     /// (otherwise each is the largest of the parts').
     pub latency_pooled: bool,
+
+    // `--reconnect` only: absent from the summaries of other runs.
+    /// Connections reopened (and the topic subscribed again) after the server closed them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnects: Option<u64>,
+    /// Reconnects whose subscribe reply recovered every publication missed meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<u64>,
+    /// Reconnects told `recovered: false` (the history no longer reached back).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unrecovered: Option<u64>,
+    /// Publications received inside subscribe replies (counted in `delivered` too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovered_publications: Option<u64>,
+    /// Reconnect attempts that failed and were retried.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_failures: Option<u64>,
+    /// First receipts that came after a later publication of the stream (by channel offset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub out_of_order: Option<u64>,
+    /// Every reconnect: when the connection was found closed and when the topic was subscribed
+    /// again (Unix milliseconds), the close code, attempts and whether it recovered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reconnect_events: Option<Vec<reconnect::Event>>,
 }
 
 /// Server figures.
@@ -317,6 +342,10 @@ mod tests {
             );
         }
         assert!(v["cpu_us_per_delivery"].is_null());
+        assert!(
+            v.get("reconnects").is_none() && v.get("reconnect_events").is_none(),
+            "reconnect figures appear only in reconnecting runs"
+        );
     }
 
     #[test]

@@ -36,14 +36,46 @@ pub fn mint(key: &EncodingKey, user: &str) -> anyhow::Result<String> {
     )?)
 }
 
-/// Connects as `user`, checks the personal subscription if asked, subscribes `topic`.
+/// A position in a channel's stream: its epoch and the offset of the last publication seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Position {
+    /// The stream's epoch (it changes when the stream restarts, e.g. after its history expired).
+    pub epoch: String,
+    /// Offset of the last publication.
+    pub offset: u64,
+}
+
+/// The topic subscription as its subscribe reply described it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subscribed {
+    /// Where the reply leaves the subscriber: live publications follow this position.
+    pub position: Position,
+    /// Whether a recovery was asked for.
+    pub was_recovering: bool,
+    /// Whether the server recovered everything since the position asked for.
+    pub recovered: bool,
+    /// The publications recovered (empty unless `recovered`), in stream order.
+    pub publications: Vec<(Payload, Option<u64>)>,
+}
+
+/// The topic to subscribe after connecting, and the position to recover from, if any.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Subscribe<'a> {
+    /// Channel name.
+    pub topic: Option<&'a str>,
+    /// Recover from here (`recover: true` with its offset and epoch).
+    pub resume: Option<&'a Position>,
+}
+
+/// Connects as `user`, checks the personal subscription if asked, subscribes the topic (with
+/// recovery when resuming) and returns what the subscribe reply said.
 pub async fn setup(
     s: &mut Connection,
     user: &str,
     key: &EncodingKey,
-    topic: Option<&str>,
+    sub: Subscribe<'_>,
     expect_personal: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Subscribed>> {
     let token = mint(key, user)?;
     let cmd = json!({"id": 1, "connect": {"token": token, "name": "loadtest"}});
     s.send(cmd.to_string()).await?;
@@ -58,31 +90,111 @@ pub async fn setup(
     if expect_personal {
         check_personal(connect, user)?;
     }
-    if let Some(channel) = topic {
-        let cmd = json!({"id": 2, "subscribe": {"channel": channel}});
-        s.send(cmd.to_string()).await?;
-        await_reply(s, 2).await?;
-    }
-    Ok(())
+    let Some(channel) = sub.topic else {
+        return Ok(None);
+    };
+    let cmd = match sub.resume {
+        None => json!({"id": 2, "subscribe": {"channel": channel}}),
+        Some(p) => json!({"id": 2, "subscribe": {
+            "channel": channel, "recover": true, "offset": p.offset, "epoch": p.epoch,
+        }}),
+    };
+    s.send(cmd.to_string()).await?;
+    let reply = await_reply(s, 2).await?;
+    Ok(Some(subscribed(&reply)?))
 }
 
-/// Waits for the reply to command `id`, answering pings meanwhile.
+/// Reads a subscribe reply. Publications in a reply that recovered nothing (the latest value
+/// some namespaces replay on subscribe) are left out: they precede the subscriber's stream.
+fn subscribed(reply: &Value) -> anyhow::Result<Subscribed> {
+    let r = reply
+        .get("subscribe")
+        .ok_or_else(|| anyhow!("subscribe reply without result: {reply}"))?;
+    let flag = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
+    let mut out = Subscribed {
+        position: Position {
+            epoch: r
+                .get("epoch")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            offset: r.get("offset").and_then(Value::as_u64).unwrap_or(0),
+        },
+        was_recovering: flag("was_recovering"),
+        recovered: flag("was_recovering") && flag("recovered"),
+        publications: Vec::new(),
+    };
+    if out.recovered {
+        let pubs = r
+            .get("publications")
+            .cloned()
+            .unwrap_or(Value::Array(Vec::new()));
+        let pubs: Vec<Publication> =
+            serde_json::from_value(pubs).map_err(|e| anyhow!("recovered publications: {e}"))?;
+        out.publications = pubs.into_iter().map(|p| (p.data, p.offset)).collect();
+    }
+    Ok(out)
+}
+
+/// Waits for the reply to command `id`, answering pings meanwhile. What follows the reply in
+/// the same message is kept in [`Connection::pending`] for the receive loop.
 async fn await_reply(s: &mut Connection, id: u64) -> anyhow::Result<Value> {
     loop {
         let text = s.recv_text().await?;
-        for line in text.split('\n').map(str::trim).filter(|l| !l.is_empty()) {
-            let v: Value = serde_json::from_str(line)?;
-            if v.get("id").and_then(Value::as_u64) == Some(id) {
-                if let Some(e) = v.get("error") {
-                    bail!("command {id} failed: {e}");
-                }
-                return Ok(v);
-            }
-            if line == "{}" && s.pong {
+        let scan = scan_for_reply(&text, id)?;
+        if s.pong {
+            for _ in 0..scan.pings {
                 s.send("{}").await?;
             }
         }
+        if let Some(reply) = scan.reply {
+            s.pending = scan.rest;
+            return Ok(reply);
+        }
     }
+}
+
+/// One message read while waiting for a reply.
+#[derive(Debug, PartialEq)]
+struct Scan {
+    /// The reply, if the message holds it.
+    reply: Option<Value>,
+    /// Server pings before it.
+    pings: usize,
+    /// The lines after it: the server batches frames, and publications released right after a
+    /// subscribe reply often share its message.
+    rest: Option<String>,
+}
+
+/// Looks for the reply to command `id` in a `\n`-batched message; an error reply fails.
+fn scan_for_reply(text: &str, id: u64) -> anyhow::Result<Scan> {
+    let mut scan = Scan {
+        reply: None,
+        pings: 0,
+        rest: None,
+    };
+    let mut lines = text.split('\n');
+    while let Some(line) = lines.next() {
+        let line = line.trim();
+        if line == "{}" {
+            scan.pings += 1;
+            continue;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(line)?;
+        if v.get("id").and_then(Value::as_u64) == Some(id) {
+            if let Some(e) = v.get("error") {
+                bail!("command {id} failed: {e}");
+            }
+            let rest = lines.collect::<Vec<_>>().join("\n");
+            scan.rest = (!rest.trim().is_empty()).then_some(rest);
+            scan.reply = Some(v);
+            break;
+        }
+    }
+    Ok(scan)
 }
 
 /// Server-Sent Events: the token and `topic` went in the query string, so the server connects
@@ -145,6 +257,8 @@ struct Push {
 #[derive(Deserialize)]
 struct Publication {
     data: Payload,
+    #[serde(default)]
+    offset: Option<u64>,
 }
 
 /// Decodes one frame: publications, pings (`{}`, answered with `{}`) and disconnect pushes.
@@ -158,9 +272,9 @@ pub fn decode(text: &str, out: &mut Vec<Event>) {
             continue;
         };
         if let Some(p) = push.publication {
-            out.push(Event::Pub(p.data));
+            out.push(Event::Pub(p.data, p.offset));
         } else if let Some(d) = push.disconnect {
-            out.push(Event::Closed(format!("disconnect push {d}")));
+            out.push(Event::Closed(code_of(&d), format!("disconnect push {d}")));
         }
     }
 }
@@ -191,11 +305,19 @@ pub fn decode_sse(text: &str, replayed: Option<&Replayed>, out: &mut Vec<Event>)
         let replay = replayed
             .is_some_and(|r| p.offset <= r.offset && event.channel.as_deref() == Some(&*r.channel));
         if !replay {
-            out.push(Event::Pub(p.data));
+            out.push(Event::Pub(p.data, (p.offset > 0).then_some(p.offset)));
         }
     } else if let Some(d) = event.disconnect {
-        out.push(Event::Closed(format!("disconnect event {d}")));
+        out.push(Event::Closed(code_of(&d), format!("disconnect event {d}")));
     }
+}
+
+/// The `code` of a disconnect object.
+fn code_of(disconnect: &Value) -> Option<u16> {
+    disconnect
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok())
 }
 
 /// Fails unless a connect result holds the server-side subscription to `user:<user>`.
@@ -232,9 +354,9 @@ mod tests {
         ] {
             decode_sse(text, Some(&replayed), &mut out);
         }
-        assert_eq!(out[0], Event::Pub(Payload { seq: 3, ts: 4 }));
-        assert_eq!(out[1], Event::Pub(Payload { seq: 5, ts: 6 }));
-        assert!(matches!(&out[2], Event::Closed(r) if r.contains("3001")));
+        assert_eq!(out[0], Event::Pub(Payload { seq: 3, ts: 4 }, Some(10)));
+        assert_eq!(out[1], Event::Pub(Payload { seq: 5, ts: 6 }, Some(2)));
+        assert!(matches!(&out[2], Event::Closed(Some(3001), r) if r.contains("shutdown")));
         assert_eq!(out.len(), 3);
         out.clear();
         decode_sse(
@@ -247,6 +369,69 @@ mod tests {
             1,
             "without a replayed position nothing is skipped"
         );
+    }
+
+    #[test]
+    fn recovered_publications_come_from_a_recovering_reply_only() {
+        let reply = json!({"id": 2, "subscribe": {
+            "recoverable": true, "epoch": "e1", "offset": 12, "was_recovering": true,
+            "recovered": true, "publications": [
+                {"data": {"seq": 9, "ts": 1}, "offset": 11},
+                {"data": {"seq": 10, "ts": 2}, "offset": 12},
+            ],
+        }});
+        let s = subscribed(&reply).unwrap();
+        assert_eq!(
+            s.position,
+            Position {
+                epoch: "e1".into(),
+                offset: 12
+            }
+        );
+        assert!(s.recovered && s.was_recovering);
+        assert_eq!(
+            s.publications,
+            vec![
+                (Payload { seq: 9, ts: 1 }, Some(11)),
+                (Payload { seq: 10, ts: 2 }, Some(12))
+            ]
+        );
+        // A first subscribe replays the latest value: not part of the subscriber's stream.
+        let first = json!({"id": 2, "subscribe": {"epoch": "e1", "offset": 3,
+            "publications": [{"data": {"seq": 2, "ts": 1}, "offset": 3}]}});
+        let s = subscribed(&first).unwrap();
+        assert!(!s.recovered && s.publications.is_empty());
+        assert_eq!(s.position.offset, 3);
+        let lost = json!({"id": 2, "subscribe": {"epoch": "e2", "offset": 40,
+            "was_recovering": true, "recovered": false}});
+        let s = subscribed(&lost).unwrap();
+        assert!(s.was_recovering && !s.recovered);
+        assert!(subscribed(&json!({"id": 2})).is_err());
+    }
+
+    #[test]
+    fn what_follows_a_reply_in_its_message_is_kept() {
+        let text = "{}\n{\"id\":2,\"subscribe\":{\"offset\":3}}\n{\"push\":{\"pub\":{\"data\":{\"seq\":4,\"ts\":1},\"offset\":4}}}";
+        let scan = scan_for_reply(text, 2).unwrap();
+        assert_eq!(scan.pings, 1);
+        assert_eq!(scan.reply.unwrap()["subscribe"]["offset"], 3);
+        let mut out = Vec::new();
+        decode(&scan.rest.unwrap(), &mut out);
+        assert_eq!(out, vec![Event::Pub(Payload { seq: 4, ts: 1 }, Some(4))]);
+        let alone = scan_for_reply("{\"id\":1,\"connect\":{}}\n", 1).unwrap();
+        assert_eq!(alone.rest, None);
+        assert!(scan_for_reply("{\"id\":7}", 2).unwrap().reply.is_none());
+        assert!(scan_for_reply("{\"id\":2,\"error\":{\"code\":103}}", 2).is_err());
+    }
+
+    #[test]
+    fn disconnect_pushes_carry_their_code() {
+        let mut out = Vec::new();
+        decode(
+            r#"{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}"#,
+            &mut out,
+        );
+        assert!(matches!(&out[0], Event::Closed(Some(3001), _)));
     }
 
     #[test]

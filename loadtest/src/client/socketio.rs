@@ -49,14 +49,16 @@ struct Publication {
 pub fn decode(text: &str, out: &mut Vec<Event>) {
     if let Some(body) = text.strip_prefix("42") {
         if let Ok((_, p)) = serde_json::from_str::<(IgnoredAny, Publication)>(body) {
-            out.push(Event::Pub(p.data));
+            out.push(Event::Pub(p.data, None));
         }
         return;
     }
     match text {
         "2" => out.push(Event::Reply("3")),
-        "1" => out.push(Event::Closed("engine.io close".to_owned())),
-        _ if text.starts_with("41") => out.push(Event::Closed("namespace disconnect".to_owned())),
+        "1" => out.push(Event::Closed(None, "engine.io close".to_owned())),
+        _ if text.starts_with("41") => {
+            out.push(Event::Closed(None, "namespace disconnect".to_owned()))
+        }
         _ => {}
     }
 }

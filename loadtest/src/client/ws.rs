@@ -40,6 +40,6 @@ struct Frame {
 /// Decodes one frame.
 pub fn decode(text: &str, out: &mut Vec<Event>) {
     if let Ok(Frame { data: Some(p) }) = serde_json::from_str::<Frame>(text) {
-        out.push(Event::Pub(p));
+        out.push(Event::Pub(p, None));
     }
 }
