@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use herald_core::channel::{Channel, ChannelError};
 use herald_core::control;
 use herald_core::engine::{EngineError, HistoryQuery, PublishOptions};
-use herald_core::protocol::Error;
+use herald_core::protocol::{Disconnect, Error};
 use herald_core::publication::{RawJson, StreamPosition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -139,20 +139,20 @@ fn parse<T: DeserializeOwned>(body: &str) -> Result<T, ApiError> {
 }
 
 fn raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ApiError> {
-    to_raw_value(value).map_err(|_| ApiError::from(Error::INTERNAL))
+    to_raw_value(value).map_err(|_| ApiError::from(Error::Internal))
 }
 
 fn unavailable(e: EngineError) -> ApiError {
     warn!(error = %e, "engine call failed");
-    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, Error::INTERNAL)
+    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, Error::Internal)
 }
 
 impl Publisher {
     fn channel(&self, name: &str) -> Result<Channel, ApiError> {
         Channel::parse(name, &self.namespaces).map_err(|e| {
             ApiError::from(match e {
-                ChannelError::BadName => Error::BAD_REQUEST,
-                ChannelError::UnknownNamespace => Error::UNKNOWN_CHANNEL,
+                ChannelError::BadName => Error::BadRequest,
+                ChannelError::UnknownNamespace => Error::UnknownChannel,
             })
         })
     }
@@ -165,7 +165,7 @@ impl Publisher {
         match method {
             "publish" => {
                 let r: PublishRequest = parse(body)?;
-                let data = r.data.ok_or(Error::BAD_REQUEST)?;
+                let data = r.data.ok_or(Error::BadRequest)?;
                 raw(&self
                     .publish(&r.channel, data, r.skip_history, r.tags)
                     .await?)
@@ -175,7 +175,7 @@ impl Publisher {
                 let r: UserChannelRequest = parse(body)?;
                 self.channel(&r.channel)?;
                 if r.user.is_empty() {
-                    return Err(Error::BAD_REQUEST.into());
+                    return Err(Error::BadRequest.into());
                 }
                 let command = if method == "subscribe" {
                     control::Command::Subscribe {
@@ -195,9 +195,11 @@ impl Publisher {
             "disconnect" => {
                 let r: DisconnectRequest = parse(body)?;
                 if r.user.is_empty() {
-                    return Err(Error::BAD_REQUEST.into());
+                    return Err(Error::BadRequest.into());
                 }
-                let code = r.disconnect.map_or(3503, |d| d.code);
+                let code = r
+                    .disconnect
+                    .map_or(Disconnect::FORCE_DISCONNECT.code, |d| d.code);
                 self.control(control::Command::Disconnect {
                     user: r.user,
                     client: r.client,
@@ -209,7 +211,7 @@ impl Publisher {
             "refresh" => {
                 let r: RefreshRequest = parse(body)?;
                 if r.user.is_empty() {
-                    return Err(Error::BAD_REQUEST.into());
+                    return Err(Error::BadRequest.into());
                 }
                 self.control(control::Command::Refresh {
                     user: r.user,
@@ -223,7 +225,7 @@ impl Publisher {
                 let r: ChannelRequest = parse(body)?;
                 let channel = self.channel(&r.channel)?;
                 if !channel.options().presence {
-                    return Err(Error::NOT_AVAILABLE.into());
+                    return Err(Error::NotAvailable.into());
                 }
                 if method == "presence" {
                     let presence = self.engine.presence(&channel).await.map_err(unavailable)?;
@@ -264,10 +266,10 @@ impl Publisher {
                 raw(&serde_json::json!({ "nodes": nodes }))
             }
             "batch" => self.batch(parse(body)?).await,
-            "rpc" => Err(Error::METHOD_NOT_FOUND.into()),
+            "rpc" => Err(Error::MethodNotFound.into()),
             _ => Err(ApiError::status(
                 StatusCode::NOT_FOUND,
-                Error::METHOD_NOT_FOUND,
+                Error::MethodNotFound,
             )),
         }
     }
@@ -303,9 +305,9 @@ impl Publisher {
     }
 
     async fn broadcast(&self, r: BroadcastRequest) -> Result<Box<RawValue>, ApiError> {
-        let data = r.data.ok_or(Error::BAD_REQUEST)?;
+        let data = r.data.ok_or(Error::BadRequest)?;
         if r.channels.is_empty() {
-            return Err(Error::BAD_REQUEST.into());
+            return Err(Error::BadRequest.into());
         }
         let publishes = r.channels.iter().map(|name| {
             let tags = r.tags.clone();
@@ -325,7 +327,7 @@ impl Publisher {
     async fn history(&self, r: HistoryRequest) -> Result<Box<RawValue>, ApiError> {
         let channel = self.channel(&r.channel)?;
         if !channel.options().has_history() {
-            return Err(Error::NOT_AVAILABLE.into());
+            return Err(Error::NotAvailable.into());
         }
         let limit = match r.limit {
             n if n < 0 => HISTORY_CAP,
@@ -342,7 +344,7 @@ impl Publisher {
             .await
             .map_err(unavailable)?;
         if r.since.is_some_and(|s| s.epoch != history.position.epoch) {
-            return Err(Error::UNRECOVERABLE_POSITION.into());
+            return Err(Error::UnrecoverablePosition.into());
         }
         raw(&herald_core::protocol::reply::HistoryResult {
             publications: history.publications,

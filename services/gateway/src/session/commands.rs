@@ -19,14 +19,14 @@ impl Session {
     fn engine_error(&self, e: EngineError) -> Error {
         self.gw.metrics.engine_errors.inc();
         warn!(client = %self.client, error = %e, "engine call failed");
-        Error::INTERNAL
+        Error::Internal
     }
 
     pub(super) async fn publish(&mut self, request: PublishRequest) -> Result<reply::Empty, Error> {
         let channel = self.parse_channel(&request.channel)?;
         let user = self.user.as_deref().unwrap_or_default();
         if !channel.options().client_publish || user.is_empty() {
-            return Err(Error::PERMISSION_DENIED);
+            return Err(Error::PermissionDenied);
         }
         let chan_info = self
             .subs
@@ -52,7 +52,7 @@ impl Session {
     fn subscribed_channel(&self, name: &str) -> Result<herald_core::Channel, Error> {
         let channel = self.parse_channel(name)?;
         if !self.subs.contains_key(channel.name()) {
-            return Err(Error::PERMISSION_DENIED);
+            return Err(Error::PermissionDenied);
         }
         Ok(channel)
     }
@@ -60,7 +60,7 @@ impl Session {
     pub(super) async fn presence(&self, name: &str) -> Result<PresenceResult, Error> {
         let channel = self.subscribed_channel(name)?;
         if !channel.options().presence {
-            return Err(Error::NOT_AVAILABLE);
+            return Err(Error::NotAvailable);
         }
         let presence = self
             .gw
@@ -74,7 +74,7 @@ impl Session {
     pub(super) async fn presence_stats(&self, name: &str) -> Result<PresenceStatsResult, Error> {
         let channel = self.subscribed_channel(name)?;
         if !channel.options().presence {
-            return Err(Error::NOT_AVAILABLE);
+            return Err(Error::NotAvailable);
         }
         let stats = self
             .gw
@@ -91,12 +91,12 @@ impl Session {
     pub(super) async fn history(&self, request: HistoryRequest) -> Result<HistoryResult, Error> {
         let channel = self.subscribed_channel(&request.channel)?;
         if !channel.options().has_history() {
-            return Err(Error::NOT_AVAILABLE);
+            return Err(Error::NotAvailable);
         }
         let cap = self.gw.config.history_limit;
         let limit = match request.limit {
             -1 => cap,
-            n if n < -1 => return Err(Error::BAD_REQUEST),
+            n if n < -1 => return Err(Error::BadRequest),
             n => (n as usize).min(cap),
         };
         let query = HistoryQuery {
@@ -114,7 +114,7 @@ impl Session {
             .since
             .is_some_and(|s| s.epoch != history.position.epoch)
         {
-            return Err(Error::UNRECOVERABLE_POSITION);
+            return Err(Error::UnrecoverablePosition);
         }
         Ok(HistoryResult {
             publications: history.publications,
@@ -126,7 +126,7 @@ impl Session {
     pub(super) fn refresh(&mut self, token: &str) -> Answer<RefreshResult> {
         let claims = match self.gw.verifier.verify_connect(token) {
             Ok(c) => c,
-            Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+            Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
             Err(_) => return Err(Disconnect::INVALID_TOKEN),
         };
         if Some(claims.sub.as_str()) != self.user.as_deref() {
@@ -144,15 +144,15 @@ impl Session {
     pub(super) fn sub_refresh(&mut self, channel: &str, token: &str) -> Answer<SubRefreshResult> {
         let claims = match self.gw.verifier.verify_subscribe(token) {
             Ok(c) => c,
-            Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+            Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
             Err(_) => return Err(Disconnect::INVALID_TOKEN),
         };
         let user = self.user.as_deref().unwrap_or_default();
         let Some(sub) = self.subs.get_mut(channel) else {
-            return Ok(Err(Error::PERMISSION_DENIED));
+            return Ok(Err(Error::PermissionDenied));
         };
         if claims.channel != channel || claims.sub != user {
-            return Ok(Err(Error::PERMISSION_DENIED));
+            return Ok(Err(Error::PermissionDenied));
         }
         sub.expires_at = claims.exp;
         Ok(Ok(SubRefreshResult {
