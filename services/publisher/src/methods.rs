@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use axum::http::StatusCode;
-use herald_core::channel::{Channel, ChannelError};
+use herald_core::channel::Channel;
+use herald_core::channel_ops::{self, Failure, API_HISTORY_CAP};
 use herald_core::control;
-use herald_core::engine::{EngineError, HistoryQuery, PublishOptions};
+use herald_core::engine::{EngineError, PublishOptions};
 use herald_core::protocol::{Disconnect, Error};
 use herald_core::publication::{RawJson, StreamPosition};
 use serde::de::DeserializeOwned;
@@ -33,9 +34,6 @@ pub(crate) const KNOWN: &[&str] = &[
     "batch",
     "rpc",
 ];
-
-/// Longest history page.
-const HISTORY_CAP: usize = 1000;
 
 #[derive(Deserialize)]
 struct PublishRequest {
@@ -147,14 +145,18 @@ fn unavailable(e: EngineError) -> ApiError {
     ApiError::status(StatusCode::SERVICE_UNAVAILABLE, Error::Internal)
 }
 
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> ApiError {
+        match failure {
+            Failure::Refused(e) => e.into(),
+            Failure::Engine(e) => unavailable(e),
+        }
+    }
+}
+
 impl Publisher {
     fn channel(&self, name: &str) -> Result<Channel, ApiError> {
-        Channel::parse(name, &self.namespaces).map_err(|e| {
-            ApiError::from(match e {
-                ChannelError::BadName => Error::BadRequest,
-                ChannelError::UnknownNamespace => Error::UnknownChannel,
-            })
-        })
+        Ok(channel_ops::parse(name, &self.namespaces)?)
     }
 
     pub(crate) async fn dispatch(
@@ -221,25 +223,17 @@ impl Publisher {
                 })
                 .await
             }
-            "presence" | "presence_stats" => {
+            "presence" => {
                 let r: ChannelRequest = parse(body)?;
                 let channel = self.channel(&r.channel)?;
-                if !channel.options().presence {
-                    return Err(Error::NotAvailable.into());
-                }
-                if method == "presence" {
-                    let presence = self.engine.presence(&channel).await.map_err(unavailable)?;
-                    raw(&serde_json::json!({ "presence": presence }))
-                } else {
-                    let s = self
-                        .engine
-                        .presence_stats(&channel)
-                        .await
-                        .map_err(unavailable)?;
-                    raw(
-                        &serde_json::json!({ "num_clients": s.num_clients, "num_users": s.num_users }),
-                    )
-                }
+                let result = channel_ops::presence(&self.engine, &channel).await?;
+                raw(&serde_json::json!({ "presence": result.presence }))
+            }
+            "presence_stats" => {
+                let r: ChannelRequest = parse(body)?;
+                let channel = self.channel(&r.channel)?;
+                let s = channel_ops::presence_stats(&self.engine, &channel).await?;
+                raw(&serde_json::json!({ "num_clients": s.num_clients, "num_users": s.num_users }))
             }
             "history" => self.history(parse(body)?).await,
             "history_remove" => {
@@ -326,31 +320,17 @@ impl Publisher {
 
     async fn history(&self, r: HistoryRequest) -> Result<Box<RawValue>, ApiError> {
         let channel = self.channel(&r.channel)?;
-        if !channel.options().has_history() {
-            return Err(Error::NotAvailable.into());
-        }
-        let limit = match r.limit {
-            n if n < 0 => HISTORY_CAP,
-            n => (n as usize).min(HISTORY_CAP),
-        };
-        let query = HistoryQuery {
-            since: r.since.clone(),
-            limit: Some(limit),
-            reverse: r.reverse,
-        };
-        let history = self
-            .engine
-            .history(&channel, query)
-            .await
-            .map_err(unavailable)?;
-        if r.since.is_some_and(|s| s.epoch != history.position.epoch) {
-            return Err(Error::UnrecoverablePosition.into());
-        }
-        raw(&herald_core::protocol::reply::HistoryResult {
-            publications: history.publications,
-            epoch: history.position.epoch,
-            offset: history.position.offset,
-        })
+        let engine = &self.engine;
+        let result = channel_ops::history(
+            engine,
+            &channel,
+            r.limit,
+            r.since,
+            r.reverse,
+            API_HISTORY_CAP,
+        )
+        .await?;
+        raw(&result)
     }
 
     async fn control(&self, command: control::Command) -> Result<Box<RawValue>, ApiError> {

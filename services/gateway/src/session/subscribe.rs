@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use herald_core::auth::{now_secs, AuthError};
-use herald_core::channel::{Channel, ChannelError};
+use herald_core::channel::Channel;
+use herald_core::channel_ops;
 use herald_core::engine::{EngineError, HistoryQuery};
 use herald_core::namespace::SubscribePolicy;
 use herald_core::protocol::command::SubscribeRequest;
@@ -17,10 +18,7 @@ use super::{Outcome, Session, Subscription};
 
 impl Session {
     pub(super) fn parse_channel(&self, name: &str) -> Result<Channel, Error> {
-        Channel::parse(name, &self.gw.namespaces).map_err(|e| match e {
-            ChannelError::BadName => Error::BadRequest,
-            ChannelError::UnknownNamespace => Error::UnknownChannel,
-        })
+        channel_ops::parse(name, &self.gw.namespaces)
     }
 
     pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Outcome {
