@@ -5,7 +5,6 @@
 
 mod methods;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -133,7 +132,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn metric_method(method: &str) -> &str {
-    if methods::KNOWN.contains(&method) {
+    if methods::find(method).is_some() {
         method
     } else {
         "unknown"
@@ -199,6 +198,3 @@ fn error_response(status: StatusCode, error: Error, bare: bool) -> Response {
         json_response(status, &Envelope::Error(error))
     }
 }
-
-/// Replies of a batch, one per command.
-type Replies = Vec<HashMap<String, Box<RawValue>>>;
