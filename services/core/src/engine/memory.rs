@@ -361,69 +361,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn history_is_bounded_ordered_and_recoverable() {
-        let engine = Memory::new(Arc::new(NoConnections::default()));
-        let ns = Namespaces::default();
-        let stock = Channel::parse("stock:A", &ns).unwrap();
-        let user = Channel::parse("user:1", &ns).unwrap();
-        for n in 1..=3 {
-            engine
-                .publish(&stock, data(n), PublishOptions::default())
-                .await
-                .unwrap();
-        }
-        let h = engine
-            .history(&stock, HistoryQuery::default())
-            .await
-            .unwrap();
-        assert_eq!(h.position.offset, 3);
-        assert_eq!(h.publications.len(), 1, "stock keeps only the latest");
-        assert_eq!(h.publications[0].data.get(), "{\"n\":3}");
-
-        let mut last = StreamPosition::default();
-        for n in 1..=5 {
-            last = engine
-                .publish(&user, data(n), PublishOptions::default())
-                .await
-                .unwrap();
-        }
-        let since = StreamPosition {
-            offset: 2,
-            epoch: last.epoch.clone(),
-        };
-        let h = engine
-            .history(
-                &user,
-                HistoryQuery {
-                    since: Some(since),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            h.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
-            [3, 4, 5]
-        );
-        let stale = StreamPosition {
-            offset: 2,
-            epoch: "other".into(),
-        };
-        let h = engine
-            .history(
-                &user,
-                HistoryQuery {
-                    since: Some(stale),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert!(h.publications.is_empty());
-        assert_eq!(h.position, last);
-    }
-
-    #[tokio::test]
     async fn idle_streams_are_swept_and_get_a_new_epoch() {
         let engine = Memory::new(Arc::new(NoConnections::default()));
         let ch = Channel::parse("user:9", &Namespaces::default()).unwrap();
@@ -439,29 +376,5 @@ mod tests {
         engine.inner.sweep();
         s = engine.inner.stream(&ch);
         assert_ne!(s.lock().unwrap().epoch, first.epoch);
-    }
-
-    #[tokio::test]
-    async fn presence_counts_clients_and_users() {
-        let engine = Memory::new(Arc::new(NoConnections::default()));
-        let ch = Channel::parse("room", &Namespaces::default()).unwrap();
-        for (user, client) in [("a", "1"), ("a", "2"), ("b", "3")] {
-            let info = ClientInfo {
-                user: user.into(),
-                client: client.into(),
-                conn_info: None,
-                chan_info: None,
-            };
-            engine.add_presence(&ch, &info).await.unwrap();
-        }
-        engine.remove_presence(&ch, "3").await.unwrap();
-        let stats = engine.presence_stats(&ch).await.unwrap();
-        assert_eq!(
-            stats,
-            PresenceStats {
-                num_clients: 2,
-                num_users: 1
-            }
-        );
     }
 }
