@@ -8,65 +8,20 @@
 #[path = "support/recorder.rs"]
 mod recorder;
 
+#[path = "support/backend.rs"]
+mod backend;
+
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::Duration;
 
+use backend::{recorders, Backend};
 use futures_util::future::join_all;
 use herald_core::control::Command;
 use herald_core::engine::{self, Engine, Handler, HistoryQuery, PresenceStats, PublishOptions};
 use herald_core::{ClientInfo, StreamPosition};
-use herald_testkit::{RedisCluster, RedisServer};
 use recorder::*;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-/// Where one test's engines keep their state.
-enum Backend {
-    /// Each engine is its own world: one node.
-    Memory,
-    Redis(RedisServer),
-    Cluster(RedisCluster),
-}
-
-impl Backend {
-    async fn memory() -> Backend {
-        Backend::Memory
-    }
-
-    async fn redis() -> Backend {
-        Backend::Redis(RedisServer::start().await.unwrap())
-    }
-
-    async fn cluster() -> Backend {
-        Backend::Cluster(RedisCluster::start(3).await.unwrap())
-    }
-
-    /// Starts one node per recorder that share this backend (only the first one
-    /// for the memory engine, which is a single node). Recorders are set up
-    /// before: a node announces itself (its local channels) as it starts.
-    async fn nodes(&self, test: &str, recorders: &[Arc<Recorder>]) -> Vec<(Engine, Arc<Recorder>)> {
-        let config = match self {
-            Backend::Memory => engine::Config::default(),
-            Backend::Redis(redis) => standalone(&redis.url(), &prefix(test)),
-            Backend::Cluster(cluster) => recorder::cluster(cluster.seeds(), &prefix(test)),
-        };
-        let count = match self {
-            Backend::Memory => 1,
-            _ => recorders.len(),
-        };
-        let mut nodes = Vec::with_capacity(count);
-        for rec in &recorders[..count] {
-            nodes.push((start(&config, rec.clone()).await, rec.clone()));
-        }
-        nodes
-    }
-}
-
-/// Recorders for nodes `uids`.
-fn recorders(uids: &[&str]) -> Vec<Arc<Recorder>> {
-    uids.iter().map(|uid| Recorder::new(uid)).collect()
-}
 
 fn info(user: &str, client: &str) -> ClientInfo {
     ClientInfo {

@@ -1,7 +1,9 @@
 //! The embedded engine: one process, channels' history and presence in memory.
 //! Publications reach the handler synchronously, under the channel's lock, so
 //! per-channel order is the offset order. Streams idle for long (no publish,
-//! no read) are swept, as Redis expires their keys.
+//! no read) are swept, as Redis expires their keys. Presence is in `presence`.
+
+mod presence;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
 
-use super::{Handler, History, HistoryQuery, PresenceStats, PublishOptions};
+use super::{Handler, History, HistoryQuery, PublishOptions};
 use crate::channel::Channel;
 use crate::control::{self, NodeInfo};
 use crate::engine::EngineError;
@@ -233,75 +235,6 @@ impl Memory {
             .publications
             .clear();
         Ok(())
-    }
-
-    fn with_presence<T>(
-        &self,
-        channel: &Channel,
-        f: impl FnOnce(&mut HashMap<Arc<str>, HashMap<String, ClientInfo>>) -> T,
-    ) -> T {
-        f(&mut self.inner.presence[shard_of(channel.name())]
-            .lock()
-            .expect("poisoned"))
-    }
-
-    /// See [`super::Engine::add_presence`].
-    pub async fn add_presence(
-        &self,
-        channel: &Channel,
-        info: &ClientInfo,
-    ) -> Result<(), EngineError> {
-        self.with_presence(channel, |p| {
-            p.entry(channel.name_arc().clone())
-                .or_default()
-                .insert(info.client.clone(), info.clone());
-        });
-        Ok(())
-    }
-
-    /// See [`super::Engine::remove_presence`].
-    pub async fn remove_presence(
-        &self,
-        channel: &Channel,
-        client: &str,
-    ) -> Result<(), EngineError> {
-        self.with_presence(channel, |p| {
-            if let Some(members) = p.get_mut(channel.name()) {
-                members.remove(client);
-                if members.is_empty() {
-                    p.remove(channel.name());
-                }
-            }
-        });
-        Ok(())
-    }
-
-    /// See [`super::Engine::presence`].
-    pub async fn presence(
-        &self,
-        channel: &Channel,
-    ) -> Result<HashMap<String, ClientInfo>, EngineError> {
-        Ok(self.with_presence(channel, |p| {
-            p.get(channel.name()).cloned().unwrap_or_default()
-        }))
-    }
-
-    /// See [`super::Engine::presence_stats`].
-    pub async fn presence_stats(&self, channel: &Channel) -> Result<PresenceStats, EngineError> {
-        Ok(self.with_presence(channel, |p| {
-            let members = p.get(channel.name());
-            let num_clients = members.map_or(0, |m| m.len()) as u64;
-            let num_users = members.map_or(0, |m| {
-                m.values()
-                    .map(|i| i.user.as_str())
-                    .collect::<std::collections::HashSet<_>>()
-                    .len()
-            }) as u64;
-            PresenceStats {
-                num_clients,
-                num_users,
-            }
-        }))
     }
 
     /// See [`super::Engine::publish_join`].
