@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod channel;
+pub mod channel_ops;
 pub mod config;
 pub mod control;
 pub mod engine;

@@ -6,6 +6,6 @@ pub mod codes;
 pub mod command;
 pub mod reply;
 
-pub use codes::{Disconnect, Error};
+pub use codes::{Disconnect, Error, Unsubscribe};
 pub use command::{Command, Request};
 pub use reply::Reply;

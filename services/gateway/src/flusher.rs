@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use crate::outbox::Outbox;
-use crate::prefetch;
 
 /// Outboxes written per round before the flusher lets other tasks run.
 const ROUND: usize = 256;
@@ -68,16 +67,12 @@ async fn run(shard: Arc<Shard>) {
             if round.is_empty() {
                 break;
             }
-            for i in 0..round.len() {
-                if let Some(ahead) = round.get(i + prefetch::AHEAD) {
-                    prefetch::prefetch(&**ahead);
-                }
-                round[i].flush_now();
+            for (i, outbox) in round.drain(..).enumerate() {
+                outbox.flush_now();
                 if i % ROUND == ROUND - 1 {
                     tokio::task::yield_now().await;
                 }
             }
-            round.clear();
         }
     }
 }

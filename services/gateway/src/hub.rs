@@ -19,7 +19,6 @@ use herald_core::publication::{
 use herald_core::Metrics;
 
 use crate::outbox::Outbox;
-use crate::prefetch;
 use crate::subscribers::Subscribers;
 
 const SHARDS: usize = 64;
@@ -165,11 +164,7 @@ impl Hub {
                 outbox.send_channel(channel, offset, &frame);
             }
             Subscribers::Many(map) => {
-                let mut ahead = map.values().skip(prefetch::AHEAD);
                 for outbox in map.values() {
-                    if let Some(next) = ahead.next() {
-                        prefetch::prefetch(&**next);
-                    }
                     outbox.send_channel(channel, offset, &frame);
                 }
             }

@@ -10,7 +10,6 @@ pub mod frame_queue;
 pub mod hub;
 pub mod listener;
 pub mod outbox;
-mod prefetch;
 pub mod prefixed;
 pub mod session;
 pub mod small_map;

@@ -15,7 +15,7 @@ use herald_core::channel::Channel;
 use herald_core::control;
 use herald_core::protocol::command::{parse_frame, ConnectRequest};
 use herald_core::protocol::reply::{self, Body, ConnectResult, Reply};
-use herald_core::protocol::{Disconnect, Error, Request};
+use herald_core::protocol::{Disconnect, Error, Request, Unsubscribe};
 use herald_core::publication::{ClientInfo, RawJson};
 use rand::Rng;
 use tokio::time::Instant;
@@ -128,7 +128,7 @@ impl Session {
                 .map(Body::PresenceStats),
             Request::History(r) => self.history(r).await.map(Body::History),
             Request::Ping => Ok(Body::Ping(reply::Empty {})),
-            Request::Rpc(_) => Err(Error::METHOD_NOT_FOUND),
+            Request::Rpc(_) => Err(Error::MethodNotFound),
             Request::Refresh(r) => self.refresh(&r.token)?.map(Body::Refresh),
             Request::SubRefresh(r) => self
                 .sub_refresh(&r.channel, &r.token)?
@@ -153,7 +153,7 @@ impl Session {
             match self.gw.verifier.verify_connect(&request.token) {
                 Ok(claims) => claims,
                 Err(AuthError::TokenExpired) => {
-                    self.reply(id, Body::Error(Error::TOKEN_EXPIRED));
+                    self.reply(id, Body::Error(Error::TokenExpired));
                     return Ok(());
                 }
                 Err(e) => {
@@ -248,14 +248,7 @@ impl Session {
     /// Applies a cluster-wide command addressed to this connection.
     pub async fn handle_control(&mut self, command: control::Command) -> Outcome {
         match command {
-            control::Command::Disconnect { code, .. } => Err(Disconnect {
-                code,
-                reason: if (3500..4000).contains(&code) || (4500..5000).contains(&code) {
-                    "force disconnect"
-                } else {
-                    "force reconnect"
-                },
-            }),
+            control::Command::Disconnect { code, .. } => Err(Disconnect::forced(code)),
             control::Command::Subscribe { channel, .. } => {
                 self.server_subscribe(&channel).await;
                 Ok(())
@@ -263,11 +256,8 @@ impl Session {
             control::Command::Unsubscribe { channel, .. } => {
                 if self.subs.contains_key(channel.as_str()) {
                     self.leave(&channel).await;
-                    self.outbox.send(reply::unsubscribe_push(
-                        &channel,
-                        2000,
-                        "server unsubscribe",
-                    ));
+                    let push = reply::unsubscribe_push(&channel, Unsubscribe::Server);
+                    self.outbox.send(push);
                 }
                 Ok(())
             }
@@ -331,11 +321,8 @@ impl Session {
             .map(|(k, _)| k.clone())
             .collect();
         for channel in expired {
-            self.outbox.send(reply::unsubscribe_push(
-                &channel,
-                2501,
-                "subscription expired",
-            ));
+            let push = reply::unsubscribe_push(&channel, Unsubscribe::Expired);
+            self.outbox.send(push);
             self.leave(&channel).await;
         }
         Ok(())
@@ -343,7 +330,7 @@ impl Session {
 
     /// Leaves every channel and deregisters; call once when the connection ends.
     pub async fn close(mut self, reason: Option<Disconnect>) {
-        let code = reason.map_or(1000, |d| d.code);
+        let code = reason.unwrap_or(Disconnect::NORMAL).code;
         self.gw
             .metrics
             .disconnects

@@ -5,7 +5,6 @@
 
 mod methods;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -58,16 +57,16 @@ impl ApiError {
     }
 
     fn bad_request() -> ApiError {
-        ApiError::status(StatusCode::BAD_REQUEST, Error::BAD_REQUEST)
+        ApiError::status(StatusCode::BAD_REQUEST, Error::BadRequest)
     }
 
     /// Status in "transport error mode", where errors are HTTP statuses.
     fn transport_status(&self) -> StatusCode {
-        match self.error.code {
+        match self.error {
             _ if self.status != StatusCode::OK => self.status,
-            100 => StatusCode::INTERNAL_SERVER_ERROR,
-            102 | 104 => StatusCode::NOT_FOUND,
-            112 => StatusCode::RANGE_NOT_SATISFIABLE,
+            Error::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::UnknownChannel | Error::MethodNotFound => StatusCode::NOT_FOUND,
+            Error::UnrecoverablePosition => StatusCode::RANGE_NOT_SATISFIABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -118,7 +117,7 @@ impl Publisher {
         let result = self.dispatch(method, body).await;
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
-            Err(e) => e.error.code.to_string(),
+            Err(e) => e.error.code().to_string(),
         };
         self.metrics
             .api_requests
@@ -133,7 +132,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn metric_method(method: &str) -> &str {
-    if methods::KNOWN.contains(&method) {
+    if methods::find(method).is_some() {
         method
     } else {
         "unknown"
@@ -164,13 +163,13 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     if !publisher.is_authorized(&headers) {
-        return error_response(StatusCode::UNAUTHORIZED, Error::UNAUTHORIZED, false);
+        return error_response(StatusCode::UNAUTHORIZED, Error::Unauthorized, false);
     }
     let transport_mode = headers
         .get("x-centrifugo-error-mode")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"transport"));
     let Ok(body) = std::str::from_utf8(&body) else {
-        return error_response(StatusCode::BAD_REQUEST, Error::BAD_REQUEST, transport_mode);
+        return error_response(StatusCode::BAD_REQUEST, Error::BadRequest, transport_mode);
     };
     let body = if body.trim().is_empty() { "{}" } else { body };
     match publisher.call(&method, body).await {
@@ -199,6 +198,3 @@ fn error_response(status: StatusCode, error: Error, bare: bool) -> Response {
         json_response(status, &Envelope::Error(error))
     }
 }
-
-/// Replies of a batch, one per command.
-type Replies = Vec<HashMap<String, Box<RawValue>>>;

@@ -1,136 +1,111 @@
-//! The server API methods, each parsing its Centrifugo-shaped request and
-//! answering its result; `batch` runs several of them in one call.
+//! The server API methods, one module each, behind [`METHODS`]: the one table
+//! that both dispatches a call and lists what the API answers. Helpers the
+//! methods share (body parsing, result encoding, engine failures) live here.
 
-use std::collections::{BTreeMap, HashMap};
+mod batch;
+mod broadcast;
+mod channels;
+mod disconnect;
+mod history;
+mod history_remove;
+mod info;
+mod presence;
+mod presence_stats;
+mod publish;
+mod refresh;
+mod rpc;
+mod subscribe;
+mod unsubscribe;
+
+use std::future::Future;
+use std::pin::Pin;
 
 use axum::http::StatusCode;
-use herald_core::channel::{Channel, ChannelError};
+use herald_core::channel::Channel;
+use herald_core::channel_ops::{self, Failure};
 use herald_core::control;
-use herald_core::engine::{EngineError, HistoryQuery, PublishOptions};
+use herald_core::engine::EngineError;
 use herald_core::protocol::Error;
-use herald_core::publication::{RawJson, StreamPosition};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
 use tracing::warn;
 
-use crate::{ApiError, Publisher, Replies};
+use crate::{ApiError, Publisher};
 
-/// Methods this API answers.
-pub(crate) const KNOWN: &[&str] = &[
-    "publish",
-    "broadcast",
-    "subscribe",
-    "unsubscribe",
-    "disconnect",
-    "refresh",
-    "presence",
-    "presence_stats",
-    "history",
-    "history_remove",
-    "channels",
-    "info",
-    "batch",
-    "rpc",
-];
+/// What a method answers: its result, or an error reply.
+pub(crate) type Outcome = Result<Box<RawValue>, ApiError>;
 
-/// Longest history page.
-const HISTORY_CAP: usize = 1000;
+/// A running method call.
+pub(crate) type Call<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
 
-#[derive(Deserialize)]
-struct PublishRequest {
-    #[serde(default)]
-    channel: String,
-    data: Option<RawJson>,
-    #[serde(default)]
-    skip_history: bool,
-    tags: Option<BTreeMap<String, String>>,
+/// One method: takes the request body (JSON), answers its result.
+pub(crate) type Method = for<'a> fn(&'a Publisher, &'a str) -> Call<'a>;
+
+macro_rules! table {
+    ($($name:literal => $module:ident),* $(,)?) => {
+        /// Every method the API answers, by name.
+        pub(crate) const METHODS: &[(&str, Method)] = &[
+            $(($name, |api, body| Box::pin($module::call(api, body)))),*
+        ];
+    };
 }
 
-#[derive(Deserialize)]
-struct BroadcastRequest {
-    #[serde(default)]
-    channels: Vec<String>,
-    data: Option<RawJson>,
-    #[serde(default)]
-    skip_history: bool,
-    tags: Option<BTreeMap<String, String>>,
+table! {
+    "publish" => publish,
+    "broadcast" => broadcast,
+    "subscribe" => subscribe,
+    "unsubscribe" => unsubscribe,
+    "disconnect" => disconnect,
+    "refresh" => refresh,
+    "presence" => presence,
+    "presence_stats" => presence_stats,
+    "history" => history,
+    "history_remove" => history_remove,
+    "channels" => channels,
+    "info" => info,
+    "batch" => batch,
+    "rpc" => rpc,
 }
 
-#[derive(Serialize, Default)]
-struct PublishResult {
-    #[serde(skip_serializing_if = "is_zero")]
-    offset: u64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    epoch: String,
+/// The method called `name`.
+pub(crate) fn find(name: &str) -> Option<Method> {
+    METHODS.iter().find(|(n, _)| *n == name).map(|(_, m)| *m)
 }
 
-fn is_zero(v: &u64) -> bool {
-    *v == 0
+impl Publisher {
+    /// Runs the method called `method`; an unknown name is 404 with error 104.
+    pub(crate) async fn dispatch(&self, method: &str, body: &str) -> Outcome {
+        match find(method) {
+            Some(call) => call(self, body).await,
+            None => Err(ApiError::status(
+                StatusCode::NOT_FOUND,
+                Error::MethodNotFound,
+            )),
+        }
+    }
+
+    fn channel(&self, name: &str) -> Result<Channel, ApiError> {
+        Ok(channel_ops::parse(name, &self.namespaces)?)
+    }
+
+    async fn control(&self, command: control::Command) -> Outcome {
+        self.engine
+            .publish_control(&command)
+            .await
+            .map_err(unavailable)?;
+        raw(&Empty {})
+    }
 }
 
-#[derive(Deserialize)]
-struct UserChannelRequest {
-    #[serde(default)]
-    user: String,
-    #[serde(default)]
-    channel: String,
-    client: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct DisconnectCode {
-    code: u16,
-}
-
-#[derive(Deserialize)]
-struct DisconnectRequest {
-    #[serde(default)]
-    user: String,
-    client: Option<String>,
-    disconnect: Option<DisconnectCode>,
-}
-
-#[derive(Deserialize)]
-struct RefreshRequest {
-    #[serde(default)]
-    user: String,
-    client: Option<String>,
-    #[serde(default)]
-    expired: bool,
-    #[serde(default)]
-    expire_at: i64,
-}
-
+/// Requests that only name a channel.
 #[derive(Deserialize)]
 struct ChannelRequest {
     #[serde(default)]
     channel: String,
 }
 
-#[derive(Deserialize)]
-struct HistoryRequest {
-    #[serde(default)]
-    channel: String,
-    #[serde(default)]
-    limit: i64,
-    since: Option<StreamPosition>,
-    #[serde(default)]
-    reverse: bool,
-}
-
-#[derive(Deserialize, Default)]
-struct ChannelsRequest {
-    #[serde(default)]
-    pattern: String,
-}
-
-#[derive(Deserialize)]
-struct BatchRequest {
-    #[serde(default)]
-    commands: Vec<HashMap<String, Box<RawValue>>>,
-}
-
+/// An empty result, `{}`.
 #[derive(Serialize)]
 struct Empty {}
 
@@ -138,284 +113,37 @@ fn parse<T: DeserializeOwned>(body: &str) -> Result<T, ApiError> {
     serde_json::from_str(body).map_err(|_| ApiError::bad_request())
 }
 
-fn raw<T: Serialize>(value: &T) -> Result<Box<RawValue>, ApiError> {
-    to_raw_value(value).map_err(|_| ApiError::from(Error::INTERNAL))
+fn raw<T: Serialize>(value: &T) -> Outcome {
+    to_raw_value(value).map_err(|_| ApiError::from(Error::Internal))
 }
 
 fn unavailable(e: EngineError) -> ApiError {
     warn!(error = %e, "engine call failed");
-    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, Error::INTERNAL)
+    ApiError::status(StatusCode::SERVICE_UNAVAILABLE, Error::Internal)
 }
 
-impl Publisher {
-    fn channel(&self, name: &str) -> Result<Channel, ApiError> {
-        Channel::parse(name, &self.namespaces).map_err(|e| {
-            ApiError::from(match e {
-                ChannelError::BadName => Error::BAD_REQUEST,
-                ChannelError::UnknownNamespace => Error::UNKNOWN_CHANNEL,
-            })
-        })
-    }
-
-    pub(crate) async fn dispatch(
-        &self,
-        method: &str,
-        body: &str,
-    ) -> Result<Box<RawValue>, ApiError> {
-        match method {
-            "publish" => {
-                let r: PublishRequest = parse(body)?;
-                let data = r.data.ok_or(Error::BAD_REQUEST)?;
-                raw(&self
-                    .publish(&r.channel, data, r.skip_history, r.tags)
-                    .await?)
-            }
-            "broadcast" => self.broadcast(parse(body)?).await,
-            "subscribe" | "unsubscribe" => {
-                let r: UserChannelRequest = parse(body)?;
-                self.channel(&r.channel)?;
-                if r.user.is_empty() {
-                    return Err(Error::BAD_REQUEST.into());
-                }
-                let command = if method == "subscribe" {
-                    control::Command::Subscribe {
-                        user: r.user,
-                        channel: r.channel,
-                        client: r.client,
-                    }
-                } else {
-                    control::Command::Unsubscribe {
-                        user: r.user,
-                        channel: r.channel,
-                        client: r.client,
-                    }
-                };
-                self.control(command).await
-            }
-            "disconnect" => {
-                let r: DisconnectRequest = parse(body)?;
-                if r.user.is_empty() {
-                    return Err(Error::BAD_REQUEST.into());
-                }
-                let code = r.disconnect.map_or(3503, |d| d.code);
-                self.control(control::Command::Disconnect {
-                    user: r.user,
-                    client: r.client,
-                    code,
-                    reason: String::new(),
-                })
-                .await
-            }
-            "refresh" => {
-                let r: RefreshRequest = parse(body)?;
-                if r.user.is_empty() {
-                    return Err(Error::BAD_REQUEST.into());
-                }
-                self.control(control::Command::Refresh {
-                    user: r.user,
-                    client: r.client,
-                    expired: r.expired,
-                    expire_at: r.expire_at,
-                })
-                .await
-            }
-            "presence" | "presence_stats" => {
-                let r: ChannelRequest = parse(body)?;
-                let channel = self.channel(&r.channel)?;
-                if !channel.options().presence {
-                    return Err(Error::NOT_AVAILABLE.into());
-                }
-                if method == "presence" {
-                    let presence = self.engine.presence(&channel).await.map_err(unavailable)?;
-                    raw(&serde_json::json!({ "presence": presence }))
-                } else {
-                    let s = self
-                        .engine
-                        .presence_stats(&channel)
-                        .await
-                        .map_err(unavailable)?;
-                    raw(
-                        &serde_json::json!({ "num_clients": s.num_clients, "num_users": s.num_users }),
-                    )
-                }
-            }
-            "history" => self.history(parse(body)?).await,
-            "history_remove" => {
-                let r: ChannelRequest = parse(body)?;
-                let channel = self.channel(&r.channel)?;
-                self.engine
-                    .remove_history(&channel)
-                    .await
-                    .map_err(unavailable)?;
-                raw(&Empty {})
-            }
-            "channels" => {
-                let r: ChannelsRequest = parse(body)?;
-                let channels = self.engine.channels().await.map_err(unavailable)?;
-                let matching: BTreeMap<String, serde_json::Value> = channels
-                    .into_iter()
-                    .filter(|(name, _)| r.pattern.is_empty() || glob_match(&r.pattern, name))
-                    .map(|(name, n)| (name, serde_json::json!({ "num_clients": n })))
-                    .collect();
-                raw(&serde_json::json!({ "channels": matching }))
-            }
-            "info" => {
-                let nodes = self.engine.nodes().await.map_err(unavailable)?;
-                raw(&serde_json::json!({ "nodes": nodes }))
-            }
-            "batch" => self.batch(parse(body)?).await,
-            "rpc" => Err(Error::METHOD_NOT_FOUND.into()),
-            _ => Err(ApiError::status(
-                StatusCode::NOT_FOUND,
-                Error::METHOD_NOT_FOUND,
-            )),
+impl From<Failure> for ApiError {
+    fn from(failure: Failure) -> ApiError {
+        match failure {
+            Failure::Refused(e) => e.into(),
+            Failure::Engine(e) => unavailable(e),
         }
     }
-
-    async fn publish(
-        &self,
-        name: &str,
-        data: RawJson,
-        skip_history: bool,
-        tags: Option<BTreeMap<String, String>>,
-    ) -> Result<PublishResult, ApiError> {
-        let channel = self.channel(name)?;
-        let options = PublishOptions {
-            info: None,
-            tags,
-            skip_history,
-        };
-        let timer = self.metrics.publish_seconds.start_timer();
-        let position = self
-            .engine
-            .publish(&channel, data, options)
-            .await
-            .map_err(|e| {
-                self.metrics.engine_errors.inc();
-                unavailable(e)
-            })?;
-        timer.observe_duration();
-        self.metrics.publications.with_label_values(&["api"]).inc();
-        Ok(PublishResult {
-            offset: position.offset,
-            epoch: position.epoch,
-        })
-    }
-
-    async fn broadcast(&self, r: BroadcastRequest) -> Result<Box<RawValue>, ApiError> {
-        let data = r.data.ok_or(Error::BAD_REQUEST)?;
-        if r.channels.is_empty() {
-            return Err(Error::BAD_REQUEST.into());
-        }
-        let publishes = r.channels.iter().map(|name| {
-            let tags = r.tags.clone();
-            let data = data.clone();
-            async move { self.publish(name, data, r.skip_history, tags).await }
-        });
-        let mut responses = Vec::with_capacity(r.channels.len());
-        for outcome in futures_join(publishes).await {
-            responses.push(match outcome {
-                Ok(result) => serde_json::json!({ "result": result }),
-                Err(e) => serde_json::json!({ "error": e.error }),
-            });
-        }
-        raw(&serde_json::json!({ "responses": responses }))
-    }
-
-    async fn history(&self, r: HistoryRequest) -> Result<Box<RawValue>, ApiError> {
-        let channel = self.channel(&r.channel)?;
-        if !channel.options().has_history() {
-            return Err(Error::NOT_AVAILABLE.into());
-        }
-        let limit = match r.limit {
-            n if n < 0 => HISTORY_CAP,
-            n => (n as usize).min(HISTORY_CAP),
-        };
-        let query = HistoryQuery {
-            since: r.since.clone(),
-            limit: Some(limit),
-            reverse: r.reverse,
-        };
-        let history = self
-            .engine
-            .history(&channel, query)
-            .await
-            .map_err(unavailable)?;
-        if r.since.is_some_and(|s| s.epoch != history.position.epoch) {
-            return Err(Error::UNRECOVERABLE_POSITION.into());
-        }
-        raw(&herald_core::protocol::reply::HistoryResult {
-            publications: history.publications,
-            epoch: history.position.epoch,
-            offset: history.position.offset,
-        })
-    }
-
-    async fn control(&self, command: control::Command) -> Result<Box<RawValue>, ApiError> {
-        self.engine
-            .publish_control(&command)
-            .await
-            .map_err(unavailable)?;
-        raw(&Empty {})
-    }
-
-    async fn batch(&self, r: BatchRequest) -> Result<Box<RawValue>, ApiError> {
-        let mut replies: Replies = Vec::with_capacity(r.commands.len());
-        for command in r.commands {
-            let Some((method, body)) = command.into_iter().next() else {
-                return Err(ApiError::bad_request());
-            };
-            if method == "batch" {
-                return Err(ApiError::bad_request());
-            }
-            let mut reply = HashMap::new();
-            match Box::pin(self.dispatch(&method, body.get())).await {
-                Ok(result) => reply.insert(method, result),
-                Err(e) => reply.insert("error".to_owned(), raw(&e.error)?),
-            };
-            replies.push(reply);
-        }
-        raw(&serde_json::json!({ "replies": replies }))
-    }
-}
-
-/// Runs futures concurrently on the current task, keeping their order.
-async fn futures_join<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    futures_util::future::join_all(futures).await
-}
-
-/// Matches `*` (any run) and `?` (one character) wildcards.
-fn glob_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|&c| c == '*')
 }
 
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use std::collections::HashSet;
+
+    use super::{find, METHODS};
 
     #[test]
-    fn glob_matches_wildcards() {
-        assert!(glob_match("user:*", "user:42"));
-        assert!(glob_match("*:4?", "user:42"));
-        assert!(!glob_match("stock:*", "user:42"));
-        assert!(glob_match("*", ""));
+    fn the_table_lists_each_method_once() {
+        let names: Vec<&str> = METHODS.iter().map(|(n, _)| *n).collect();
+        let unique: HashSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
+        assert_eq!(names.len(), 14);
+        assert!(find("publish").is_some() && find("rpc").is_some());
+        assert!(find("no_such_method").is_none());
     }
 }

@@ -1,7 +1,9 @@
 //! The embedded engine: one process, channels' history and presence in memory.
 //! Publications reach the handler synchronously, under the channel's lock, so
 //! per-channel order is the offset order. Streams idle for long (no publish,
-//! no read) are swept, as Redis expires their keys.
+//! no read) are swept, as Redis expires their keys. Presence is in `presence`.
+
+mod presence;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashMap, VecDeque};
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
 
-use super::{Handler, History, HistoryQuery, PresenceStats, PublishOptions};
+use super::{Handler, History, HistoryQuery, PublishOptions};
 use crate::channel::Channel;
 use crate::control::{self, NodeInfo};
 use crate::engine::EngineError;
@@ -235,75 +237,6 @@ impl Memory {
         Ok(())
     }
 
-    fn with_presence<T>(
-        &self,
-        channel: &Channel,
-        f: impl FnOnce(&mut HashMap<Arc<str>, HashMap<String, ClientInfo>>) -> T,
-    ) -> T {
-        f(&mut self.inner.presence[shard_of(channel.name())]
-            .lock()
-            .expect("poisoned"))
-    }
-
-    /// See [`super::Engine::add_presence`].
-    pub async fn add_presence(
-        &self,
-        channel: &Channel,
-        info: &ClientInfo,
-    ) -> Result<(), EngineError> {
-        self.with_presence(channel, |p| {
-            p.entry(channel.name_arc().clone())
-                .or_default()
-                .insert(info.client.clone(), info.clone());
-        });
-        Ok(())
-    }
-
-    /// See [`super::Engine::remove_presence`].
-    pub async fn remove_presence(
-        &self,
-        channel: &Channel,
-        client: &str,
-    ) -> Result<(), EngineError> {
-        self.with_presence(channel, |p| {
-            if let Some(members) = p.get_mut(channel.name()) {
-                members.remove(client);
-                if members.is_empty() {
-                    p.remove(channel.name());
-                }
-            }
-        });
-        Ok(())
-    }
-
-    /// See [`super::Engine::presence`].
-    pub async fn presence(
-        &self,
-        channel: &Channel,
-    ) -> Result<HashMap<String, ClientInfo>, EngineError> {
-        Ok(self.with_presence(channel, |p| {
-            p.get(channel.name()).cloned().unwrap_or_default()
-        }))
-    }
-
-    /// See [`super::Engine::presence_stats`].
-    pub async fn presence_stats(&self, channel: &Channel) -> Result<PresenceStats, EngineError> {
-        Ok(self.with_presence(channel, |p| {
-            let members = p.get(channel.name());
-            let num_clients = members.map_or(0, |m| m.len()) as u64;
-            let num_users = members.map_or(0, |m| {
-                m.values()
-                    .map(|i| i.user.as_str())
-                    .collect::<std::collections::HashSet<_>>()
-                    .len()
-            }) as u64;
-            PresenceStats {
-                num_clients,
-                num_users,
-            }
-        }))
-    }
-
     /// See [`super::Engine::publish_join`].
     pub async fn publish_join(
         &self,
@@ -361,69 +294,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn history_is_bounded_ordered_and_recoverable() {
-        let engine = Memory::new(Arc::new(NoConnections::default()));
-        let ns = Namespaces::default();
-        let stock = Channel::parse("stock:A", &ns).unwrap();
-        let user = Channel::parse("user:1", &ns).unwrap();
-        for n in 1..=3 {
-            engine
-                .publish(&stock, data(n), PublishOptions::default())
-                .await
-                .unwrap();
-        }
-        let h = engine
-            .history(&stock, HistoryQuery::default())
-            .await
-            .unwrap();
-        assert_eq!(h.position.offset, 3);
-        assert_eq!(h.publications.len(), 1, "stock keeps only the latest");
-        assert_eq!(h.publications[0].data.get(), "{\"n\":3}");
-
-        let mut last = StreamPosition::default();
-        for n in 1..=5 {
-            last = engine
-                .publish(&user, data(n), PublishOptions::default())
-                .await
-                .unwrap();
-        }
-        let since = StreamPosition {
-            offset: 2,
-            epoch: last.epoch.clone(),
-        };
-        let h = engine
-            .history(
-                &user,
-                HistoryQuery {
-                    since: Some(since),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            h.publications.iter().map(|p| p.offset).collect::<Vec<_>>(),
-            [3, 4, 5]
-        );
-        let stale = StreamPosition {
-            offset: 2,
-            epoch: "other".into(),
-        };
-        let h = engine
-            .history(
-                &user,
-                HistoryQuery {
-                    since: Some(stale),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert!(h.publications.is_empty());
-        assert_eq!(h.position, last);
-    }
-
-    #[tokio::test]
     async fn idle_streams_are_swept_and_get_a_new_epoch() {
         let engine = Memory::new(Arc::new(NoConnections::default()));
         let ch = Channel::parse("user:9", &Namespaces::default()).unwrap();
@@ -439,29 +309,5 @@ mod tests {
         engine.inner.sweep();
         s = engine.inner.stream(&ch);
         assert_ne!(s.lock().unwrap().epoch, first.epoch);
-    }
-
-    #[tokio::test]
-    async fn presence_counts_clients_and_users() {
-        let engine = Memory::new(Arc::new(NoConnections::default()));
-        let ch = Channel::parse("room", &Namespaces::default()).unwrap();
-        for (user, client) in [("a", "1"), ("a", "2"), ("b", "3")] {
-            let info = ClientInfo {
-                user: user.into(),
-                client: client.into(),
-                conn_info: None,
-                chan_info: None,
-            };
-            engine.add_presence(&ch, &info).await.unwrap();
-        }
-        engine.remove_presence(&ch, "3").await.unwrap();
-        let stats = engine.presence_stats(&ch).await.unwrap();
-        assert_eq!(
-            stats,
-            PresenceStats {
-                num_clients: 2,
-                num_users: 1
-            }
-        );
     }
 }

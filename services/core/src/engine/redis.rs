@@ -6,7 +6,6 @@
 
 mod conn;
 mod envelope;
-mod inbox;
 mod keys;
 mod nodes;
 mod ops;

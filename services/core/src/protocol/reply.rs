@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use serde::Serialize;
 
-use crate::protocol::codes::Error;
+use crate::protocol::codes::{Error, Unsubscribe};
 use crate::publication::{ClientInfo, Publication, RawJson};
 
 /// A reply to the command with `id`.
@@ -204,7 +204,8 @@ pub fn subscribe_push(channel: &str, result: &SubscribeResult) -> Bytes {
 }
 
 /// The server ended a subscription; codes >= 2500 make SDKs resubscribe.
-pub fn unsubscribe_push(channel: &str, code: u32, reason: &str) -> Bytes {
+pub fn unsubscribe_push(channel: &str, why: Unsubscribe) -> Bytes {
+    let (code, reason) = (why.code(), why.reason());
     encode_push(channel, PushKind::Unsubscribe { code, reason })
 }
 
@@ -224,6 +225,7 @@ pub const PING: &[u8] = b"{}";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Disconnect;
 
     #[test]
     fn replies_omit_empty_fields() {
@@ -234,7 +236,7 @@ mod tests {
         assert_eq!(&r.encode()[..], br#"{"id":3,"publish":{}}"#);
         let r = Reply {
             id: 2,
-            body: Body::Error(Error::INTERNAL),
+            body: Body::Error(Error::Internal),
         };
         assert_eq!(
             &r.encode()[..],
@@ -258,11 +260,11 @@ mod tests {
     #[test]
     fn pushes_match_the_protocol() {
         assert_eq!(
-            &unsubscribe_push("c", 2000, "server unsubscribe")[..],
+            &unsubscribe_push("c", Unsubscribe::Server)[..],
             br#"{"push":{"channel":"c","unsubscribe":{"code":2000,"reason":"server unsubscribe"}}}"#
         );
         assert_eq!(
-            &disconnect_push(3001, "shutdown")[..],
+            &disconnect_push(Disconnect::SHUTDOWN.code, Disconnect::SHUTDOWN.reason)[..],
             br#"{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}"#
         );
     }

@@ -170,8 +170,8 @@ impl Handler for Recorder {
     }
 }
 
-/// Namespaces used by the tests: `h` (long history), `short` (2 kept),
-/// `plain` (no history), `pres` (presence, join/leave).
+/// Namespaces used by the tests: `h` (long history), `short` (2 kept), `one`
+/// (the latest only), `plain` (no history), `pres` (presence, join/leave).
 pub fn namespaces() -> Namespaces {
     let mut cfg = HashMap::new();
     let history = |size: usize| namespace::Config {
@@ -181,6 +181,7 @@ pub fn namespaces() -> Namespaces {
     };
     cfg.insert("h".to_owned(), history(1_000_000));
     cfg.insert("short".to_owned(), history(2));
+    cfg.insert("one".to_owned(), history(1));
     cfg.insert("plain".to_owned(), namespace::Config::default());
     cfg.insert(
         "pres".to_owned(),

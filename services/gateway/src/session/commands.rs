@@ -2,7 +2,8 @@
 //! presence_stats, history, refresh and sub_refresh.
 
 use herald_core::auth::{now_secs, AuthError};
-use herald_core::engine::{EngineError, HistoryQuery, PublishOptions};
+use herald_core::channel_ops;
+use herald_core::engine::{EngineError, PublishOptions};
 use herald_core::protocol::command::{HistoryRequest, PublishRequest};
 use herald_core::protocol::reply::{
     self, HistoryResult, PresenceResult, PresenceStatsResult, RefreshResult, SubRefreshResult,
@@ -19,14 +20,21 @@ impl Session {
     fn engine_error(&self, e: EngineError) -> Error {
         self.gw.metrics.engine_errors.inc();
         warn!(client = %self.client, error = %e, "engine call failed");
-        Error::INTERNAL
+        Error::Internal
+    }
+
+    fn failed(&self, failure: channel_ops::Failure) -> Error {
+        match failure {
+            channel_ops::Failure::Refused(e) => e,
+            channel_ops::Failure::Engine(e) => self.engine_error(e),
+        }
     }
 
     pub(super) async fn publish(&mut self, request: PublishRequest) -> Result<reply::Empty, Error> {
         let channel = self.parse_channel(&request.channel)?;
         let user = self.user.as_deref().unwrap_or_default();
         if !channel.options().client_publish || user.is_empty() {
-            return Err(Error::PERMISSION_DENIED);
+            return Err(Error::PermissionDenied);
         }
         let chan_info = self
             .subs
@@ -52,81 +60,45 @@ impl Session {
     fn subscribed_channel(&self, name: &str) -> Result<herald_core::Channel, Error> {
         let channel = self.parse_channel(name)?;
         if !self.subs.contains_key(channel.name()) {
-            return Err(Error::PERMISSION_DENIED);
+            return Err(Error::PermissionDenied);
         }
         Ok(channel)
     }
 
     pub(super) async fn presence(&self, name: &str) -> Result<PresenceResult, Error> {
         let channel = self.subscribed_channel(name)?;
-        if !channel.options().presence {
-            return Err(Error::NOT_AVAILABLE);
-        }
-        let presence = self
-            .gw
-            .engine
-            .presence(&channel)
+        channel_ops::presence(&self.gw.engine, &channel)
             .await
-            .map_err(|e| self.engine_error(e))?;
-        Ok(PresenceResult { presence })
+            .map_err(|f| self.failed(f))
     }
 
     pub(super) async fn presence_stats(&self, name: &str) -> Result<PresenceStatsResult, Error> {
         let channel = self.subscribed_channel(name)?;
-        if !channel.options().presence {
-            return Err(Error::NOT_AVAILABLE);
-        }
-        let stats = self
-            .gw
-            .engine
-            .presence_stats(&channel)
+        channel_ops::presence_stats(&self.gw.engine, &channel)
             .await
-            .map_err(|e| self.engine_error(e))?;
-        Ok(PresenceStatsResult {
-            num_clients: stats.num_clients,
-            num_users: stats.num_users,
-        })
+            .map_err(|f| self.failed(f))
     }
 
     pub(super) async fn history(&self, request: HistoryRequest) -> Result<HistoryResult, Error> {
         let channel = self.subscribed_channel(&request.channel)?;
-        if !channel.options().has_history() {
-            return Err(Error::NOT_AVAILABLE);
-        }
         let cap = self.gw.config.history_limit;
-        let limit = match request.limit {
-            -1 => cap,
-            n if n < -1 => return Err(Error::BAD_REQUEST),
-            n => (n as usize).min(cap),
-        };
-        let query = HistoryQuery {
-            since: request.since.clone(),
-            limit: Some(limit),
-            reverse: request.reverse,
-        };
-        let history = self
-            .gw
-            .engine
-            .history(&channel, query)
-            .await
-            .map_err(|e| self.engine_error(e))?;
-        if request
-            .since
-            .is_some_and(|s| s.epoch != history.position.epoch)
-        {
-            return Err(Error::UNRECOVERABLE_POSITION);
-        }
-        Ok(HistoryResult {
-            publications: history.publications,
-            epoch: history.position.epoch,
-            offset: history.position.offset,
-        })
+        let limit = i64::from(request.limit);
+        channel_ops::history(
+            &self.gw.engine,
+            &channel,
+            limit,
+            request.since,
+            request.reverse,
+            cap,
+        )
+        .await
+        .map_err(|f| self.failed(f))
     }
 
     pub(super) fn refresh(&mut self, token: &str) -> Answer<RefreshResult> {
         let claims = match self.gw.verifier.verify_connect(token) {
             Ok(c) => c,
-            Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+            Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
             Err(_) => return Err(Disconnect::INVALID_TOKEN),
         };
         if Some(claims.sub.as_str()) != self.user.as_deref() {
@@ -144,15 +116,15 @@ impl Session {
     pub(super) fn sub_refresh(&mut self, channel: &str, token: &str) -> Answer<SubRefreshResult> {
         let claims = match self.gw.verifier.verify_subscribe(token) {
             Ok(c) => c,
-            Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+            Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
             Err(_) => return Err(Disconnect::INVALID_TOKEN),
         };
         let user = self.user.as_deref().unwrap_or_default();
         let Some(sub) = self.subs.get_mut(channel) else {
-            return Ok(Err(Error::PERMISSION_DENIED));
+            return Ok(Err(Error::PermissionDenied));
         };
         if claims.channel != channel || claims.sub != user {
-            return Ok(Err(Error::PERMISSION_DENIED));
+            return Ok(Err(Error::PermissionDenied));
         }
         sub.expires_at = claims.exp;
         Ok(Ok(SubRefreshResult {

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use herald_core::auth::{now_secs, AuthError};
-use herald_core::channel::{Channel, ChannelError};
+use herald_core::channel::Channel;
+use herald_core::channel_ops;
 use herald_core::engine::{EngineError, HistoryQuery};
 use herald_core::namespace::SubscribePolicy;
 use herald_core::protocol::command::SubscribeRequest;
@@ -17,10 +18,7 @@ use super::{Outcome, Session, Subscription};
 
 impl Session {
     pub(super) fn parse_channel(&self, name: &str) -> Result<Channel, Error> {
-        Channel::parse(name, &self.gw.namespaces).map_err(|e| match e {
-            ChannelError::BadName => Error::BAD_REQUEST,
-            ChannelError::UnknownNamespace => Error::UNKNOWN_CHANNEL,
-        })
+        channel_ops::parse(name, &self.gw.namespaces)
     }
 
     pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Outcome {
@@ -51,7 +49,7 @@ impl Session {
             }
             Err(e) => {
                 warn!(client = %self.client, channel = %channel.name(), error = %e, "subscribe failed");
-                self.reply(id, Body::Error(Error::INTERNAL));
+                self.reply(id, Body::Error(Error::Internal));
             }
         }
         Ok(())
@@ -68,23 +66,23 @@ impl Session {
             Err(e) => return Ok(Err(e)),
         };
         if self.subs.contains_key(channel.name()) {
-            return Ok(Err(Error::ALREADY_SUBSCRIBED));
+            return Ok(Err(Error::AlreadySubscribed));
         }
         if self.subs.len() >= self.gw.config.max_subscriptions {
-            return Ok(Err(Error::LIMIT_EXCEEDED));
+            return Ok(Err(Error::LimitExceeded));
         }
         let user = self.user.as_deref().unwrap_or_default();
         if !request.token.is_empty() {
             let claims = match self.gw.verifier.verify_subscribe(&request.token) {
                 Ok(c) => c,
-                Err(AuthError::TokenExpired) => return Ok(Err(Error::TOKEN_EXPIRED)),
+                Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
                 Err(_) => return Err(Disconnect::INVALID_TOKEN),
             };
             if claims.channel != channel.name()
                 || claims.sub != user
                 || claims.client.as_deref().is_some_and(|c| c != &*self.client)
             {
-                return Ok(Err(Error::PERMISSION_DENIED));
+                return Ok(Err(Error::PermissionDenied));
             }
             let info = claims
                 .info
@@ -98,7 +96,7 @@ impl Session {
             SubscribePolicy::Owner => !user.is_empty() && channel.rest() == user,
         };
         if !allowed {
-            return Ok(Err(Error::PERMISSION_DENIED));
+            return Ok(Err(Error::PermissionDenied));
         }
         Ok(Ok((channel, None, None)))
     }

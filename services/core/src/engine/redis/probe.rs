@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::interfaces::{ClientLike, ClusterInterface};
@@ -19,36 +19,6 @@ use super::pubsub::Subscriptions;
 
 /// Probe period; a probe must arrive within two periods.
 const INTERVAL: Duration = Duration::from_secs(1);
-
-/// The latest probe counter seen per probe channel.
-#[derive(Default)]
-pub(super) struct Received {
-    latest: Mutex<HashMap<String, u64>>,
-}
-
-impl Received {
-    /// Records a probe message.
-    pub(super) fn record(&self, channel: &str, payload: &[u8]) {
-        let Some(n) = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            return;
-        };
-        let mut latest = self.latest.lock().expect("poisoned");
-        let seen = latest.entry(channel.to_owned()).or_default();
-        *seen = (*seen).max(n);
-    }
-
-    fn get(&self, channel: &str) -> u64 {
-        self.latest
-            .lock()
-            .expect("poisoned")
-            .get(channel)
-            .copied()
-            .unwrap_or(0)
-    }
-}
 
 /// The probe channels connection `k` should have now, with whether they are
 /// sharded: in Cluster one per primary, plus on connection 0 a plain one that
@@ -138,7 +108,7 @@ pub(super) async fn run(
         }
         let arrived = probes.iter().all(|(p, _)| {
             let first = since[p];
-            round < first + 2 || subs.received.get(p) + 2 >= round
+            round < first + 2 || subs.received.latest(p) + 2 >= round
         });
         let now_ready = published && arrived && !probes.is_empty() && connected(&shared, &subs);
         if ready.swap(now_ready, Ordering::SeqCst) != now_ready {

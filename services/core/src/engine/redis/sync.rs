@@ -3,23 +3,25 @@
 //! handler exactly once and in offset order. A gap (offset jump, epoch change,
 //! reconnect, lagging reader) is filled from the history stream before anything
 //! newer; when history no longer reaches back the handler hears `on_unrecoverable`.
+//! Per-channel state is in `state`, gap filling in `fill`.
 
-use std::collections::{HashMap, VecDeque};
+mod fill;
+mod state;
+
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::stream::{self, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::conn::Shared;
 use super::envelope::{self, Message};
 use super::keys::spread;
-use super::scripts::Read;
-use crate::engine::EngineError;
 use crate::publication::StreamPosition;
+use state::ChannelState;
 
 /// Delivery tasks; a channel always goes to the same one.
 pub(super) const WORKERS: usize = 8;
@@ -92,65 +94,6 @@ impl Workers {
         for tx in &self.senders {
             let _ = tx.send(Event::Resync { conn }).await;
         }
-    }
-}
-
-struct ChannelState {
-    /// Last delivered offset and its epoch; `None` until the start position arrives.
-    position: Option<(u64, Arc<str>)>,
-    /// Waiting for a gap fill.
-    dirty: bool,
-    /// Messages held until the start position arrives or a gap is filled
-    /// (boxed: most channels never hold any, and a node has many channels).
-    held: Option<Box<Held>>,
-}
-
-/// Messages a channel holds back, in arrival order, and since when.
-struct Held {
-    pending: VecDeque<Message>,
-    since: Instant,
-}
-
-impl ChannelState {
-    fn new() -> ChannelState {
-        ChannelState {
-            position: None,
-            dirty: false,
-            held: None,
-        }
-    }
-
-    fn hold(&mut self, channel: &str, msg: Message) {
-        let held = self.held.get_or_insert_with(|| {
-            Box::new(Held {
-                pending: VecDeque::new(),
-                since: Instant::now(),
-            })
-        });
-        if held.pending.len() == MAX_PENDING {
-            // Publications among them are read back from the stream by the next gap fill.
-            debug!(channel, "pending messages over the bound, oldest dropped");
-            held.pending.pop_front();
-        }
-        held.pending.push_back(msg);
-    }
-
-    /// Takes the held messages.
-    fn take_held(&mut self) -> VecDeque<Message> {
-        self.held.take().map(|h| h.pending).unwrap_or_default()
-    }
-
-    /// A channel that never got its start position and has waited too long for it.
-    fn is_orphan(&self) -> bool {
-        self.position.is_none()
-            && self
-                .held
-                .as_ref()
-                .is_none_or(|h| h.since.elapsed() >= ORPHAN_AFTER)
-    }
-
-    fn is_waiting(&self) -> bool {
-        self.position.is_none() || self.dirty
     }
 }
 
@@ -314,99 +257,6 @@ impl Worker {
             gap = self.on_message(channel, msg);
         }
         gap
-    }
-
-    /// Reads what the given channels missed from their streams and delivers it.
-    async fn fill(&mut self, mut channels: Vec<Arc<str>>) {
-        for _round in 0..4 {
-            if channels.is_empty() {
-                return;
-            }
-            let requests: Vec<(Arc<str>, u64)> = channels
-                .iter()
-                .filter_map(|c| {
-                    let s = self.channels.get(c)?;
-                    let (last, _) = s.position.as_ref()?;
-                    s.dirty.then(|| (c.clone(), *last))
-                })
-                .collect();
-            let shared = &self.shared;
-            let reads: Vec<(Arc<str>, Result<Read, EngineError>)> = stream::iter(requests)
-                .map(|(channel, last)| async move {
-                    let read = shared.read_after(&channel, last, CHUNK).await;
-                    (channel, read)
-                })
-                .buffer_unordered(READS_IN_FLIGHT)
-                .collect()
-                .await;
-            channels = Vec::new();
-            for (channel, read) in reads {
-                match read {
-                    Ok(read) => {
-                        let more = self.apply(&channel, read);
-                        self.settle(&channel);
-                        if more {
-                            channels.push(channel);
-                        }
-                    }
-                    Err(e) => debug!(%channel, error = %e, "gap fill failed, retrying later"),
-                }
-            }
-        }
-    }
-
-    /// Applies a stream read to a dirty channel; `true` when more must be read.
-    fn apply(&mut self, channel: &Arc<str>, read: Read) -> bool {
-        let handler = self.shared.handler.clone();
-        let gaps = &self.shared.metrics.gaps;
-        let Some(state) = self.channels.get_mut(channel) else {
-            return false;
-        };
-        let Some((last, epoch)) = state.position.clone() else {
-            return false;
-        };
-        let top = read.position;
-        let mut more = false;
-        self.shared.positions.unsettle(self.index, channel);
-        if top.epoch != *epoch {
-            warn!(%channel, "stream epoch changed, publications lost");
-            gaps.with_label_values(&["unrecoverable"]).inc();
-            handler.on_unrecoverable(channel);
-            state.position = Some((top.offset, Arc::from(top.epoch)));
-        } else if top.offset > last {
-            let contiguous = read
-                .publications
-                .iter()
-                .enumerate()
-                .all(|(i, p)| p.offset == last + 1 + i as u64);
-            let reached = last + read.publications.len() as u64;
-            if !contiguous || read.publications.is_empty() {
-                warn!(%channel, last, top = top.offset, "history does not reach back, publications lost");
-                gaps.with_label_values(&["unrecoverable"]).inc();
-                handler.on_unrecoverable(channel);
-                state.position = Some((top.offset, epoch));
-            } else if reached < top.offset && read.publications.len() < CHUNK {
-                // The stream ends before the top: its tail expired or was removed.
-                for p in &read.publications {
-                    handler.on_publication(channel, p);
-                }
-                gaps.with_label_values(&["unrecoverable"]).inc();
-                handler.on_unrecoverable(channel);
-                state.position = Some((top.offset, epoch));
-            } else {
-                for p in &read.publications {
-                    handler.on_publication(channel, p);
-                }
-                gaps.with_label_values(&["filled"]).inc();
-                state.position = Some((reached, epoch));
-                more = reached < top.offset;
-            }
-        }
-        if more {
-            return true;
-        }
-        state.dirty = false;
-        self.replay(channel)
     }
 }
 

@@ -1,10 +1,11 @@
 //! What arrives on subscriber connections: pub/sub messages (routed to the
-//! delivery workers, or control commands and probes handled here), connection
-//! failures and lag; plus the (S)SUBSCRIBE commands sent on them.
+//! delivery workers, or control commands and probes handled here, probe
+//! counters kept for the readiness probe), connection failures and lag; plus
+//! the (S)SUBSCRIBE commands sent on them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fred::interfaces::{ClientLike, PubsubInterface};
 use fred::types::config::Options;
@@ -14,12 +15,43 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::pubsub::{Subscriptions, BATCH};
-use super::sync::Event;
+use super::{Subscriptions, BATCH};
+use crate::engine::redis::sync::Event;
 use crate::engine::EngineError;
 
 /// Deadline of one (S)SUBSCRIBE or (S)UNSUBSCRIBE command.
 const SUBSCRIBE_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The latest probe counter seen per probe channel.
+#[derive(Default)]
+pub(in crate::engine::redis) struct Received {
+    latest: Mutex<HashMap<String, u64>>,
+}
+
+impl Received {
+    /// Records a probe message.
+    fn record(&self, channel: &str, payload: &[u8]) {
+        let Some(n) = std::str::from_utf8(payload)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            return;
+        };
+        let mut latest = self.latest.lock().expect("poisoned");
+        let seen = latest.entry(channel.to_owned()).or_default();
+        *seen = (*seen).max(n);
+    }
+
+    /// The highest probe counter seen on `channel` (0: none yet).
+    pub(in crate::engine::redis) fn latest(&self, channel: &str) -> u64 {
+        self.latest
+            .lock()
+            .expect("poisoned")
+            .get(channel)
+            .copied()
+            .unwrap_or(0)
+    }
+}
 
 /// A connection failure as fred reports it.
 pub(super) type Failure = (fred::error::Error, Option<fred::types::config::Server>);

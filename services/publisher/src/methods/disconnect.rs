@@ -1,0 +1,39 @@
+//! `disconnect`: closes a user's connections (or one of them) on every node,
+//! with the given code or "force disconnect".
+
+use herald_core::control::Command;
+use herald_core::protocol::{Disconnect, Error};
+use serde::Deserialize;
+
+use super::{parse, Outcome};
+use crate::Publisher;
+
+#[derive(Deserialize)]
+struct Request {
+    #[serde(default)]
+    user: String,
+    client: Option<String>,
+    disconnect: Option<Code>,
+}
+
+#[derive(Deserialize)]
+struct Code {
+    code: u16,
+}
+
+pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
+    let r: Request = parse(body)?;
+    if r.user.is_empty() {
+        return Err(Error::BadRequest.into());
+    }
+    let code = r
+        .disconnect
+        .map_or(Disconnect::FORCE_DISCONNECT.code, |d| d.code);
+    api.control(Command::Disconnect {
+        user: r.user,
+        client: r.client,
+        code,
+        reason: String::new(),
+    })
+    .await
+}
