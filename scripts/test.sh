@@ -7,6 +7,7 @@
 # kubernetes-validate, promtool). `scripts/test.sh js` runs only the Node suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/toolchain.sh
 
 say() { printf '\n== %s\n' "$*"; }
 
