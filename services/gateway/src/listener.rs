@@ -7,9 +7,11 @@
 //! ([`crate::prefixed`]); a WebSocket upgrade hyper serves later on a
 //! kept-alive connection still gets its `TcpStream` back (see [`crate::ws`]).
 //!
-//! Shutdown: stop accepting, ask every connection still speaking HTTP to
-//! finish its response and close, and return once they have. Upgraded
-//! WebSockets and SSE streams are closed by the drain, not here.
+//! Stopping (when the node begins draining): the listening socket is closed
+//! at once, so new connections are refused and a balancer moves on; every
+//! connection still speaking HTTP finishes its response and closes, and
+//! `serve` returns once they have. Upgraded WebSockets and SSE streams are
+//! closed by the drain, not here.
 
 use std::io;
 use std::sync::Arc;
@@ -51,12 +53,12 @@ struct Shared {
 }
 
 /// Serves `router` (and WebSocket upgrades for `gateway`) on `listener` until
-/// `shutdown` is cancelled and the connections still in HTTP have finished.
+/// `stop` is cancelled and the connections still in HTTP have finished.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     router: Router,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -66,10 +68,12 @@ pub async fn serve(
         router,
         http,
         connections: TaskTracker::new(),
-        shutdown: shutdown.clone(),
+        shutdown: stop.clone(),
     });
     loop {
         let stream = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -77,10 +81,11 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => break,
         };
         tokio::spawn(first_request(shared.clone(), stream));
     }
+    // Closing the socket refuses whatever arrives from now on (and resets
+    // what waits in the accept queue): clients retry on another node.
     drop(listener);
     shared.connections.close();
     shared.connections.wait().await;

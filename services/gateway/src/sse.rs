@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_core::protocol::command::{ConnectRequest, SubscribeRequest};
-use herald_core::protocol::Request;
+use herald_core::protocol::{Disconnect, Request};
 use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::Value;
@@ -112,8 +112,12 @@ pub async fn stream(
         done: false,
     };
     sse.gauge.inc();
-    if let Err(reason) = outcome {
-        return refusal(u32::from(reason.code), reason.reason);
+    match outcome {
+        // A drain began: the stream opens only to say so, and the browser's
+        // reconnect finds another node (an HTTP error would stop `EventSource`).
+        Err(reason) if reason == Disconnect::SHUTDOWN => sse.outbox.close(reason),
+        Err(reason) => return refusal(u32::from(reason.code), reason.reason),
+        Ok(()) => {}
     }
     let mut first = BytesMut::new();
     for frame in sse.outbox.take_frames() {

@@ -4,7 +4,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::State;
@@ -14,6 +13,7 @@ use axum::Router;
 use herald_core::control::NodeInfo;
 use herald_core::engine::{Handler, NoConnections};
 use herald_core::{Engine, Metrics};
+use herald_gateway::drain::Drain;
 use herald_gateway::{Gateway, Hub};
 use herald_publisher::Publisher;
 use tokio::net::TcpListener;
@@ -81,6 +81,8 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
     }
 
     let shutdown = CancellationToken::new();
+    // Cancelled when the drain begins: the client listener stops accepting.
+    let stop_accepting = CancellationToken::new();
     let tasks = TaskTracker::new();
     let internal_listener = bind(settings.server.internal_addr, "server.internal_addr").await?;
     info!(addr = %internal_listener.local_addr()?, role = %role, engine = settings.engine_name(), "internal listener");
@@ -114,21 +116,25 @@ pub async fn run(mut settings: Settings) -> anyhow::Result<()> {
             listener,
             gateway,
             client,
-            shutdown.clone(),
+            stop_accepting.clone(),
         ));
     }
     tasks.close();
 
     wait_for_signal().await;
-    info!("shutting down: readiness off, draining connections");
-    probes.draining.store(true, Ordering::SeqCst);
     let deadline = tokio::time::Instant::now() + settings.server.drain_timeout;
-    herald_gateway::drain::close_all(&hub, settings.server.drain_spread).await;
-    while hub.num_clients() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if hub.num_clients() > 0 {
-        warn!(remaining = hub.num_clients(), "drain deadline passed");
+    // In this order, with no await between: a client that sees readiness off
+    // finds the listener closing and registration refused.
+    let drain = Drain::begin(&hub);
+    stop_accepting.cancel();
+    probes.draining.store(true, Ordering::SeqCst);
+    info!(
+        sessions = hub.num_sessions(),
+        "shutting down: readiness off, listener closed, draining connections"
+    );
+    let remaining = drain.run(settings.server.drain_spread, deadline).await;
+    if remaining > 0 {
+        warn!(remaining, "drain deadline passed");
     }
     shutdown.cancel();
     let _ = tokio::time::timeout_at(deadline, tasks.wait()).await;
