@@ -1,4 +1,5 @@
-//! The command line: `herald [run]`, `herald check-config`, `herald gentoken`.
+//! The command line: `herald [run]`, `herald check-config`, `herald gentoken`,
+//! `herald selftest`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,22 @@ pub enum Command {
     CheckConfig,
     /// Print a connection token signed with auth.hmac_secret.
     Gentoken(GentokenArgs),
+    /// Check a running deployment end to end: connect, subscribe, publish, receive.
+    Selftest(SelftestArgs),
+}
+
+/// `herald selftest` options.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Base URL of the server API (internal port), e.g. http://herald-publisher:8001.
+    #[arg(long)]
+    pub api: String,
+    /// WebSocket URL, e.g. ws://herald-gateway:8000/connection/websocket.
+    #[arg(long)]
+    pub ws: String,
+    /// How long the whole check may take.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `herald gentoken` options.

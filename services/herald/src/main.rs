@@ -5,6 +5,7 @@
 mod app;
 mod cli;
 mod dev;
+mod selftest;
 mod settings;
 
 use std::process::ExitCode;
@@ -18,12 +19,32 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let settings = match settings::Settings::load(&cli) {
         Ok(s) => s,
+        Err(e) if matches!(cli.command, Some(cli::Command::Selftest(_))) => {
+            eprintln!("herald: selftest failed at configuration: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("herald: invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     match cli.command {
+        Some(cli::Command::Selftest(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(selftest::run(&settings, &args)) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(failure) => {
+                    eprintln!("herald: {failure}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(cli::Command::CheckConfig) => {
             println!(
                 "configuration ok (role {}, engine {})",
