@@ -82,7 +82,7 @@ pub async fn serve(
                 }
             },
         };
-        tokio::spawn(first_request(shared.clone(), stream));
+        shared.gateway.spawn(first_request(shared.clone(), stream));
     }
     // Closing the socket refuses whatever arrives from now on (and resets
     // what waits in the accept queue): clients retry on another node.

@@ -105,6 +105,7 @@ pub async fn stream(
     }
     let mut sse = Sse {
         gauge: gw.metrics.connections.with_label_values(&["sse"]),
+        gw: gw.clone(),
         outbox,
         session: Some(session),
         positions: Positions::new(),
@@ -156,6 +157,7 @@ fn refusal(code: u32, message: &str) -> Response {
 }
 
 struct Sse {
+    gw: Arc<Gateway>,
     outbox: Arc<Outbox>,
     session: Option<Session>,
     positions: Positions,
@@ -169,7 +171,7 @@ impl Drop for Sse {
         self.gauge.dec();
         if let Some(session) = self.session.take() {
             let reason = self.outbox.closing();
-            tokio::spawn(session.close(reason));
+            self.gw.spawn(session.close(reason));
         }
     }
 }

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use herald_node::Role;
 
-use crate::settings::{Role, Settings};
+use crate::settings::Overrides;
 
 /// Herald: real-time notifications over WebSocket, Centrifugo-compatible.
 #[derive(Debug, Parser)]
@@ -17,7 +18,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Role: all, gateway or publisher (overrides server.role).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::value_parser!(Role))]
     pub role: Option<Role>,
     /// Client listener (overrides server.client_addr).
     #[arg(long, global = true)]
@@ -28,6 +29,17 @@ pub struct Cli {
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The flags that override configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            role: self.role,
+            client_addr: self.client_addr,
+            internal_addr: self.internal_addr,
+        }
+    }
 }
 
 /// Subcommands.
@@ -69,20 +81,4 @@ pub struct GentokenArgs {
     /// Extra server-side channels, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
-}
-
-/// Mints a token for `herald gentoken`.
-pub fn gentoken(settings: &Settings, args: &GentokenArgs) -> Result<String, String> {
-    let secret = settings
-        .auth
-        .hmac_secret
-        .as_deref()
-        .ok_or("gentoken needs auth.hmac_secret (HERALD_AUTH__HMAC_SECRET)")?;
-    let ttl = (!args.ttl.is_zero()).then_some(args.ttl);
-    Ok(herald_core::auth::mint_connect(
-        secret,
-        &args.user,
-        ttl,
-        args.channels.clone(),
-    ))
 }
