@@ -102,7 +102,9 @@ async fn sigterm_drains_clients_with_reconnect_advice_and_exits() {
 
 #[tokio::test]
 async fn dev_mode_serves_demo_tokens_and_refuses_split_roles() {
-    let h = Herald::spawn(BIN, &[("HERALD_API__KEY", "devkey")]).unwrap();
+    let h = Herald::spawn(BIN, &[("HERALD_API__KEY", "devkey")])
+        .await
+        .unwrap();
     h.wait_ready().await.unwrap();
     let page = reqwest::get(format!("http://{}/", h.client_addr))
         .await
