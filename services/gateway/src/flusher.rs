@@ -36,10 +36,9 @@ impl Flushers {
         let shards = (0..count.max(1))
             .map(|_| {
                 let shard = Arc::new(Shard::default());
-                tasks.spawn(tokio::task::unconstrained(run(
-                    shard.clone(),
-                    cancel.clone(),
-                )));
+                // A token each: flushers going idle never contend on one lock.
+                let cancel = cancel.child_token();
+                tasks.spawn(tokio::task::unconstrained(run(shard.clone(), cancel)));
                 shard
             })
             .collect();

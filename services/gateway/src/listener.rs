@@ -49,7 +49,8 @@ struct Shared {
     router: Router,
     http: http1::Builder,
     connections: TaskTracker,
-    shutdown: CancellationToken,
+    /// Cancelled when the node begins draining.
+    stop: CancellationToken,
 }
 
 /// Serves `router` (and WebSocket upgrades for `gateway`) on `listener` until
@@ -68,7 +69,7 @@ pub async fn serve(
         router,
         http,
         connections: TaskTracker::new(),
-        shutdown: stop.clone(),
+        stop: stop.clone(),
     });
     loop {
         let stream = tokio::select! {
@@ -105,7 +106,7 @@ enum First {
 }
 
 /// Reads an accepted connection's first request and hands the connection on:
-/// to a WebSocket task, or to an HTTP task that the shutdown waits for.
+/// to a WebSocket task, or to an HTTP task that stopping waits for.
 async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut buf = Vec::new();
     let first = tokio::select! {
@@ -113,7 +114,7 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
             HEADER_READ_TIMEOUT,
             read_first(&mut stream, &mut buf, &shared.gateway),
         ) => first,
-        () = shared.shutdown.cancelled() => return,
+        () = shared.stop.cancelled() => return,
     };
     match first {
         Ok(Ok(First::WebSocket { accepted, head })) => {
@@ -165,7 +166,7 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
     }
 }
 
-/// Serves HTTP/1.1 on `io` until the client is done or shutdown has finished it.
+/// Serves HTTP/1.1 on `io` until the client is done or stopping has finished it.
 async fn serve_http(shared: Arc<Shared>, io: Prefixed) {
     let service = TowerToHyperService::new(shared.router.clone());
     let connection = shared
@@ -175,7 +176,7 @@ async fn serve_http(shared: Arc<Shared>, io: Prefixed) {
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = shared.shutdown.cancelled() => {
+        () = shared.stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
