@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::channel::Channel;
 use crate::control::{self, NodeInfo};
@@ -166,18 +167,32 @@ macro_rules! dispatch {
 }
 
 impl Engine {
-    /// Starts the configured engine, delivering to `handler`.
+    /// Starts the configured engine, delivering to `handler`; its background
+    /// tasks run until [`Engine::close`].
     pub async fn start(
         config: &Config,
         handler: Arc<dyn Handler>,
         metrics: crate::Metrics,
     ) -> Result<Engine, EngineError> {
+        Engine::start_under(config, handler, metrics, &CancellationToken::new()).await
+    }
+
+    /// Starts the configured engine, delivering to `handler`; its background
+    /// tasks stop on a child of `parent` (or at [`Engine::close`], which must
+    /// still be called to release connections).
+    pub async fn start_under(
+        config: &Config,
+        handler: Arc<dyn Handler>,
+        metrics: crate::Metrics,
+        parent: &CancellationToken,
+    ) -> Result<Engine, EngineError> {
+        let cancel = parent.child_token();
         if config.is_redis() {
             Ok(Engine::Redis(
-                redis::Redis::start(config, handler, metrics).await?,
+                redis::Redis::start(config, handler, metrics, cancel).await?,
             ))
         } else {
-            Ok(Engine::Memory(memory::Memory::new(handler)))
+            Ok(Engine::Memory(memory::Memory::start(handler, cancel)))
         }
     }
 

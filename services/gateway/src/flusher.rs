@@ -9,6 +9,8 @@
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::outbox::Outbox;
 
@@ -28,12 +30,14 @@ pub struct Shard {
 }
 
 impl Flushers {
-    /// Starts `count` flusher tasks on the current runtime.
-    pub fn start(count: usize) -> Flushers {
+    /// Starts `count` flusher tasks on `tasks`; they stop on `cancel`.
+    pub fn start(count: usize, tasks: &TaskTracker, cancel: &CancellationToken) -> Flushers {
         let shards = (0..count.max(1))
             .map(|_| {
                 let shard = Arc::new(Shard::default());
-                tokio::spawn(tokio::task::unconstrained(run(shard.clone())));
+                // A token each: flushers going idle never contend on one lock.
+                let cancel = cancel.child_token();
+                tasks.spawn(tokio::task::unconstrained(run(shard.clone(), cancel)));
                 shard
             })
             .collect();
@@ -58,10 +62,17 @@ impl Shard {
     }
 }
 
-async fn run(shard: Arc<Shard>) {
+async fn run(shard: Arc<Shard>, cancel: CancellationToken) {
+    // Made once: the wake-up path polls only `notified` while work comes in.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     let mut round = Vec::new();
     loop {
-        shard.wake.notified().await;
+        tokio::select! {
+            biased;
+            () = shard.wake.notified() => {}
+            () = &mut cancelled => return,
+        }
         loop {
             std::mem::swap(&mut round, &mut *shard.dirty.lock().expect("poisoned"));
             if round.is_empty() {

@@ -1,12 +1,15 @@
 //! The hub: this node's connections and their channel subscriptions, sharded
 //! by key so that no global lock sits on the fan-out path. It is the engine's
 //! [`Handler`]: a publication is encoded once and the same buffer is queued to
-//! every local subscriber.
+//! every local subscriber. It also knows when the node drains: sessions
+//! that would register after the drain began are refused, and
+//! [`Hub::drained`] resolves when the last session has ended.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -17,6 +20,7 @@ use herald_core::publication::{
     encode_join_push, encode_leave_push, encode_publication_push, ClientInfo, Publication,
 };
 use herald_core::Metrics;
+use tokio::sync::Notify;
 
 use crate::outbox::Outbox;
 use crate::subscribers::Subscribers;
@@ -35,10 +39,22 @@ struct Member {
 pub struct Hub {
     channels: Vec<RwLock<HashMap<Arc<str>, Subscribers>>>,
     users: Vec<Mutex<HashMap<Arc<str>, Vec<Member>>>>,
+    /// Sessions not registered under a user yet (no `connect` so far), by connection.
+    pending: Vec<Mutex<HashMap<u64, Arc<Outbox>>>>,
+    /// Open sessions, registered or not.
+    live: AtomicUsize,
+    /// Woken when `live` drops to zero.
+    emptied: Notify,
+    /// Set once, when the drain begins; read under the shard locks it guards.
+    draining: AtomicBool,
     metrics: Metrics,
     uid: String,
     name: String,
     started: Instant,
+}
+
+fn pending_shard(conn: u64) -> usize {
+    (conn % SHARDS as u64) as usize
 }
 
 fn shard<K: Hash + ?Sized>(key: &K) -> usize {
@@ -53,6 +69,10 @@ impl Hub {
         Hub {
             channels: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             users: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            pending: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            live: AtomicUsize::new(0),
+            emptied: Notify::new(),
+            draining: AtomicBool::new(false),
             metrics,
             uid: uuid::Uuid::new_v4().to_string(),
             name,
@@ -97,9 +117,36 @@ impl Hub {
         false
     }
 
-    /// Registers a connected session under its user (empty for anonymous).
-    pub fn add_session(&self, user: &Arc<str>, conn: u64, client: Arc<str>, outbox: Arc<Outbox>) {
+    /// Counts a new connection's session and keeps its outbox within the
+    /// drain's reach until it registers. During a drain the session is told
+    /// to go at once. Pair with [`Hub::end_session`].
+    pub fn open_session(&self, conn: u64, outbox: &Arc<Outbox>) {
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let mut pending = self.pending[pending_shard(conn)].lock().expect("poisoned");
+        if self.draining.load(Ordering::SeqCst) {
+            drop(pending);
+            outbox.close(Disconnect::SHUTDOWN);
+            return;
+        }
+        pending.insert(conn, outbox.clone());
+    }
+
+    /// Registers a connected session under its user (empty for anonymous);
+    /// false once the drain has begun: the session must close with
+    /// [`Disconnect::SHUTDOWN`] instead.
+    pub fn add_session(
+        &self,
+        user: &Arc<str>,
+        conn: u64,
+        client: Arc<str>,
+        outbox: Arc<Outbox>,
+    ) -> bool {
         let mut shard = self.users[shard(&**user)].lock().expect("poisoned");
+        // Checked under the lock the drain's snapshot takes: a session either
+        // is in the snapshot or sees the flag.
+        if self.draining.load(Ordering::SeqCst) {
+            return false;
+        }
         let members = shard.entry(user.clone()).or_default();
         if members.is_empty() {
             // Most users have one connection per node: no room for more until a second comes.
@@ -110,20 +157,73 @@ impl Hub {
             client,
             outbox,
         });
+        drop(shard);
+        self.pending[pending_shard(conn)]
+            .lock()
+            .expect("poisoned")
+            .remove(&conn);
+        true
     }
 
-    /// Forgets a session.
-    pub fn remove_session(&self, user: &str, conn: u64) {
-        let mut shard = self.users[shard(user)].lock().expect("poisoned");
-        if let Some(members) = shard.get_mut(user) {
-            members.retain(|m| m.conn != conn);
-            if members.is_empty() {
-                shard.remove(user);
+    /// Forgets a session opened with [`Hub::open_session`]: registered under
+    /// `user`, or still pending when `None`.
+    pub fn end_session(&self, user: Option<&str>, conn: u64) {
+        match user {
+            Some(user) => {
+                let mut shard = self.users[shard(user)].lock().expect("poisoned");
+                if let Some(members) = shard.get_mut(user) {
+                    members.retain(|m| m.conn != conn);
+                    if members.is_empty() {
+                        shard.remove(user);
+                    }
+                }
             }
+            None => {
+                let mut pending = self.pending[pending_shard(conn)].lock().expect("poisoned");
+                pending.remove(&conn);
+            }
+        }
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.emptied.notify_waiters();
         }
     }
 
-    /// Every session's outbox (for draining).
+    /// Begins the drain: from now on no session registers (see
+    /// [`Hub::add_session`]). Returns every open session's outbox.
+    pub fn start_drain(&self) -> Vec<Arc<Outbox>> {
+        self.draining.store(true, Ordering::SeqCst);
+        let mut outboxes = self.all_sessions();
+        for shard in &self.pending {
+            outboxes.extend(shard.lock().expect("poisoned").values().cloned());
+        }
+        outboxes
+    }
+
+    /// Whether the drain has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once no session is open (at once when none is).
+    pub async fn drained(&self) {
+        loop {
+            let emptied = self.emptied.notified();
+            tokio::pin!(emptied);
+            // Registered before the check: a drop to zero right after it still wakes us.
+            emptied.as_mut().enable();
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            emptied.await;
+        }
+    }
+
+    /// Sessions open now, registered or not.
+    pub fn num_sessions(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Every registered session's outbox.
     pub fn all_sessions(&self) -> Vec<Arc<Outbox>> {
         self.users
             .iter()
@@ -282,5 +382,43 @@ mod tests {
         assert!(!hub.unsubscribe("stock:A", 1));
         assert!(hub.unsubscribe("stock:A", 2));
         assert!(!hub.has_subscribers("stock:A"));
+    }
+
+    #[tokio::test]
+    async fn a_draining_hub_refuses_registration_and_reports_the_last_session() {
+        let hub = Arc::new(Hub::new("n".into(), Metrics::new()));
+        let user: Arc<str> = Arc::from("u");
+        let (registered, pending) = (Outbox::new(4), Outbox::new(4));
+        hub.open_session(1, &registered);
+        assert!(hub.add_session(&user, 1, Arc::from("c1"), registered.clone()));
+        hub.open_session(2, &pending);
+
+        let drained = hub.start_drain();
+        assert_eq!(
+            drained.len(),
+            2,
+            "registered and pending sessions are drained"
+        );
+        assert!(!hub.add_session(&user, 2, Arc::from("c2"), pending.clone()));
+        let late = Outbox::new(4);
+        hub.open_session(3, &late);
+        assert_eq!(
+            late.closing(),
+            Some(Disconnect::SHUTDOWN),
+            "told to go at once"
+        );
+        hub.end_session(None, 3);
+        hub.end_session(None, 2);
+
+        let waiter = hub.clone();
+        let waiting = tokio::spawn(async move { waiter.drained().await });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one session is still open");
+        hub.end_session(Some("u"), 1);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiting)
+            .await
+            .expect("woken by the last session's end")
+            .unwrap();
+        assert_eq!((hub.num_sessions(), hub.num_clients()), (0, 0));
     }
 }

@@ -17,6 +17,7 @@ pub mod sse;
 mod subscribers;
 pub mod ws;
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -25,28 +26,43 @@ use axum::Router;
 use herald_core::auth::{self, Verifier};
 use herald_core::namespace::Namespaces;
 use herald_core::{Engine, Metrics};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 pub use hub::Hub;
 
-/// Everything sessions of this node share.
-pub struct Gateway {
-    /// Client settings.
-    pub config: Config,
+/// What a gateway shares with the rest of its node.
+pub struct Parts {
     /// Local connections and subscriptions.
     pub hub: Arc<Hub>,
     /// The engine.
     pub engine: Arc<Engine>,
-    /// Token verification.
-    pub verifier: Verifier,
     /// Channel options.
     pub namespaces: Namespaces,
     /// Metrics.
     pub metrics: Metrics,
+    /// Owns every task the gateway spawns: connections and flushers.
+    pub tasks: TaskTracker,
+    /// Stops the gateway's long-lived tasks (the flushers); connections end
+    /// through the drain (see [`drain`]).
+    pub cancel: CancellationToken,
+}
+
+/// Everything sessions of this node share.
+pub struct Gateway {
+    pub(crate) config: Config,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) verifier: Verifier,
+    pub(crate) namespaces: Namespaces,
+    pub(crate) metrics: Metrics,
     /// Browser origins allowed to connect (`*`: any).
-    pub allowed_origins: Vec<String>,
+    allowed_origins: Vec<String>,
     /// Connections without a token are anonymous.
-    pub anonymous: bool,
+    pub(crate) anonymous: bool,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
     next_conn: AtomicU64,
     flushers: OnceLock<flusher::Flushers>,
 }
@@ -56,37 +72,41 @@ impl Gateway {
     pub fn new(
         config: Config,
         auth: &auth::Config,
-        namespaces: Namespaces,
-        hub: Arc<Hub>,
-        engine: Arc<Engine>,
-        metrics: Metrics,
+        parts: Parts,
     ) -> Result<Gateway, auth::AuthError> {
         Ok(Gateway {
             config,
             verifier: Verifier::new(auth)?,
             allowed_origins: auth.allowed_origins.clone(),
             anonymous: auth.anonymous,
-            hub,
-            engine,
-            namespaces,
-            metrics,
+            hub: parts.hub,
+            engine: parts.engine,
+            namespaces: parts.namespaces,
+            metrics: parts.metrics,
+            tasks: parts.tasks,
+            cancel: parts.cancel,
             next_conn: AtomicU64::new(1),
             flushers: OnceLock::new(),
         })
     }
 
+    /// Runs `task` on the node's tracker (connections, and work they leave behind).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
     /// A process-unique connection number.
-    pub fn next_conn(&self) -> u64 {
+    pub(crate) fn next_conn(&self) -> u64 {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
     /// The flusher that writes connection `conn`'s frames (started with the first
     /// WebSocket, one per CPU).
-    pub fn flusher(&self, conn: u64) -> Arc<flusher::Shard> {
+    pub(crate) fn flusher(&self, conn: u64) -> Arc<flusher::Shard> {
         self.flushers
             .get_or_init(|| {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                flusher::Flushers::start(threads)
+                flusher::Flushers::start(threads, &self.tasks, &self.cancel)
             })
             .shard(conn)
     }

@@ -7,9 +7,11 @@
 //! ([`crate::prefixed`]); a WebSocket upgrade hyper serves later on a
 //! kept-alive connection still gets its `TcpStream` back (see [`crate::ws`]).
 //!
-//! Shutdown: stop accepting, ask every connection still speaking HTTP to
-//! finish its response and close, and return once they have. Upgraded
-//! WebSockets and SSE streams are closed by the drain, not here.
+//! Stopping (when the node begins draining): the listening socket is closed
+//! at once, so new connections are refused and a balancer moves on; every
+//! connection still speaking HTTP finishes its response and closes, and
+//! `serve` returns once they have. Upgraded WebSockets and SSE streams are
+//! closed by the drain, not here.
 
 use std::io;
 use std::sync::Arc;
@@ -47,16 +49,17 @@ struct Shared {
     router: Router,
     http: http1::Builder,
     connections: TaskTracker,
-    shutdown: CancellationToken,
+    /// Cancelled when the node begins draining.
+    stop: CancellationToken,
 }
 
 /// Serves `router` (and WebSocket upgrades for `gateway`) on `listener` until
-/// `shutdown` is cancelled and the connections still in HTTP have finished.
+/// `stop` is cancelled and the connections still in HTTP have finished.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     router: Router,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -66,10 +69,12 @@ pub async fn serve(
         router,
         http,
         connections: TaskTracker::new(),
-        shutdown: shutdown.clone(),
+        stop: stop.clone(),
     });
     loop {
         let stream = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
@@ -77,10 +82,11 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = shutdown.cancelled() => break,
         };
-        tokio::spawn(first_request(shared.clone(), stream));
+        shared.gateway.spawn(first_request(shared.clone(), stream));
     }
+    // Closing the socket refuses whatever arrives from now on (and resets
+    // what waits in the accept queue): clients retry on another node.
     drop(listener);
     shared.connections.close();
     shared.connections.wait().await;
@@ -100,7 +106,7 @@ enum First {
 }
 
 /// Reads an accepted connection's first request and hands the connection on:
-/// to a WebSocket task, or to an HTTP task that the shutdown waits for.
+/// to a WebSocket task, or to an HTTP task that stopping waits for.
 async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
     let mut buf = Vec::new();
     let first = tokio::select! {
@@ -108,7 +114,7 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
             HEADER_READ_TIMEOUT,
             read_first(&mut stream, &mut buf, &shared.gateway),
         ) => first,
-        () = shared.shutdown.cancelled() => return,
+        () = shared.stop.cancelled() => return,
     };
     match first {
         Ok(Ok(First::WebSocket { accepted, head })) => {
@@ -160,7 +166,7 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
     }
 }
 
-/// Serves HTTP/1.1 on `io` until the client is done or shutdown has finished it.
+/// Serves HTTP/1.1 on `io` until the client is done or stopping has finished it.
 async fn serve_http(shared: Arc<Shared>, io: Prefixed) {
     let service = TowerToHyperService::new(shared.router.clone());
     let connection = shared
@@ -170,7 +176,7 @@ async fn serve_http(shared: Arc<Shared>, io: Prefixed) {
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
-        () = shared.shutdown.cancelled() => {
+        () = shared.stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }

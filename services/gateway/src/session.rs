@@ -60,8 +60,10 @@ impl Session {
         let first_ping = interval / 2 + interval.mul_f64(rng.random::<f64>() / 2.0);
         // A v4 id from the thread's generator: `Uuid::new_v4` would make a getrandom call per connection.
         let client = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
+        let conn = gw.next_conn();
+        gw.hub.open_session(conn, &outbox);
         Session {
-            conn: gw.next_conn(),
+            conn,
             client: Arc::from(client.to_string()),
             connect_deadline: now + gw.config.stale_timeout,
             next_ping: now + first_ping,
@@ -163,15 +165,17 @@ impl Session {
             }
         };
         let user: Arc<str> = Arc::from(claims.sub.as_str());
+        let hub = &self.gw.hub;
+        if !hub.add_session(&user, self.conn, self.client.clone(), self.outbox.clone()) {
+            // The node began draining after this connection was accepted.
+            return Err(Disconnect::SHUTDOWN);
+        }
         self.user = Some(user.clone());
         self.conn_info = claims
             .info
             .as_ref()
             .and_then(|v| serde_json::value::to_raw_value(v).ok());
         self.expires_at = claims.exp;
-        self.gw
-            .hub
-            .add_session(&user, self.conn, self.client.clone(), self.outbox.clone());
 
         let mut channels: Vec<String> = Vec::new();
         if !user.is_empty() {
@@ -328,7 +332,8 @@ impl Session {
         Ok(())
     }
 
-    /// Leaves every channel and deregisters; call once when the connection ends.
+    /// Leaves every channel and deregisters (the hub forgets the session when
+    /// it drops); call once when the connection ends.
     pub async fn close(mut self, reason: Option<Disconnect>) {
         let code = reason.unwrap_or(Disconnect::NORMAL).code;
         self.gw
@@ -339,9 +344,6 @@ impl Session {
         let channels: Vec<Arc<str>> = self.subs.keys().cloned().collect();
         for channel in channels {
             self.leave(&channel).await;
-        }
-        if let Some(user) = &self.user {
-            self.gw.hub.remove_session(user, self.conn);
         }
     }
 
@@ -363,6 +365,12 @@ impl Session {
     /// The outbox.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.gw.hub.end_session(self.user.as_deref(), self.conn);
     }
 }
 

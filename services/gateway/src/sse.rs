@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_core::protocol::command::{ConnectRequest, SubscribeRequest};
-use herald_core::protocol::Request;
+use herald_core::protocol::{Disconnect, Request};
 use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::Value;
@@ -105,6 +105,7 @@ pub async fn stream(
     }
     let mut sse = Sse {
         gauge: gw.metrics.connections.with_label_values(&["sse"]),
+        gw: gw.clone(),
         outbox,
         session: Some(session),
         positions: Positions::new(),
@@ -112,8 +113,12 @@ pub async fn stream(
         done: false,
     };
     sse.gauge.inc();
-    if let Err(reason) = outcome {
-        return refusal(u32::from(reason.code), reason.reason);
+    match outcome {
+        // A drain began: the stream opens only to say so, and the browser's
+        // reconnect finds another node (an HTTP error would stop `EventSource`).
+        Err(reason) if reason == Disconnect::SHUTDOWN => sse.outbox.close(reason),
+        Err(reason) => return refusal(u32::from(reason.code), reason.reason),
+        Ok(()) => {}
     }
     let mut first = BytesMut::new();
     for frame in sse.outbox.take_frames() {
@@ -152,6 +157,7 @@ fn refusal(code: u32, message: &str) -> Response {
 }
 
 struct Sse {
+    gw: Arc<Gateway>,
     outbox: Arc<Outbox>,
     session: Option<Session>,
     positions: Positions,
@@ -165,7 +171,7 @@ impl Drop for Sse {
         self.gauge.dec();
         if let Some(session) = self.session.take() {
             let reason = self.outbox.closing();
-            tokio::spawn(session.close(reason));
+            self.gw.spawn(session.close(reason));
         }
     }
 }

@@ -68,9 +68,10 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
     };
     // The session gets a task of its own, as in `serve_upgraded`: this one
     // would keep the upgrade's state beside the session's for its whole life.
-    tokio::spawn(async move {
+    let session_gw = gw.clone();
+    gw.spawn(async move {
         if let Some((stream, decoder)) = upgraded(on_upgrade).await {
-            tokio::spawn(run(gw, stream, decoder));
+            session_gw.spawn(run(session_gw.clone(), stream, decoder));
         }
     });
     accepted.into_response()
@@ -92,7 +93,7 @@ pub async fn serve_upgraded(
         debug!(error = %e, "WebSocket upgrade response not written");
         return;
     }
-    tokio::spawn(run(gw, stream, decoder));
+    gw.spawn(run(gw.clone(), stream, decoder));
 }
 
 /// The read side of an upgraded socket with its decoder state.

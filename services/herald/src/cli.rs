@@ -1,12 +1,14 @@
-//! The command line: `herald [run]`, `herald check-config`, `herald gentoken`.
+//! The command line: `herald [run]`, `herald check-config`, `herald gentoken`,
+//! `herald selftest`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use herald_node::Role;
 
-use crate::settings::{Role, Settings};
+use crate::settings::Overrides;
 
 /// Herald: real-time notifications over WebSocket, Centrifugo-compatible.
 #[derive(Debug, Parser)]
@@ -16,7 +18,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Role: all, gateway or publisher (overrides server.role).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::value_parser!(Role))]
     pub role: Option<Role>,
     /// Client listener (overrides server.client_addr).
     #[arg(long, global = true)]
@@ -29,6 +31,17 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+impl Cli {
+    /// The flags that override configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            role: self.role,
+            client_addr: self.client_addr,
+            internal_addr: self.internal_addr,
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -38,6 +51,22 @@ pub enum Command {
     CheckConfig,
     /// Print a connection token signed with auth.hmac_secret.
     Gentoken(GentokenArgs),
+    /// Check a running deployment end to end: connect, subscribe, publish, receive.
+    Selftest(SelftestArgs),
+}
+
+/// `herald selftest` options.
+#[derive(Debug, Args)]
+pub struct SelftestArgs {
+    /// Base URL of the server API (internal port), e.g. http://herald-publisher:8001.
+    #[arg(long)]
+    pub api: String,
+    /// WebSocket URL, e.g. ws://herald-gateway:8000/connection/websocket.
+    #[arg(long)]
+    pub ws: String,
+    /// How long the whole check may take.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 /// `herald gentoken` options.
@@ -52,20 +81,4 @@ pub struct GentokenArgs {
     /// Extra server-side channels, comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub channels: Vec<String>,
-}
-
-/// Mints a token for `herald gentoken`.
-pub fn gentoken(settings: &Settings, args: &GentokenArgs) -> Result<String, String> {
-    let secret = settings
-        .auth
-        .hmac_secret
-        .as_deref()
-        .ok_or("gentoken needs auth.hmac_secret (HERALD_AUTH__HMAC_SECRET)")?;
-    let ttl = (!args.ttl.is_zero()).then_some(args.ttl);
-    Ok(herald_core::auth::mint_connect(
-        secret,
-        &args.user,
-        ttl,
-        args.channels.clone(),
-    ))
 }

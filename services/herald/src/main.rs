@@ -1,30 +1,58 @@
 //! `herald`: the binary. Parses the command line, loads configuration, sets up
-//! logging and runs the chosen roles until SIGTERM/SIGINT. Everything else
-//! lives in the libraries.
+//! logging, binds the listeners and runs a [`herald_node::Node`] until
+//! SIGTERM/SIGINT. Everything else lives in the libraries.
 
-mod app;
 mod cli;
 mod dev;
+mod selftest;
 mod settings;
 
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
+use herald_node::{Listeners, Node};
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::{Cli, Command};
+use crate::settings::Settings;
 
 /// Exit code for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    let settings = match settings::Settings::load(&cli) {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), &cli.overrides()) {
         Ok(s) => s,
+        Err(e) if matches!(cli.command, Some(Command::Selftest(_))) => {
+            eprintln!("herald: selftest failed at configuration: {e}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("herald: invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
     match cli.command {
-        Some(cli::Command::CheckConfig) => {
+        Some(Command::Selftest(args)) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(selftest::run(&settings, &args)) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(failure) => {
+                    eprintln!("herald: {failure}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Some(Command::CheckConfig) => {
             println!(
                 "configuration ok (role {}, engine {})",
                 settings.server.role,
@@ -32,20 +60,20 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Some(cli::Command::Gentoken(args)) => match cli::gentoken(&settings, &args) {
-            Ok(token) => {
-                println!("{token}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("herald: {e}");
-                ExitCode::from(EXIT_CONFIG)
-            }
-        },
-        None | Some(cli::Command::Run) => {
+        Some(Command::Gentoken(args)) => {
+            let Some(secret) = settings.auth.hmac_secret.as_deref() else {
+                eprintln!("herald: gentoken needs auth.hmac_secret (HERALD_AUTH__HMAC_SECRET)");
+                return ExitCode::from(EXIT_CONFIG);
+            };
+            let ttl = (!args.ttl.is_zero()).then_some(args.ttl);
+            let token = herald_core::auth::mint_connect(secret, &args.user, ttl, args.channels);
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        None | Some(Command::Run) => {
             init_logging();
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(app::run(settings)) {
+            match runtime.block_on(run(settings)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "herald stopped");
@@ -57,16 +85,57 @@ fn main() -> ExitCode {
     }
 }
 
+/// Binds the listeners and runs the node until SIGTERM or SIGINT.
+async fn run(mut settings: Settings) -> anyhow::Result<()> {
+    if settings.dev_mode {
+        dev::prepare(&mut settings);
+    }
+    // Installed before anything listens: a SIGTERM from then on drains.
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let stop = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    let server = &settings.server;
+    let internal = bind(server.internal_addr, "server.internal_addr")?;
+    let client = if server.role.has_gateway() {
+        Some(bind(server.client_addr, "server.client_addr")?)
+    } else {
+        None
+    };
+    let config = settings.node_config(host_name);
+    let node = Node::start(config, Listeners { client, internal }).await?;
+    if let (true, Some(client)) = (settings.dev_mode, node.client_addr()) {
+        dev::announce(client, node.internal_addr(), &settings);
+    }
+    node.run(stop).await;
+    Ok(())
+}
+
+fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    herald_node::bind(addr).with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HERALD_LOG_FORMAT").is_ok_and(|v| v == "json");
+    // Colours only for a person at a terminal, never in collected logs.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "herald".into())
 }

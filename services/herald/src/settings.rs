@@ -3,49 +3,25 @@
 //! library owns its section; this module composes and validates them.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use herald_core::namespace::{self, Namespaces};
 use herald_core::{auth, engine};
+use herald_node::Role;
 use serde::Deserialize;
 
-use crate::cli::Cli;
-
-/// Which parts of Herald a process runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Gateway and publisher.
-    All,
-    /// Client connections only.
-    Gateway,
-    /// Server API only.
-    Publisher,
-}
-
-impl Role {
-    /// Whether client connections are served.
-    pub fn has_gateway(self) -> bool {
-        matches!(self, Role::All | Role::Gateway)
-    }
-
-    /// Whether the server API is served.
-    pub fn has_publisher(self) -> bool {
-        matches!(self, Role::All | Role::Publisher)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Role::All => "all",
-            Role::Gateway => "gateway",
-            Role::Publisher => "publisher",
-        })
-    }
+/// Command-line values that override every other layer.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    /// `server.role`.
+    pub role: Option<Role>,
+    /// `server.client_addr`.
+    pub client_addr: Option<SocketAddr>,
+    /// `server.internal_addr`.
+    pub internal_addr: Option<SocketAddr>,
 }
 
 /// The `[server]` section.
@@ -115,10 +91,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Loads and validates every layer.
-    pub fn load(cli: &Cli) -> Result<Settings, String> {
+    /// Loads and validates every layer: `file` (TOML), the environment, `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, String> {
         let mut builder = Config::builder();
-        if let Some(path) = &cli.config {
+        if let Some(path) = file {
             let path = path.to_str().ok_or("--config: path is not UTF-8")?;
             builder = builder.add_source(File::new(path, FileFormat::Toml));
         }
@@ -128,17 +104,17 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true),
         );
-        if let Some(role) = cli.role {
+        if let Some(role) = overrides.role {
             builder = builder
                 .set_override("server.role", role.to_string())
                 .map_err(|e| e.to_string())?;
         }
-        if let Some(a) = cli.client_addr {
+        if let Some(a) = overrides.client_addr {
             builder = builder
                 .set_override("server.client_addr", a.to_string())
                 .map_err(|e| e.to_string())?;
         }
-        if let Some(a) = cli.internal_addr {
+        if let Some(a) = overrides.internal_addr {
             builder = builder
                 .set_override("server.internal_addr", a.to_string())
                 .map_err(|e| e.to_string())?;
@@ -196,12 +172,22 @@ impl Settings {
 
     /// The engine's name for messages.
     pub fn engine_name(&self) -> &'static str {
-        if !self.engine.redis_cluster.is_empty() {
-            "redis cluster"
-        } else if self.engine.redis_url.is_some() {
-            "redis"
-        } else {
-            "memory"
+        herald_node::engine_name(&self.engine)
+    }
+
+    /// What the node runs with (`name` when `server.name` is unset).
+    pub fn node_config(&self, name: impl FnOnce() -> String) -> herald_node::Config {
+        herald_node::Config {
+            role: self.server.role,
+            name: self.server.name.clone().unwrap_or_else(name),
+            drain_spread: self.server.drain_spread,
+            drain_timeout: self.server.drain_timeout,
+            engine: self.engine.clone(),
+            auth: self.auth.clone(),
+            api: self.api.clone(),
+            client: self.client.clone(),
+            namespaces: self.namespaces(),
+            dev: self.dev_mode,
         }
     }
 

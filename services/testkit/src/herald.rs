@@ -1,5 +1,7 @@
-//! A real `herald` process on free loopback ports, with helpers for its server
-//! API, tokens and probes. Killed on drop; its log is kept in a temp file.
+//! A real `herald` process on loopback ports it picks itself (it binds port 0
+//! and logs the addresses it got, which the kit reads: no port is released
+//! and reused), with helpers for its server API, tokens and probes. Killed on
+//! drop; its log is kept in a temp file.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -17,7 +19,7 @@ pub const API_KEY: &str = "test-api-key";
 /// A running herald.
 pub struct Herald {
     child: Child,
-    /// Client listener, `127.0.0.1:port`.
+    /// Client listener, `127.0.0.1:port` (empty for role publisher).
     pub client_addr: String,
     /// Internal listener.
     pub internal_addr: String,
@@ -25,13 +27,8 @@ pub struct Herald {
     http: reqwest::Client,
 }
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+/// How long a starting process may take to report its listeners.
+const LISTENING_WITHIN: Duration = Duration::from_secs(10);
 
 impl Herald {
     /// Starts `bin` with the test secret and key plus `env`, ready when `/readyz` answers 200.
@@ -41,22 +38,21 @@ impl Herald {
             ("HERALD_API__KEY", API_KEY),
         ];
         all.extend_from_slice(env);
-        let herald = Herald::spawn(bin, &all)?;
+        let herald = Herald::spawn(bin, &all).await?;
         herald.wait_ready().await?;
         Ok(herald)
     }
 
-    /// Spawns `bin` with exactly `env` (plus free listener addresses) without waiting.
-    pub fn spawn(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> anyhow::Result<Herald> {
-        let client_addr = format!("127.0.0.1:{}", free_port());
-        let internal_addr = format!("127.0.0.1:{}", free_port());
+    /// Spawns `bin` with exactly `env` (plus port-0 listener addresses) and
+    /// waits until it reports its listeners, not until it is ready.
+    pub async fn spawn(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> anyhow::Result<Herald> {
         let log = tempfile::NamedTempFile::new()?;
         let mut cmd = Command::new(bin.as_ref());
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
-            .env("HERALD_SERVER__CLIENT_ADDR", &client_addr)
-            .env("HERALD_SERVER__INTERNAL_ADDR", &internal_addr)
+            .env("HERALD_SERVER__CLIENT_ADDR", "127.0.0.1:0")
+            .env("HERALD_SERVER__INTERNAL_ADDR", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.reopen()?)
@@ -65,13 +61,33 @@ impl Herald {
         let child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", bin.as_ref().display()))?;
-        Ok(Herald {
+        let mut herald = Herald {
             child,
-            client_addr,
-            internal_addr,
+            client_addr: String::new(),
+            internal_addr: String::new(),
             log,
             http: reqwest::Client::new(),
-        })
+        };
+        let deadline = tokio::time::Instant::now() + LISTENING_WITHIN;
+        loop {
+            if let Some((client, internal)) = listening(&herald.log()) {
+                (herald.client_addr, herald.internal_addr) = (client, internal);
+                return Ok(herald);
+            }
+            if let Some(status) = herald.child.try_wait()? {
+                bail!(
+                    "herald exited ({status}) before listening; log:\n{}",
+                    herald.log()
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "herald reported no listeners within {LISTENING_WITHIN:?}; log:\n{}",
+                    herald.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits until `/readyz` answers 200 (10 s at most).
@@ -185,6 +201,26 @@ impl Herald {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+}
+
+/// The client (empty when absent) and internal addresses from the node's
+/// `listening` log line, plain (`client=127.0.0.1:41234 internal=...`) or JSON.
+fn listening(log: &str) -> Option<(String, String)> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("listening") && l.contains("internal"))?;
+    if let Ok(json) = serde_json::from_str::<Value>(line) {
+        let field = |name: &str| json["fields"][name].as_str().unwrap_or_default().to_owned();
+        return Some((field("client"), field("internal")));
+    }
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let internal = field("internal");
+    (!internal.is_empty()).then(|| (field("client"), internal))
 }
 
 /// Seconds since the epoch.

@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use rand::distr::{Alphanumeric, SampleString};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{Handler, History, HistoryQuery, PublishOptions};
 use crate::channel::Channel;
@@ -32,6 +34,9 @@ type Shard<T> = Mutex<HashMap<Arc<str>, T>>;
 /// The memory engine.
 pub struct Memory {
     inner: Arc<Inner>,
+    /// Stops the sweeper.
+    cancel: CancellationToken,
+    tasks: TaskTracker,
 }
 
 struct Inner {
@@ -116,11 +121,14 @@ impl Inner {
     }
 }
 
-async fn run_sweeper(inner: Weak<Inner>) {
+async fn run_sweeper(inner: Weak<Inner>, cancel: CancellationToken) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.tick().await;
     loop {
-        every.tick().await;
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = every.tick() => {}
+        }
         match inner.upgrade() {
             Some(inner) => inner.sweep(),
             None => return,
@@ -129,18 +137,29 @@ async fn run_sweeper(inner: Weak<Inner>) {
 }
 
 impl Memory {
-    /// An empty engine delivering to `handler`; inside a Tokio runtime it also
-    /// sweeps idle streams (the task ends with the engine).
+    /// An empty engine delivering to `handler`, with no background task (idle
+    /// streams are not swept): see [`Memory::start`].
     pub fn new(handler: Arc<dyn Handler>) -> Memory {
-        let inner = Arc::new(Inner {
-            handler,
-            streams: shards(),
-            presence: shards(),
-        });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(run_sweeper(Arc::downgrade(&inner)));
+        Memory {
+            inner: Arc::new(Inner {
+                handler,
+                streams: shards(),
+                presence: shards(),
+            }),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         }
-        Memory { inner }
+    }
+
+    /// An empty engine that also sweeps idle streams, on a task of the current
+    /// runtime that stops on `cancel` or at [`Memory::close`].
+    pub fn start(handler: Arc<dyn Handler>, cancel: CancellationToken) -> Memory {
+        let mut engine = Memory::new(handler);
+        engine.cancel = cancel;
+        let sweeper = run_sweeper(Arc::downgrade(&engine.inner), engine.cancel.clone());
+        engine.tasks.spawn(sweeper);
+        engine.tasks.close();
+        engine
     }
 
     /// See [`super::Engine::publish`].
@@ -278,8 +297,12 @@ impl Memory {
         true
     }
 
-    /// Nothing to close.
-    pub async fn close(&self) {}
+    /// Stops the sweeper.
+    pub async fn close(&self) {
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 #[cfg(test)]
@@ -291,6 +314,17 @@ mod tests {
 
     fn data(n: u64) -> RawJson {
         RawValue::from_string(format!("{{\"n\":{n}}}")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_stops_on_its_token() {
+        let cancel = CancellationToken::new();
+        let engine = Memory::start(Arc::new(NoConnections::default()), cancel.clone());
+        assert_eq!(engine.tasks.len(), 1, "one sweeper");
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(1), engine.tasks.wait())
+            .await
+            .expect("the sweeper stopped");
     }
 
     #[tokio::test]

@@ -40,17 +40,21 @@ pub struct Redis {
     shared: Arc<Shared>,
     subs: Arc<Subscriptions>,
     ready: Arc<AtomicBool>,
+    /// Stops the background tasks (a child of the node's token).
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// Set by the first [`Redis::close`].
+    closed: AtomicBool,
 }
 
 impl Redis {
     /// Connects, subscribes the control and probe channels and starts the
-    /// background tasks; fails if Redis cannot be reached.
+    /// background tasks, which stop on `cancel`; fails if Redis cannot be reached.
     pub async fn start(
         config: &Config,
         handler: Arc<dyn Handler>,
         metrics: crate::Metrics,
+        cancel: CancellationToken,
     ) -> Result<Redis, EngineError> {
         let keys = keys::Keys::new(&config.redis_prefix).map_err(EngineError::Internal)?;
         let (fred_config, cluster) = conn::fred_config(config)?;
@@ -74,7 +78,6 @@ impl Redis {
             uid,
             positions: positions::Positions::new(sync::WORKERS),
         });
-        let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut clients: Vec<(fred::clients::Client, _)> = Vec::with_capacity(SUBSCRIBERS);
         for _ in 0..SUBSCRIBERS {
@@ -98,6 +101,7 @@ impl Redis {
             ready: Arc::new(AtomicBool::new(true)),
             cancel: cancel.clone(),
             tracker: tracker.clone(),
+            closed: AtomicBool::new(false),
         };
         let started = async {
             subs.add_static(0, shared.keys.control(), false).await?;
@@ -279,7 +283,9 @@ impl Redis {
 
     /// Stops the background tasks, removes this node's heartbeat and disconnects.
     pub async fn close(&self) {
-        if self.cancel.is_cancelled() {
+        // The tasks may have stopped already (the node's token is cancelled
+        // first); the heartbeat and the connections are still ours to release.
+        if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
         self.cancel.cancel();
