@@ -137,3 +137,26 @@ test('demo page: reconnects by itself after the server comes back', { timeout: 6
     null, { timeout: 5000 });
   await page.close();
 });
+
+test('demo page: outside dev mode it connects with ?token= from its own origin', { timeout: 30000 }, async () => {
+  // A secret is configured and no origin allow-list: the page served by the gateway itself is
+  // same-origin, so its WebSocket is accepted; the token comes from the URL (`herald gentoken`).
+  const prod = await Herald.start();
+  try {
+    const page = await browser.newPage();
+    const pageErrors = [];
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    await page.goto(`${prod.clientUrl}/?token=${prod.token('carol')}`);
+    await page.waitForFunction(() => document.querySelector('#status')?.textContent.trim() === 'connected',
+      null, { timeout: 10000 });
+    assert.equal((await text(page, '#user')).trim(), 'carol');
+    const api = await prod.api('publish', { channel: 'user:carol', data: { text: 'token from the url' } });
+    assert.equal(api.status, 200, JSON.stringify(api.body));
+    await page.waitForFunction(() => document.querySelector('#personal')?.textContent.includes('token from the url'),
+      null, { timeout: 5000 });
+    assert.deepEqual(pageErrors, [], 'no page errors');
+    await page.close();
+  } finally {
+    await prod.stop();
+  }
+});

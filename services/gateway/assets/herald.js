@@ -300,7 +300,21 @@
 
   function $(id) { return document.getElementById(id); }
 
-  function userFromQuery() {
+  // `?token=<JWT>` (a token from `herald gentoken`) works on any install; without one the page
+  // asks the dev-mode endpoint `/dev/token` for a token of `?user=` or a random guest.
+  function tokenFromQuery() {
+    return new URLSearchParams(location.search).get('token');
+  }
+
+  function userFromQuery(token) {
+    if (token) {
+      try {
+        var claims = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+        return JSON.parse(atob(claims)).sub;
+      } catch (e) {
+        return 'unknown';
+      }
+    }
     var user = new URLSearchParams(location.search).get('user');
     return user || 'guest-' + String(Math.floor(1000 + Math.random() * 9000));
   }
@@ -310,7 +324,8 @@
   }
 
   function start() {
-    var user = userFromQuery();
+    var givenToken = tokenFromQuery();
+    var user = userFromQuery(givenToken);
     var personal = 'user:' + user;
     var ticker = 'stock:HRLD';
     $('user').textContent = user;
@@ -353,6 +368,7 @@
     var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     var client = new HeraldClient(proto + '//' + location.host + '/connection/websocket', {
       getToken: function () {
+        if (givenToken) return givenToken;
         return fetch('/dev/token?user=' + encodeURIComponent(user)).then(function (res) {
           if (!res.ok) throw new Error('token endpoint answered ' + res.status);
           return res.json();

@@ -111,16 +111,22 @@ impl Gateway {
             .shard(conn)
     }
 
-    /// Whether a browser `Origin` header may open a connection. Requests without
-    /// `Origin` come from non-browser clients and are allowed.
-    pub fn is_origin_allowed(&self, origin: Option<&str>) -> bool {
-        match origin {
-            None => true,
-            Some(o) => self
-                .allowed_origins
-                .iter()
-                .any(|a| a == "*" || a.eq_ignore_ascii_case(o)),
+    /// Whether a browser `Origin` header may open a connection to `host` (the
+    /// request's `Host`). Requests without `Origin` come from non-browser
+    /// clients and are allowed; a page served from this very host (the demo
+    /// page) is same-origin and allowed; any other origin must be listed in
+    /// `auth.allowed_origins`.
+    pub fn is_origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else {
+            return true;
+        };
+        let authority = origin.split_once("://").map(|(_, rest)| rest);
+        if authority.is_some_and(|a| host.is_some_and(|h| a.eq_ignore_ascii_case(h))) {
+            return true;
         }
+        self.allowed_origins
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
     }
 }
 

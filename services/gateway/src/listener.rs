@@ -160,7 +160,7 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
         return Some(First::Http);
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
-    match handshake::check(|o| gw.is_origin_allowed(o), headers) {
+    match handshake::check(|o, h| gw.is_origin_allowed(o, h), headers) {
         Ok(accepted) => Some(First::WebSocket { accepted, head }),
         Err(_) => Some(First::Http),
     }

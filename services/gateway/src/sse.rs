@@ -43,8 +43,12 @@ pub async fn stream(
     headers: HeaderMap,
     Query(query): Query<SseQuery>,
 ) -> Response {
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if !gw.is_origin_allowed(origin) {
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    };
+    if !gw.is_origin_allowed(text(header::ORIGIN), text(header::HOST)) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let token = match (&query.token, &query.cf_connect) {
@@ -142,7 +146,7 @@ pub async fn stream(
 /// Connect or subscribe refused before streaming: an HTTP error, so that
 /// `EventSource` stops instead of retrying with the same credentials.
 fn refusal(code: u32, message: &str) -> Response {
-    let status = if code == 103 {
+    let status = if code == herald_core::protocol::Error::PermissionDenied.code() {
         StatusCode::FORBIDDEN
     } else {
         StatusCode::UNAUTHORIZED

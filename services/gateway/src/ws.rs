@@ -52,7 +52,7 @@ const READ_CHUNK: usize = 4096;
 pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Response {
     let headers = request.headers().iter();
     let checked = handshake::check(
-        |o| gw.is_origin_allowed(o),
+        |o, h| gw.is_origin_allowed(o, h),
         headers.map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
     let accepted = match checked {

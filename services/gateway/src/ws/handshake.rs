@@ -32,18 +32,26 @@ pub enum Refusal {
     NoKey,
 }
 
+/// A header value as text; not UTF-8 becomes a value that matches nothing.
+fn lossy(value: &[u8]) -> &str {
+    std::str::from_utf8(value).unwrap_or("\u{fffd}")
+}
+
 /// Checks the headers of a `GET` upgrade request (names in any case);
-/// `origin_allowed` judges its `Origin` ([`crate::Gateway::is_origin_allowed`]).
+/// `origin_allowed` judges its `Origin` against its `Host`
+/// ([`crate::Gateway::is_origin_allowed`]).
 pub fn check<'a>(
-    origin_allowed: impl FnOnce(Option<&str>) -> bool,
+    origin_allowed: impl FnOnce(Option<&str>, Option<&str>) -> bool,
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Result<Accepted, Refusal> {
-    let (mut origin, mut version, mut key) = (None, None, None);
+    let (mut origin, mut host, mut version, mut key) = (None, None, None, None);
     let (mut connection_upgrade, mut upgrade_websocket, mut subprotocol) = (false, false, false);
     for (name, value) in headers {
         let is = |h: &header::HeaderName| name.eq_ignore_ascii_case(h.as_str());
         if is(&header::ORIGIN) {
             origin = origin.or(Some(value));
+        } else if is(&header::HOST) {
+            host = host.or(Some(value));
         } else if is(&header::CONNECTION) {
             connection_upgrade |= lists(value, "upgrade");
         } else if is(&header::UPGRADE) {
@@ -56,8 +64,7 @@ pub fn check<'a>(
             subprotocol |= lists(value, SUBPROTOCOL);
         }
     }
-    let origin = origin.map(|o| std::str::from_utf8(o).unwrap_or("\u{fffd}"));
-    if !origin_allowed(origin) {
+    if !origin_allowed(origin.map(lossy), host.map(lossy)) {
         return Err(Refusal::Origin);
     }
     if !connection_upgrade || !upgrade_websocket {
@@ -168,7 +175,7 @@ mod tests {
 
     #[test]
     fn accepts_the_rfc_example_and_answers_its_key() {
-        let accepted = check(|_| true, request(&[])).unwrap();
+        let accepted = check(|_, _| true, request(&[])).unwrap();
         let head = accepted.response_head();
         assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -179,27 +186,27 @@ mod tests {
     #[test]
     fn echoes_the_subprotocol_only_when_offered() {
         let offered = request(&[("Sec-WebSocket-Protocol", b"other, centrifuge-json")]);
-        let head = check(|_| true, offered).unwrap().response_head();
+        let head = check(|_, _| true, offered).unwrap().response_head();
         assert!(head.contains("sec-websocket-protocol: centrifuge-json\r\n"));
         let other = request(&[("Sec-WebSocket-Protocol", b"centrifuge-protobuf")]);
-        assert!(!check(|_| true, other).unwrap().subprotocol);
+        assert!(!check(|_, _| true, other).unwrap().subprotocol);
     }
 
     #[test]
     fn refusals() {
         let evil = request(&[("Origin", b"https://evil.example")]);
-        let judge = |o: Option<&str>| o != Some("https://evil.example");
+        let judge = |o: Option<&str>, _: Option<&str>| o != Some("https://evil.example");
         assert_eq!(check(judge, evil), Err(Refusal::Origin));
         assert_eq!(
-            check(|_| true, without("connection")),
+            check(|_, _| true, without("connection")),
             Err(Refusal::NotUpgrade)
         );
         assert_eq!(
-            check(|_| true, without("upgrade")),
+            check(|_, _| true, without("upgrade")),
             Err(Refusal::NotUpgrade)
         );
         assert_eq!(
-            check(|_| true, without("sec-websocket-version")),
+            check(|_, _| true, without("sec-websocket-version")),
             Err(Refusal::Version)
         );
         let v8 = request(&[]).into_iter().map(|(n, v)| {
@@ -212,9 +219,9 @@ mod tests {
                 },
             )
         });
-        assert_eq!(check(|_| true, v8), Err(Refusal::Version));
+        assert_eq!(check(|_, _| true, v8), Err(Refusal::Version));
         assert_eq!(
-            check(|_| true, without("sec-websocket-key")),
+            check(|_, _| true, without("sec-websocket-key")),
             Err(Refusal::NoKey)
         );
     }
