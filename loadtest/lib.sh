@@ -4,7 +4,7 @@
 API_KEY=loadtest-api-key
 HMAC_SECRET=loadtest-hmac-secret-0123456789abcdef
 BIN=${CARGO_TARGET_DIR:-target}/release
-LOADTEST=$BIN/herald-loadtest
+LOADTEST=${LOADTEST:-$BIN/herald-loadtest}
 
 # A TCP port below the ephemeral range (so no outgoing connection holds it) that no socket uses.
 free_port() {
