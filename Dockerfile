@@ -15,6 +15,7 @@ COPY Cargo.toml Cargo.lock ./
 COPY services/core/Cargo.toml services/core/
 COPY services/gateway/Cargo.toml services/gateway/
 COPY services/publisher/Cargo.toml services/publisher/
+COPY services/node/Cargo.toml services/node/
 COPY services/herald/Cargo.toml services/herald/
 COPY services/testkit/Cargo.toml services/testkit/
 COPY loadtest/Cargo.toml loadtest/
@@ -29,7 +30,8 @@ RUN set -eu; \
       done; \
     done; \
     cargo build --release -p herald --locked; \
-    rm -rf services/core/src services/gateway/src services/publisher/src services/herald/src \
+    rm -rf services/core/src services/gateway/src services/publisher/src services/node/src \
+      services/herald/src \
       services/*/benches
 
 # The crates in the binary's dependency graph. The test kit and the load generator keep their
@@ -37,10 +39,11 @@ RUN set -eu; \
 COPY services/core services/core
 COPY services/gateway services/gateway
 COPY services/publisher services/publisher
+COPY services/node services/node
 COPY services/herald services/herald
 # COPY keeps the context's modification times, which may be older than the placeholder build:
-# touch the sources so that cargo rebuilds the four crates.
-RUN find services/core services/gateway services/publisher services/herald -type f -exec touch {} + \
+# touch the sources so that cargo rebuilds the five crates.
+RUN find services/core services/gateway services/publisher services/node services/herald -type f -exec touch {} + \
  && cargo build --release -p herald --locked \
  && install -D -m 0755 target/release/herald /out/herald
 
