@@ -55,6 +55,7 @@ impl Publisher {
             info: None,
             tags,
             skip_history,
+            idempotency_key: None,
         };
         let timer = self.metrics.publish_seconds.start_timer();
         let position = self
