@@ -365,6 +365,21 @@ async fn a_repeated_idempotency_key_publishes_once(backend: &Backend) {
     assert_eq!(second.offset, 2, "another key publishes");
     let unkeyed = a.publish(&ch, data("3"), PublishOptions::default());
     assert_eq!(unkeyed.await.unwrap().offset, 3);
+    let racing = (0..8).map(|i| {
+        nodes[i % nodes.len()]
+            .0
+            .publish(&ch, data("race"), keyed("k3"))
+    });
+    let answers: Vec<StreamPosition> = join_all(racing)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        answers.iter().all(|p| *p == answers[0]),
+        "concurrent repeats: {answers:?}"
+    );
+    assert_eq!(answers[0].offset, 4);
     let elsewhere = b.publish(&other, data("x"), keyed("k1")).await.unwrap();
     assert_eq!(
         elsewhere.offset, 1,
@@ -391,10 +406,10 @@ async fn a_repeated_idempotency_key_publishes_once(backend: &Backend) {
     let recorders: Vec<&Recorder> = nodes.iter().map(|(_, r)| &**r).collect();
     for rec in &recorders {
         eventually(WAIT, "the keyed publications", || {
-            rec.offsets(ch.name()).len() >= 3 && rec.data(plain.name()).len() >= 2
+            rec.offsets(ch.name()).len() >= 4 && rec.data(plain.name()).len() >= 2
         })
         .await;
-        assert_exactly_once(rec, ch.name(), 3);
+        assert_exactly_once(rec, ch.name(), 4);
         assert_eq!(rec.data(ch.name())[0], data_text("1"), "node {}", rec.uid);
         assert_eq!(rec.data(plain.name()), [data_text("p"), data_text("end")]);
     }
