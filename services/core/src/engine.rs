@@ -8,6 +8,7 @@ pub mod redis;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -98,6 +99,11 @@ impl Handler for NoConnections {
     }
 }
 
+/// How long the first result of a keyed publish is kept: a repeat with the
+/// same `idempotency_key` into the same channel within this time publishes
+/// nothing and answers that result (Centrifugo's window).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(5 * 60);
+
 /// Options of one publish.
 #[derive(Debug, Default)]
 pub struct PublishOptions {
@@ -107,6 +113,10 @@ pub struct PublishOptions {
     pub tags: Option<BTreeMap<String, String>>,
     /// Do not append to history even if the namespace keeps it.
     pub skip_history: bool,
+    /// Publish at most once per channel and key within [`IDEMPOTENCY_TTL`]; a
+    /// repeat answers the first publish's position (so a retry after a
+    /// timeout cannot duplicate the publication).
+    pub idempotency_key: Option<String>,
 }
 
 /// A history read.

@@ -1,9 +1,9 @@
 //! The engine contract, one suite run against every engine: the memory engine,
 //! a real standalone `redis-server` and a real 3-master Redis Cluster. Publish
-//! and history, presence, join/leave, control commands, node discovery and
-//! exactly-once delivery in offset order. What only one engine does (Redis
-//! reconnects, key expiry, debounced unsubscribes, the memory sweeper) is
-//! tested in that engine's own file.
+//! and history, idempotent publishing, presence, join/leave, control commands,
+//! node discovery and exactly-once delivery in offset order. What only one
+//! engine does (Redis reconnects, key expiry, debounced unsubscribes, the
+//! memory sweeper) is tested in that engine's own file.
 
 #[path = "support/recorder.rs"]
 mod recorder;
@@ -338,6 +338,86 @@ async fn delivers_exactly_once_in_order_across_nodes(backend: &Backend) {
     }
 }
 
+fn keyed(key: &str) -> PublishOptions {
+    PublishOptions {
+        idempotency_key: Some(key.into()),
+        ..Default::default()
+    }
+}
+
+async fn a_repeated_idempotency_key_publishes_once(backend: &Backend) {
+    let nodes = backend.nodes("idem", &recorders(&["a", "b"])).await;
+    let (a, b) = (&nodes[0].0, &nodes[nodes.len() - 1].0);
+    let (ch, other, plain) = (channel("h:idem"), channel("h:idem2"), channel("plain:i"));
+    for (engine, _) in &nodes {
+        for c in [&ch, &plain] {
+            engine.subscribe(c).await.unwrap();
+        }
+    }
+    let first = a.publish(&ch, data("1"), keyed("k1")).await.unwrap();
+    assert_eq!(first.offset, 1);
+    let retry = b.publish(&ch, data("retry"), keyed("k1")).await.unwrap();
+    assert_eq!(retry, first, "a repeat answers the first position");
+    let h = a.history(&ch, HistoryQuery::default()).await.unwrap();
+    assert_eq!(offsets(&h), [1], "history holds one publication");
+    assert_eq!(h.publications[0].data.get(), data_text("1"));
+    let second = b.publish(&ch, data("2"), keyed("k2")).await.unwrap();
+    assert_eq!(second.offset, 2, "another key publishes");
+    let unkeyed = a.publish(&ch, data("3"), PublishOptions::default());
+    assert_eq!(unkeyed.await.unwrap().offset, 3);
+    let racing = (0..8).map(|i| {
+        nodes[i % nodes.len()]
+            .0
+            .publish(&ch, data("race"), keyed("k3"))
+    });
+    let answers: Vec<StreamPosition> = join_all(racing)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        answers.iter().all(|p| *p == answers[0]),
+        "concurrent repeats: {answers:?}"
+    );
+    assert_eq!(answers[0].offset, 4);
+    let elsewhere = b.publish(&other, data("x"), keyed("k1")).await.unwrap();
+    assert_eq!(
+        elsewhere.offset, 1,
+        "the same key in another channel publishes"
+    );
+    assert_eq!(
+        a.history(&other, HistoryQuery::default())
+            .await
+            .unwrap()
+            .position,
+        elsewhere
+    );
+
+    for engine in [a, b, a] {
+        let pos = engine
+            .publish(&plain, data("p"), keyed("k1"))
+            .await
+            .unwrap();
+        assert_eq!(pos, StreamPosition::default());
+    }
+    b.publish(&plain, data("end"), PublishOptions::default())
+        .await
+        .unwrap();
+    let recorders: Vec<&Recorder> = nodes.iter().map(|(_, r)| &**r).collect();
+    for rec in &recorders {
+        eventually(WAIT, "the keyed publications", || {
+            rec.offsets(ch.name()).len() >= 4 && rec.data(plain.name()).len() >= 2
+        })
+        .await;
+        assert_exactly_once(rec, ch.name(), 4);
+        assert_eq!(rec.data(ch.name())[0], data_text("1"), "node {}", rec.uid);
+        assert_eq!(rec.data(plain.name()), [data_text("p"), data_text("end")]);
+    }
+    for (engine, _) in &nodes {
+        engine.close().await;
+    }
+}
+
 /// One test per engine for each contract function.
 macro_rules! for_every_engine {
     ($($test:ident),* $(,)?) => {
@@ -362,4 +442,5 @@ for_every_engine!(
     presence_counts_clients_and_users,
     join_leave_control_and_nodes_reach_every_node,
     delivers_exactly_once_in_order_across_nodes,
+    a_repeated_idempotency_key_publishes_once,
 );

@@ -1,8 +1,10 @@
 //! The embedded engine: one process, channels' history and presence in memory.
 //! Publications reach the handler synchronously, under the channel's lock, so
 //! per-channel order is the offset order. Streams idle for long (no publish,
-//! no read) are swept, as Redis expires their keys. Presence is in `presence`.
+//! no read) are swept, as Redis expires their keys. Presence is in `presence`,
+//! the results of keyed (idempotent) publishes in `idempotency`.
 
+mod idempotency;
 mod presence;
 
 use std::collections::hash_map::DefaultHasher;
@@ -43,6 +45,7 @@ struct Inner {
     handler: Arc<dyn Handler>,
     streams: Vec<Shard<Arc<Mutex<Stream>>>>,
     presence: Vec<Shard<HashMap<String, ClientInfo>>>,
+    results: idempotency::Results,
 }
 
 struct Stream {
@@ -118,6 +121,7 @@ impl Inner {
                 .expect("poisoned")
                 .retain(|_, s| !s.lock().expect("poisoned").is_idle());
         }
+        self.results.sweep(Instant::now());
     }
 }
 
@@ -145,6 +149,7 @@ impl Memory {
                 handler,
                 streams: shards(),
                 presence: shards(),
+                results: idempotency::Results::new(),
             }),
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -167,8 +172,25 @@ impl Memory {
         &self,
         channel: &Channel,
         data: RawJson,
-        options: PublishOptions,
+        mut options: PublishOptions,
     ) -> Result<StreamPosition, EngineError> {
+        Ok(match options.idempotency_key.take() {
+            Some(key) => self
+                .inner
+                .results
+                .once(channel.name_arc(), key, Instant::now(), || {
+                    self.publish_now(channel, data, options)
+                }),
+            None => self.publish_now(channel, data, options),
+        })
+    }
+
+    fn publish_now(
+        &self,
+        channel: &Channel,
+        data: RawJson,
+        options: PublishOptions,
+    ) -> StreamPosition {
         let mut publication = Publication {
             offset: 0,
             data: sanitize(data),
@@ -181,7 +203,7 @@ impl Memory {
             self.inner
                 .handler
                 .on_publication(channel.name(), &publication);
-            return Ok(StreamPosition::default());
+            return StreamPosition::default();
         }
         let stream = self.inner.stream(channel);
         let mut s = stream.lock().expect("poisoned");
@@ -196,7 +218,7 @@ impl Memory {
         while s.publications.len() > opts.history_size {
             s.publications.pop_front();
         }
-        Ok(s.position())
+        s.position()
     }
 
     /// Nothing to do: every publication reaches the handler.

@@ -130,6 +130,7 @@ impl Redis {
         data: RawJson,
         options: PublishOptions,
     ) -> Result<StreamPosition, EngineError> {
+        let key = options.idempotency_key;
         let publication = Publication {
             offset: 0,
             data: sanitize(data),
@@ -140,12 +141,25 @@ impl Redis {
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
             let message = envelope::encode_plain(&publication);
-            self.shared.publish_raw(channel.name(), message).await?;
+            match key {
+                Some(key) => {
+                    self.shared
+                        .publish_raw_once(channel.name(), message, &key)
+                        .await?
+                }
+                None => self.shared.publish_raw(channel.name(), message).await?,
+            }
             return Ok(StreamPosition::default());
         }
         let body = envelope::encode_publication(&publication);
         self.shared
-            .publish_stored(channel.name(), body, opts.history_size, opts.history_ttl)
+            .publish_stored(
+                channel.name(),
+                body,
+                opts.history_size,
+                opts.history_ttl,
+                key.as_deref(),
+            )
             .await
     }
 

@@ -1,13 +1,16 @@
 //! `broadcast`: one payload into several channels at once; answers one result
-//! or error per channel, in the order given.
+//! or error per channel, in the order given. An `idempotency_key` applies to
+//! each channel on its own, as in `publish`.
 
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
+use herald_core::engine::PublishOptions;
 use herald_core::protocol::Error;
 use herald_core::publication::RawJson;
 use serde::Deserialize;
 
+use super::publish::check_idempotency_key;
 use super::{parse, raw, Outcome};
 use crate::Publisher;
 
@@ -19,6 +22,7 @@ struct Request {
     #[serde(default)]
     skip_history: bool,
     tags: Option<BTreeMap<String, String>>,
+    idempotency_key: Option<String>,
 }
 
 pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
@@ -27,11 +31,17 @@ pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
     if r.channels.is_empty() {
         return Err(Error::BadRequest.into());
     }
+    check_idempotency_key(&r.idempotency_key)?;
     // Concurrently on the current task, keeping the order of the channels.
     let publishes = r.channels.iter().map(|name| {
-        let tags = r.tags.clone();
+        let options = PublishOptions {
+            info: None,
+            tags: r.tags.clone(),
+            skip_history: r.skip_history,
+            idempotency_key: r.idempotency_key.clone(),
+        };
         let data = data.clone();
-        async move { api.publish(name, data, r.skip_history, tags).await }
+        async move { api.publish(name, data, options).await }
     });
     let mut responses = Vec::with_capacity(r.channels.len());
     for outcome in join_all(publishes).await {

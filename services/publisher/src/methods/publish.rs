@@ -1,4 +1,6 @@
 //! `publish`: one publication into one channel; answers its stream position.
+//! With an `idempotency_key`, a repeat into the same channel within five
+//! minutes answers the first position and publishes nothing.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,18 @@ struct Request {
     #[serde(default)]
     skip_history: bool,
     tags: Option<BTreeMap<String, String>>,
+    idempotency_key: Option<String>,
+}
+
+/// The longest `idempotency_key` accepted, in bytes.
+pub(super) const MAX_IDEMPOTENCY_KEY: usize = 128;
+
+/// Refuses an empty or over-long idempotency key (error 107).
+pub(super) fn check_idempotency_key(key: &Option<String>) -> Result<(), ApiError> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => Err(Error::BadRequest.into()),
+        _ => Ok(()),
+    }
 }
 
 /// A publication's place in its channel's stream (empty without history).
@@ -36,9 +50,14 @@ fn is_zero(v: &u64) -> bool {
 pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
     let r: Request = parse(body)?;
     let data = r.data.ok_or(Error::BadRequest)?;
-    raw(&api
-        .publish(&r.channel, data, r.skip_history, r.tags)
-        .await?)
+    check_idempotency_key(&r.idempotency_key)?;
+    let options = PublishOptions {
+        info: None,
+        tags: r.tags,
+        skip_history: r.skip_history,
+        idempotency_key: r.idempotency_key,
+    };
+    raw(&api.publish(&r.channel, data, options).await?)
 }
 
 impl Publisher {
@@ -47,15 +66,9 @@ impl Publisher {
         &self,
         name: &str,
         data: RawJson,
-        skip_history: bool,
-        tags: Option<BTreeMap<String, String>>,
+        options: PublishOptions,
     ) -> Result<Published, ApiError> {
         let channel = self.channel(name)?;
-        let options = PublishOptions {
-            info: None,
-            tags,
-            skip_history,
-        };
         let timer = self.metrics.publish_seconds.start_timer();
         let position = self
             .engine
@@ -71,5 +84,24 @@ impl Publisher {
             offset: position.offset,
             epoch: position.epoch,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_non_empty_and_short() {
+        let code = |key: Option<&str>| {
+            check_idempotency_key(&key.map(String::from))
+                .err()
+                .map(|e| e.error.code())
+        };
+        assert_eq!(code(None), None);
+        assert_eq!(code(Some("order-42")), None);
+        assert_eq!(code(Some(&"k".repeat(MAX_IDEMPOTENCY_KEY))), None);
+        assert_eq!(code(Some(&"k".repeat(MAX_IDEMPOTENCY_KEY + 1))), Some(107));
+        assert_eq!(code(Some("")), Some(107));
     }
 }

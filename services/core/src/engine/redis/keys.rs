@@ -48,6 +48,12 @@ impl Keys {
         format!("{}.presence_exp.{{{channel}}}", self.prefix)
     }
 
+    /// The first result (`offset:epoch`) of a publish into `channel` with an
+    /// idempotency `key`; the key follows the hash tag, so it may hold anything.
+    pub(super) fn result(&self, channel: &str, key: &str) -> String {
+        format!("{}.idem.{{{channel}}}.{key}", self.prefix)
+    }
+
     /// The pub/sub channel carrying a channel's publications, joins and leaves.
     pub(super) fn pubsub(&self, channel: &str) -> String {
         format!("{}{channel}}}", self.pubsub_prefix)
@@ -122,6 +128,8 @@ mod tests {
             k.presence(ch),
             k.presence_expiry(ch),
             k.pubsub(ch),
+            k.result(ch, "retry-1"),
+            k.result(ch, "}{odd}"),
         ] {
             assert_eq!(redis_keyslot(name.as_bytes()), slot, "{name}");
         }

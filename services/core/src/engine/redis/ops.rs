@@ -9,7 +9,7 @@ use fred::types::Value;
 use super::conn::Shared;
 use super::scripts::{self, Read};
 use crate::engine::memory::new_epoch;
-use crate::engine::EngineError;
+use crate::engine::{EngineError, IDEMPOTENCY_TTL};
 use crate::publication::{ClientInfo, StreamPosition};
 
 /// A channel's offset and epoch outlive its history by this much, so positions
@@ -23,16 +23,21 @@ impl Shared {
         META_TTL.max(history_ttl * 2).as_secs()
     }
 
-    /// Runs the publish script: stores the publication and publishes its envelope.
+    /// Runs the publish script: stores the publication and publishes its
+    /// envelope; with an idempotency key, only the first time.
     pub(super) async fn publish_stored(
         &self,
         channel: &str,
         body: String,
         history_size: usize,
         history_ttl: Duration,
+        idempotency_key: Option<&str>,
     ) -> Result<StreamPosition, EngineError> {
         let client = self.client()?;
-        let keys = vec![self.keys.stream(channel), self.keys.meta(channel)];
+        let mut keys = vec![self.keys.stream(channel), self.keys.meta(channel)];
+        if let Some(key) = idempotency_key {
+            keys.push(self.keys.result(channel, key));
+        }
         let command = if self.cluster { "spublish" } else { "publish" };
         let args: Vec<Value> = vec![
             body.into(),
@@ -42,6 +47,7 @@ impl Shared {
             (Self::meta_ttl(history_ttl) as i64).into(),
             self.keys.pubsub(channel).into(),
             command.into(),
+            (IDEMPOTENCY_TTL.as_secs() as i64).into(),
         ];
         let reply = self
             .timed(
@@ -50,6 +56,31 @@ impl Shared {
             )
             .await?;
         scripts::position(reply)
+    }
+
+    /// Publishes a message without history, unless `idempotency_key` was used
+    /// in this channel within [`IDEMPOTENCY_TTL`].
+    pub(super) async fn publish_raw_once(
+        &self,
+        channel: &str,
+        message: String,
+        idempotency_key: &str,
+    ) -> Result<(), EngineError> {
+        let client = self.client()?;
+        let keys = vec![self.keys.result(channel, idempotency_key)];
+        let command = if self.cluster { "spublish" } else { "publish" };
+        let args: Vec<Value> = vec![
+            self.keys.pubsub(channel).into(),
+            message.into(),
+            command.into(),
+            (IDEMPOTENCY_TTL.as_secs() as i64).into(),
+        ];
+        self.timed(
+            "publish",
+            scripts::run(&self.scripts.publish_once, client, keys, args),
+        )
+        .await?;
+        Ok(())
     }
 
     /// Publishes a message on a channel's pub/sub channel (`SPUBLISH` in Cluster).

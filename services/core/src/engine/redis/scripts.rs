@@ -11,10 +11,19 @@ use super::envelope;
 use crate::engine::EngineError;
 use crate::publication::{Publication, StreamPosition};
 
-/// KEYS: stream, meta. ARGV: publication JSON, history size, history TTL (ms),
-/// epoch to create, meta TTL (s), pub/sub channel, `publish` or `spublish`.
-/// Returns `{offset, epoch}`.
+/// KEYS: stream, meta, and for a keyed publish its result. ARGV: publication
+/// JSON, history size, history TTL (ms), epoch to create, meta TTL (s), pub/sub
+/// channel, `publish` or `spublish`, result TTL (s).
+/// Returns `{offset, epoch}`: a repeated key answers the stored result and
+/// publishes nothing.
 const PUBLISH: &str = r#"
+if KEYS[3] then
+  local done = redis.call('get', KEYS[3])
+  if done then
+    local sep = string.find(done, ':', 1, true)
+    return {tonumber(string.sub(done, 1, sep - 1)), string.sub(done, sep + 1)}
+  end
+end
 if redis.call('hsetnx', KEYS[2], 'e', ARGV[4]) == 1 then
   redis.call('del', KEYS[1])
 end
@@ -31,7 +40,20 @@ end
 redis.call('pexpire', KEYS[1], ARGV[3])
 redis.call(ARGV[7], ARGV[6],
   '{"o":' .. string.format('%d', offset) .. ',"e":"' .. epoch .. '","p":' .. ARGV[1] .. '}')
+if KEYS[3] then
+  redis.call('set', KEYS[3], string.format('%d', offset) .. ':' .. epoch, 'EX', ARGV[8])
+end
 return {offset, epoch}
+"#;
+
+/// A keyed publish without history. KEYS: its result. ARGV: pub/sub channel,
+/// message, `publish` or `spublish`, result TTL (s). Publishes unless the key
+/// was used; the result of a publish without history is empty (`0:`).
+const PUBLISH_ONCE: &str = r#"
+if redis.call('set', KEYS[1], '0:', 'NX', 'EX', ARGV[4]) then
+  redis.call(ARGV[3], ARGV[1], ARGV[2])
+end
+return 1
 "#;
 
 /// KEYS: stream, meta. ARGV: epoch to create, meta TTL (s), start id or `-`/`+`,
@@ -89,6 +111,7 @@ return redis.call('hvals', KEYS[1])
 /// The engine's scripts.
 pub(super) struct Scripts {
     pub(super) publish: Script,
+    pub(super) publish_once: Script,
     pub(super) history: Script,
     pub(super) presence_add: Script,
     pub(super) presence_remove: Script,
@@ -99,6 +122,7 @@ impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
             publish: Script::from_lua(PUBLISH),
+            publish_once: Script::from_lua(PUBLISH_ONCE),
             history: Script::from_lua(HISTORY),
             presence_add: Script::from_lua(PRESENCE_ADD),
             presence_remove: Script::from_lua(PRESENCE_REMOVE),
@@ -110,6 +134,7 @@ impl Scripts {
     pub(super) async fn load(&self, client: &Client) -> Result<(), FredError> {
         for s in [
             &self.publish,
+            &self.publish_once,
             &self.history,
             &self.presence_add,
             &self.presence_remove,
