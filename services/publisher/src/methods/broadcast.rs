@@ -10,7 +10,7 @@ use herald_core::protocol::Error;
 use herald_core::publication::RawJson;
 use serde::Deserialize;
 
-use super::publish::check_idempotency_key;
+use super::publish::idempotency_key;
 use super::{parse, raw, Outcome};
 use crate::Publisher;
 
@@ -31,14 +31,14 @@ pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
     if r.channels.is_empty() {
         return Err(Error::BadRequest.into());
     }
-    check_idempotency_key(&r.idempotency_key)?;
+    let key = idempotency_key(r.idempotency_key)?;
     // Concurrently on the current task, keeping the order of the channels.
     let publishes = r.channels.iter().map(|name| {
         let options = PublishOptions {
             info: None,
             tags: r.tags.clone(),
             skip_history: r.skip_history,
-            idempotency_key: r.idempotency_key.clone(),
+            idempotency_key: key.clone(),
         };
         let data = data.clone();
         async move { api.publish(name, data, options).await }

@@ -26,11 +26,13 @@ struct Request {
 /// The longest `idempotency_key` accepted, in bytes.
 pub(super) const MAX_IDEMPOTENCY_KEY: usize = 128;
 
-/// Refuses an empty or over-long idempotency key (error 107).
-pub(super) fn check_idempotency_key(key: &Option<String>) -> Result<(), ApiError> {
+/// The request's idempotency key: an empty one means none, as in Centrifugo's
+/// API; an over-long one is refused (error 107).
+pub(super) fn idempotency_key(key: Option<String>) -> Result<Option<String>, ApiError> {
     match key {
-        Some(k) if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY => Err(Error::BadRequest.into()),
-        _ => Ok(()),
+        Some(k) if k.len() > MAX_IDEMPOTENCY_KEY => Err(Error::BadRequest.into()),
+        Some(k) if k.is_empty() => Ok(None),
+        key => Ok(key),
     }
 }
 
@@ -50,12 +52,11 @@ fn is_zero(v: &u64) -> bool {
 pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
     let r: Request = parse(body)?;
     let data = r.data.ok_or(Error::BadRequest)?;
-    check_idempotency_key(&r.idempotency_key)?;
     let options = PublishOptions {
         info: None,
         tags: r.tags,
         skip_history: r.skip_history,
-        idempotency_key: r.idempotency_key,
+        idempotency_key: idempotency_key(r.idempotency_key)?,
     };
     raw(&api.publish(&r.channel, data, options).await?)
 }
@@ -92,16 +93,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn idempotency_keys_are_non_empty_and_short() {
-        let code = |key: Option<&str>| {
-            check_idempotency_key(&key.map(String::from))
-                .err()
-                .map(|e| e.error.code())
-        };
-        assert_eq!(code(None), None);
-        assert_eq!(code(Some("order-42")), None);
-        assert_eq!(code(Some(&"k".repeat(MAX_IDEMPOTENCY_KEY))), None);
-        assert_eq!(code(Some(&"k".repeat(MAX_IDEMPOTENCY_KEY + 1))), Some(107));
-        assert_eq!(code(Some("")), Some(107));
+    fn idempotency_keys_are_short_and_empty_means_none() {
+        let key =
+            |k: Option<&str>| idempotency_key(k.map(String::from)).map_err(|e| e.error.code());
+        assert_eq!(key(None), Ok(None));
+        assert_eq!(key(Some("")), Ok(None));
+        assert_eq!(key(Some("order-42")), Ok(Some("order-42".into())));
+        let longest = "k".repeat(MAX_IDEMPOTENCY_KEY);
+        assert_eq!(key(Some(&longest)), Ok(Some(longest.clone())));
+        assert_eq!(key(Some(&"k".repeat(MAX_IDEMPOTENCY_KEY + 1))), Err(107));
     }
 }
