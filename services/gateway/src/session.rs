@@ -51,6 +51,12 @@ pub struct Session {
 
 type Outcome = Result<(), Disconnect>;
 
+/// Commands one frame may carry (SSE: channels one request may name). Above
+/// the default `max_subscriptions`, so an SDK that sends every pending
+/// subscribe in one frame fits; a frame's replies stay far below
+/// [`crate::outbox::MAX_QUEUED_REPLIES`].
+pub const MAX_COMMANDS_PER_FRAME: usize = 1024;
+
 impl Session {
     /// A session that has not connected yet.
     pub fn new(gw: Arc<Gateway>, outbox: Arc<Outbox>) -> Session {
@@ -84,6 +90,10 @@ impl Session {
             debug!(client = %self.client, error = %e, "malformed frame");
             Disconnect::BAD_REQUEST
         })?;
+        if commands.len() > MAX_COMMANDS_PER_FRAME {
+            debug!(client = %self.client, commands = commands.len(), "too many commands in one frame");
+            return Err(Disconnect::TOO_MANY_COMMANDS);
+        }
         for command in commands {
             let (id, request) = command.into_request();
             self.handle(id, request).await?;
@@ -142,7 +152,7 @@ impl Session {
     }
 
     fn reply(&self, id: u32, body: Body) {
-        self.outbox.send(Reply { id, body }.encode());
+        self.outbox.reply(Reply { id, body }.encode());
     }
 
     async fn connect(&mut self, id: u32, request: ConnectRequest) -> Outcome {

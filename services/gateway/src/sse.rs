@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::outbox::Outbox;
-use crate::session::Session;
+use crate::session::{Session, MAX_COMMANDS_PER_FRAME};
 use crate::Gateway;
 
 /// `GET /connection/sse` query.
@@ -50,6 +50,16 @@ pub async fn stream(
     };
     if !gw.is_origin_allowed(text(header::ORIGIN), text(header::HOST)) {
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let extra: Vec<&str> = query
+        .channels
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if extra.len() > MAX_COMMANDS_PER_FRAME {
+        return (StatusCode::BAD_REQUEST, "too many channels").into_response();
     }
     let token = match (&query.token, &query.cf_connect) {
         (Some(t), _) => t.clone(),
@@ -89,13 +99,7 @@ pub async fn stream(
     };
     let mut requested = BTreeMap::new();
     let mut outcome = session.handle(1, Request::Connect(connect)).await;
-    let extra = query
-        .channels
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|c| !c.is_empty());
-    for (i, channel) in extra.enumerate() {
+    for (i, channel) in extra.into_iter().enumerate() {
         if outcome.is_err() {
             break;
         }

@@ -188,6 +188,8 @@ impl Disconnect {
     pub const INVALID_TOKEN: Disconnect = dis(3500, "invalid token");
     /// 3501.
     pub const BAD_REQUEST: Disconnect = dis(3501, "bad request");
+    /// 3501: one frame carried more commands than a connection may send at once.
+    pub const TOO_MANY_COMMANDS: Disconnect = dis(3501, "too many commands");
     /// 3502: never sent connect.
     pub const STALE: Disconnect = dis(3502, "stale");
     /// 3503: the server API closed the connection for good (its default code).
