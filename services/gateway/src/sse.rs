@@ -19,6 +19,7 @@ use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cors;
 use crate::outbox::Outbox;
 use crate::session::{Session, MAX_COMMANDS_PER_FRAME};
 use crate::Gateway;
@@ -37,20 +38,23 @@ pub struct SseQuery {
 /// Stream positions per channel: offset and epoch.
 type Positions = BTreeMap<String, (u64, String)>;
 
-/// `GET /connection/sse`.
+/// `GET /connection/sse`: answers from an accepted origin carry CORS headers
+/// (refusals too, so the page can read why).
 pub async fn stream(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
     Query(query): Query<SseQuery>,
 ) -> Response {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    let origin = match cors::check(&gw, &headers) {
+        Ok(origin) => origin,
+        Err(refused) => return refused.into_response(),
     };
-    if !gw.is_origin_allowed(text(header::ORIGIN), text(header::HOST)) {
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-    }
+    let mut response = open(gw, &headers, query).await;
+    cors::allow(&mut response, origin);
+    response
+}
+
+async fn open(gw: Arc<Gateway>, headers: &HeaderMap, query: SseQuery) -> Response {
     let extra: Vec<&str> = query
         .channels
         .as_deref()
