@@ -43,6 +43,11 @@ const FIRST_HEAD_MAX: usize = 4096;
 /// Headers a first request may have to be answered by the listener.
 const FIRST_HEADERS_MAX: usize = 48;
 
+/// The longest request head served on the client port (hyper's read buffer;
+/// it answers a longer head 431 and closes): a head is a few hundred bytes,
+/// and thousands of unfinished ones must not hold much memory each.
+const HEAD_MAX: usize = 16 * 1024;
+
 /// What the listener shares with its connections.
 struct Shared {
     gateway: Arc<Gateway>,
@@ -63,7 +68,8 @@ pub async fn serve(
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HEAD_MAX);
     let shared = Arc::new(Shared {
         gateway,
         router,
