@@ -188,11 +188,22 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, DecodeError> {
     match payload {
         [] => Ok(None),
         [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !is_valid_close_code(code) {
+                return Err(DecodeError::Protocol("close code not allowed on the wire"));
+            }
             std::str::from_utf8(reason).map_err(|_| DecodeError::InvalidUtf8)?;
-            Ok(Some(u16::from_be_bytes([*a, *b])))
+            Ok(Some(code))
         }
         [_] => Err(DecodeError::Protocol("one-byte close payload")),
     }
+}
+
+/// Whether a close frame may carry `code` (RFC 6455 7.4): the defined codes
+/// except those reserved for local use (1004, 1005, 1006, 1015), the ones
+/// registered since (1012-1014), and the library and application ranges.
+fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
@@ -382,6 +393,21 @@ mod tests {
         assert_eq!(got, Ok(Some(Incoming::Close(None))));
         let binary = Decoder::default().decode(&client_frame(0x2, true, b"\x00"), LIMIT);
         assert_eq!(binary, Ok(Some(Incoming::Binary)));
+    }
+
+    #[test]
+    fn close_codes_reserved_or_undefined_are_protocol_errors() {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let got =
+                Decoder::default().decode(&client_frame(0x8, true, &code.to_be_bytes()), LIMIT);
+            let want = DecodeError::Protocol("close code not allowed on the wire");
+            assert_eq!(got, Err(want), "{code}");
+        }
+        for code in [1000u16, 1003, 1007, 1014, 3000, 4999] {
+            let got =
+                Decoder::default().decode(&client_frame(0x8, true, &code.to_be_bytes()), LIMIT);
+            assert_eq!(got, Ok(Some(Incoming::Close(Some(code)))));
+        }
     }
 
     #[test]
