@@ -1,5 +1,6 @@
 //! RFC 6455 framing details, checked with a raw socket: close codes that may
-//! not appear on the wire are a protocol error (1002), valid ones are echoed.
+//! not appear on the wire are a protocol error (1002), valid ones are echoed,
+//! and a 64-bit payload length with its top bit set is a protocol error too.
 
 use std::time::Duration;
 
@@ -92,4 +93,16 @@ async fn valid_close_codes_are_echoed() {
         answer.is_empty() || code(&answer) == Some(1000),
         "{answer:?}"
     );
+}
+
+#[tokio::test]
+async fn a_payload_length_with_the_top_bit_set_is_a_protocol_error() {
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let mut stream = open(&h).await;
+    let mut raw = vec![0x81, 0x80 | 127];
+    raw.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    raw.extend_from_slice(&[1, 2, 3, 4]);
+    stream.write_all(&raw).await.unwrap();
+    let answer = close_payload(&mut stream).await;
+    assert_eq!(code(&answer), Some(1002), "{answer:?}");
 }

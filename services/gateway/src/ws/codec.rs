@@ -115,6 +115,10 @@ impl Decoder {
         if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(DecodeError::Protocol("reserved bits set"));
         }
+        // RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+        if length > i64::MAX as u64 {
+            return Err(DecodeError::Protocol("payload length with its top bit set"));
+        }
         let length = usize::try_from(length).map_err(|_| DecodeError::TooBig)?;
         let buffered = self.fragments.as_ref().map_or(0, |(f, _)| f.len());
         if length > limit.saturating_sub(buffered) {
@@ -362,6 +366,16 @@ mod tests {
         for (bytes, want) in cases {
             assert_eq!(Decoder::default().decode(&bytes, LIMIT), Err(want));
         }
+    }
+
+    #[test]
+    fn a_length_with_the_top_bit_set_is_a_protocol_error() {
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        let got = Decoder::default().decode(&frame, LIMIT);
+        let want = DecodeError::Protocol("payload length with its top bit set");
+        assert_eq!(got, Err(want));
     }
 
     #[test]
