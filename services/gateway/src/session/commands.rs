@@ -9,6 +9,7 @@ use herald_core::protocol::reply::{
     self, HistoryResult, PresenceResult, PresenceStatsResult, RefreshResult, SubRefreshResult,
 };
 use herald_core::protocol::{Disconnect, Error};
+use herald_core::publication::{is_deeper_than, MAX_DATA_DEPTH};
 use tracing::warn;
 
 use super::Session;
@@ -35,6 +36,9 @@ impl Session {
         let user = self.user.as_deref().unwrap_or_default();
         if !channel.options().client_publish || user.is_empty() {
             return Err(Error::PermissionDenied);
+        }
+        if is_deeper_than(request.data.get(), MAX_DATA_DEPTH) {
+            return Err(Error::BadRequest);
         }
         let chan_info = self
             .subs
