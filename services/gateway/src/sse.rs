@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_core::protocol::command::{ConnectRequest, SubscribeRequest};
 use herald_core::protocol::{Disconnect, Request};
@@ -42,19 +44,26 @@ type Positions = BTreeMap<String, (u64, String)>;
 /// (refusals too, so the page can read why).
 pub async fn stream(
     State(gw): State<Arc<Gateway>>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(query): Query<SseQuery>,
 ) -> Response {
+    let peer = remote.map(|Extension(ConnectInfo(addr))| addr);
     let origin = match cors::check(&gw, &headers) {
         Ok(origin) => origin,
         Err(refused) => return refused.into_response(),
     };
-    let mut response = open(gw, &headers, query).await;
+    let mut response = open(gw, &headers, query, peer).await;
     cors::allow(&mut response, origin);
     response
 }
 
-async fn open(gw: Arc<Gateway>, headers: &HeaderMap, query: SseQuery) -> Response {
+async fn open(
+    gw: Arc<Gateway>,
+    headers: &HeaderMap,
+    query: SseQuery,
+    peer: Option<SocketAddr>,
+) -> Response {
     let extra: Vec<&str> = query
         .channels
         .as_deref()
@@ -80,7 +89,7 @@ async fn open(gw: Arc<Gateway>, headers: &HeaderMap, query: SseQuery) -> Respons
         .unwrap_or_default();
 
     let outbox = Outbox::new(gw.config.queue_size);
-    let mut session = Session::new(gw.clone(), outbox.clone());
+    let mut session = Session::new(gw.clone(), outbox.clone(), peer);
     session.set_unidirectional();
     let recover = |channel: &str| {
         let (offset, epoch) = resume.get(channel)?.clone();
