@@ -106,3 +106,22 @@ async fn a_payload_length_with_the_top_bit_set_is_a_protocol_error() {
     let answer = close_payload(&mut stream).await;
     assert_eq!(code(&answer), Some(1002), "{answer:?}");
 }
+
+#[tokio::test]
+async fn the_server_api_closes_only_with_codes_allowed_on_the_wire() {
+    let h = Herald::start(BIN, &[]).await.unwrap();
+    let (mut c, _) = herald_testkit::client::Client::connect(&h.ws_url(), &h.token("closer"))
+        .await
+        .unwrap();
+    for forbidden in [1005, 1006, 2000, 5000] {
+        let call = serde_json::json!({ "user": "closer", "disconnect": { "code": forbidden } });
+        let (status, body) = h.api("disconnect", call).await.unwrap();
+        assert_eq!(status, 400, "code {forbidden}: {body}");
+        assert_eq!(body["error"]["code"], 107, "code {forbidden}: {body}");
+    }
+    let call = serde_json::json!({ "user": "closer", "disconnect": { "code": 4000 } });
+    let (status, body) = h.api("disconnect", call).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (code, _) = c.closed().await.unwrap();
+    assert_eq!(code, 4000);
+}

@@ -197,6 +197,12 @@ impl Disconnect {
     /// 3507.
     pub const PERMISSION_DENIED: Disconnect = dis(3507, "permission denied");
 
+    /// Whether the server API may close connections with `code`: the ranges
+    /// Centrifugo leaves to applications (and RFC 6455 allows on the wire).
+    pub const fn is_application(code: u16) -> bool {
+        matches!(code, 3000..=4999)
+    }
+
     /// Whether SDKs give up after this close instead of reconnecting.
     pub const fn is_terminal(code: u16) -> bool {
         matches!(code, 3500..=3999 | 4500..=4999)
