@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod namespace;
 pub mod protocol;
 pub mod publication;
+pub mod refusals;
 
 pub use channel::Channel;
 pub use engine::Engine;

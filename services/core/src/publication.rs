@@ -80,6 +80,42 @@ pub fn sanitize(raw: RawJson) -> RawJson {
     RawValue::from_string(compact).expect("removing whitespace keeps JSON valid")
 }
 
+/// Deepest nesting of arrays and objects publication data may have (`1` and
+/// `{}` are 0 and 1 levels deep). Every transport re-reads what it delivers
+/// within serde_json's recursion limit, so deeper data is refused where it
+/// enters rather than accepted and then lost for some subscribers.
+pub const MAX_DATA_DEPTH: usize = 64;
+
+/// Whether `json` nests arrays and objects more than `max` levels deep: a
+/// byte scan (brackets inside strings do not count), without recursion.
+pub fn is_deeper_than(json: &str, max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 #[derive(Serialize)]
 struct Frame<'a, T: Serialize> {
     push: Push<'a, T>,
@@ -132,6 +168,15 @@ fn encode(channel: &str, body: Body<'_>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert!(!is_deeper_than("1", 0));
+        assert!(!is_deeper_than(r#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(is_deeper_than(r#"{"a":[1,{"b":2}]}"#, 2));
+        assert!(!is_deeper_than(r#"["[[[{{\"\\", "]"]"#, 1));
+        assert!(is_deeper_than(&"[".repeat(100_000), MAX_DATA_DEPTH));
+    }
 
     fn raw(s: &str) -> RawJson {
         RawValue::from_string(s.to_owned()).unwrap()

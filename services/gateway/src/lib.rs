@@ -3,6 +3,7 @@
 //! fans publications out to local sockets. It does not serve the server API.
 
 pub mod config;
+pub mod cors;
 pub mod demo;
 pub mod drain;
 pub mod flusher;
@@ -134,7 +135,7 @@ impl Gateway {
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(ws::PATH, get(ws::upgrade))
-        .route("/connection/sse", get(sse::stream))
+        .route("/connection/sse", get(sse::stream).options(cors::preflight))
         .route("/health", get(|| async { "ok" }))
         .with_state(gateway)
         .merge(demo::router())

@@ -14,10 +14,12 @@
 //! closed by the drain, not here.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -43,6 +45,11 @@ const FIRST_HEAD_MAX: usize = 4096;
 /// Headers a first request may have to be answered by the listener.
 const FIRST_HEADERS_MAX: usize = 48;
 
+/// The longest request head served on the client port (hyper's read buffer;
+/// it answers a longer head 431 and closes): a head is a few hundred bytes,
+/// and thousands of unfinished ones must not hold much memory each.
+const HEAD_MAX: usize = 16 * 1024;
+
 /// What the listener shares with its connections.
 struct Shared {
     gateway: Arc<Gateway>,
@@ -63,7 +70,8 @@ pub async fn serve(
 ) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HEAD_MAX);
     let shared = Arc::new(Shared {
         gateway,
         router,
@@ -72,18 +80,20 @@ pub async fn serve(
         stop: stop.clone(),
     });
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             () = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     pause_after(&e).await;
                     continue;
                 }
             },
         };
-        shared.gateway.spawn(first_request(shared.clone(), stream));
+        shared
+            .gateway
+            .spawn(first_request(shared.clone(), stream, peer));
     }
     // Closing the socket refuses whatever arrives from now on (and resets
     // what waits in the accept queue): clients retry on another node.
@@ -107,7 +117,7 @@ enum First {
 
 /// Reads an accepted connection's first request and hands the connection on:
 /// to a WebSocket task, or to an HTTP task that stopping waits for.
-async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
+async fn first_request(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
     let mut buf = Vec::new();
     let first = tokio::select! {
         first = tokio::time::timeout(
@@ -118,11 +128,13 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream) {
     };
     match first {
         Ok(Ok(First::WebSocket { accepted, head })) => {
-            ws::serve_upgraded(shared.gateway.clone(), stream, accepted, buf, head).await;
+            ws::serve_upgraded(shared.gateway.clone(), stream, accepted, buf, head, peer).await;
         }
         Ok(Ok(First::Http)) => {
             let io = Prefixed::new(buf, stream);
-            shared.connections.spawn(serve_http(shared.clone(), io));
+            shared
+                .connections
+                .spawn(serve_http(shared.clone(), io, peer));
         }
         Ok(Err(e)) => debug!(error = %e, "connection ended before its first request"),
         Err(_) => debug!("no request within the header read timeout"),
@@ -167,8 +179,10 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
 }
 
 /// Serves HTTP/1.1 on `io` until the client is done or stopping has finished it.
-async fn serve_http(shared: Arc<Shared>, io: Prefixed) {
-    let service = TowerToHyperService::new(shared.router.clone());
+/// Handlers find the client's address as axum's `ConnectInfo<SocketAddr>`.
+async fn serve_http(shared: Arc<Shared>, io: Prefixed, peer: SocketAddr) {
+    let router = shared.router.clone().layer(Extension(ConnectInfo(peer)));
+    let service = TowerToHyperService::new(router);
     let connection = shared
         .http
         .serve_connection(TokioIo::new(io), service)

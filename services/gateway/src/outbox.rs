@@ -6,6 +6,9 @@
 //! connection's task for commands and closing, and for frames unless a
 //! WebSocket [`Wire`] is attached: then frames are written by a flusher (see
 //! [`crate::flusher`]) and the task writes only while the socket is full.
+//! Replies to the client's own commands do not count against the queue's
+//! capacity (a frame of many commands is not a slow client); they have a
+//! bound of their own, [`MAX_QUEUED_REPLIES`].
 
 use std::collections::VecDeque;
 use std::io;
@@ -45,6 +48,16 @@ pub struct Outbox {
 struct Queue {
     frames: FrameQueue,
     direct: Option<Direct>,
+    /// At least as many as the replies among `frames` (clamped to their
+    /// number whenever frames leave): room they take is not the client's lag.
+    replies: usize,
+}
+
+impl Queue {
+    /// After frames left the queue: the replies among them are gone too.
+    fn shrunk(&mut self) {
+        self.replies = self.replies.min(self.frames.len());
+    }
 }
 
 /// The write side of a connection whose frames a flusher writes.
@@ -85,6 +98,12 @@ enum Sync {
 /// Control commands a session keeps before it stalls its queue.
 const MAX_PENDING_CONTROL: usize = 64;
 
+/// Replies a connection may leave unread before it is closed as slow: well
+/// above what one frame's commands produce (see the session's cap on
+/// commands per frame), so only a client that keeps sending commands without
+/// reading the replies reaches it.
+pub const MAX_QUEUED_REPLIES: usize = 4096;
+
 impl Outbox {
     /// A new outbox holding at most `capacity` frames.
     pub fn new(capacity: usize) -> Arc<Outbox> {
@@ -106,15 +125,31 @@ impl Outbox {
     /// connection is closing nothing more is queued (a client told to recover
     /// must not see what came after the loss).
     pub fn send(&self, frame: Bytes) -> bool {
+        self.push(frame, false)
+    }
+
+    /// Queues the reply to one of the client's own commands: it takes no room
+    /// from the frames the connection receives (see [`MAX_QUEUED_REPLIES`]).
+    pub fn reply(&self, frame: Bytes) -> bool {
+        self.push(frame, true)
+    }
+
+    fn push(&self, frame: Bytes, reply: bool) -> bool {
         if self.closing.get().is_some() {
             return false;
         }
         let mut queue = self.frames.lock().expect("poisoned");
-        if queue.frames.len() >= self.capacity {
+        let full = if reply {
+            queue.replies >= MAX_QUEUED_REPLIES
+        } else {
+            queue.frames.len() >= self.capacity + queue.replies
+        };
+        if full {
             drop(queue);
             self.close(Disconnect::SLOW);
             return false;
         }
+        queue.replies += usize::from(reply);
         queue.frames.push_back(frame);
         let wake = match &mut queue.direct {
             None => Wake::Task,
@@ -141,7 +176,9 @@ impl Outbox {
 
     /// Takes every queued frame, oldest first. Only for outboxes without a wire.
     pub fn take_frames(&self) -> FrameQueue {
-        std::mem::take(&mut self.frames.lock().expect("poisoned").frames)
+        let mut queue = self.frames.lock().expect("poisoned");
+        queue.replies = 0;
+        std::mem::take(&mut queue.frames)
     }
 
     /// From now on frames are written to `wire` by the flusher `shard`.
@@ -169,16 +206,21 @@ impl Outbox {
     /// socket hands the rest to the connection's task.
     pub fn flush_now(&self) {
         let mut queue = self.frames.lock().expect("poisoned");
-        let Queue { frames, direct } = &mut *queue;
+        let Queue {
+            frames,
+            direct,
+            replies,
+        } = &mut *queue;
         let Some(d) = direct else { return };
         d.scheduled = false;
         if d.task_writes {
             return;
         }
-        match d
+        let flushed = d
             .wire
-            .poll_flush(&mut Context::from_waker(Waker::noop()), frames)
-        {
+            .poll_flush(&mut Context::from_waker(Waker::noop()), frames);
+        *replies = (*replies).min(frames.len());
+        match flushed {
             Poll::Ready(Ok(())) => {}
             Poll::Pending => {
                 d.task_writes = true;
@@ -210,12 +252,13 @@ impl Outbox {
     /// Writes from the connection's task until everything queued is out.
     pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let mut queue = self.frames.lock().expect("poisoned");
-        let Queue { frames, direct } = &mut *queue;
+        let Queue { frames, direct, .. } = &mut *queue;
         let Some(d) = direct else {
             return Poll::Ready(Ok(()));
         };
         let flushed = d.wire.poll_flush(cx, frames);
         d.task_writes = flushed.is_pending();
+        queue.shrunk();
         flushed
     }
 
@@ -237,6 +280,7 @@ impl Outbox {
             .as_ref()
             .map_or(0, |d| d.wire.frames_in_flight());
         queue.frames.truncate(keep);
+        queue.shrunk();
     }
 
     /// Queues a channel frame (publication, join, leave), or holds it while the
@@ -280,7 +324,7 @@ impl Outbox {
     pub fn release(&self, reply: Option<Bytes>, channels: &[(Arc<str>, u64)]) {
         let mut held = self.held.lock().expect("poisoned");
         if let Some(reply) = reply {
-            self.send(reply);
+            self.reply(reply);
         }
         for (channel, delivered) in channels {
             let mut covered = *delivered;
@@ -366,6 +410,29 @@ mod tests {
         assert!(outbox.send(frame("a")));
         assert!(outbox.send(frame("b")));
         assert!(!outbox.send(frame("c")));
+        assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
+    }
+
+    #[test]
+    fn replies_take_no_room_from_deliveries() {
+        let outbox = Outbox::new(2);
+        for _ in 0..10 {
+            assert!(outbox.reply(frame("reply")));
+        }
+        assert!(outbox.send(frame("a")));
+        assert!(outbox.send(frame("b")));
+        assert_eq!(outbox.closing(), None, "ten replies and two frames fit");
+        assert!(!outbox.send(frame("c")));
+        assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
+    }
+
+    #[test]
+    fn unread_replies_are_bounded() {
+        let outbox = Outbox::new(2);
+        for _ in 0..MAX_QUEUED_REPLIES {
+            assert!(outbox.reply(frame("reply")));
+        }
+        assert!(!outbox.reply(frame("one too many")));
         assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
     }
 

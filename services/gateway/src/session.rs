@@ -7,6 +7,7 @@ mod commands;
 mod subscribe;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use herald_core::protocol::command::{parse_frame, ConnectRequest};
 use herald_core::protocol::reply::{self, Body, ConnectResult, Reply};
 use herald_core::protocol::{Disconnect, Error, Request, Unsubscribe};
 use herald_core::publication::{ClientInfo, RawJson};
+use herald_core::refusals;
 use rand::Rng;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -47,13 +49,21 @@ pub struct Session {
     pong_deadline: Option<Instant>,
     connect_deadline: Instant,
     unidirectional: bool,
+    /// The client's address, for the log of refused tokens.
+    peer: Option<SocketAddr>,
 }
 
 type Outcome = Result<(), Disconnect>;
 
+/// Commands one frame may carry (SSE: channels one request may name). Above
+/// the default `max_subscriptions`, so an SDK that sends every pending
+/// subscribe in one frame fits; a frame's replies stay far below
+/// [`crate::outbox::MAX_QUEUED_REPLIES`].
+pub const MAX_COMMANDS_PER_FRAME: usize = 1024;
+
 impl Session {
     /// A session that has not connected yet.
-    pub fn new(gw: Arc<Gateway>, outbox: Arc<Outbox>) -> Session {
+    pub fn new(gw: Arc<Gateway>, outbox: Arc<Outbox>, peer: Option<SocketAddr>) -> Session {
         let now = Instant::now();
         let interval = gw.config.ping_interval;
         let mut rng = rand::rng();
@@ -75,6 +85,7 @@ impl Session {
             subs: SmallMap::default(),
             pong_deadline: None,
             unidirectional: false,
+            peer,
         }
     }
 
@@ -84,6 +95,10 @@ impl Session {
             debug!(client = %self.client, error = %e, "malformed frame");
             Disconnect::BAD_REQUEST
         })?;
+        if commands.len() > MAX_COMMANDS_PER_FRAME {
+            debug!(client = %self.client, commands = commands.len(), "too many commands in one frame");
+            return Err(Disconnect::TOO_MANY_COMMANDS);
+        }
         for command in commands {
             let (id, request) = command.into_request();
             self.handle(id, request).await?;
@@ -141,8 +156,27 @@ impl Session {
         Ok(())
     }
 
+    /// Logs a refused token (rate-limited, see [`refusals`]) and answers it: an
+    /// expired token is an error reply (SDKs refresh it), any other ends the connection.
+    fn token_refused<T>(
+        &self,
+        kind: &str,
+        error: &AuthError,
+    ) -> Result<Result<T, Error>, Disconnect> {
+        let transport = if self.unidirectional {
+            "sse"
+        } else {
+            "websocket"
+        };
+        refusals::refused(kind, transport, error, self.peer);
+        match error {
+            AuthError::TokenExpired => Ok(Err(Error::TokenExpired)),
+            _ => Err(Disconnect::INVALID_TOKEN),
+        }
+    }
+
     fn reply(&self, id: u32, body: Body) {
-        self.outbox.send(Reply { id, body }.encode());
+        self.outbox.reply(Reply { id, body }.encode());
     }
 
     async fn connect(&mut self, id: u32, request: ConnectRequest) -> Outcome {
@@ -154,13 +188,11 @@ impl Session {
         } else {
             match self.gw.verifier.verify_connect(&request.token) {
                 Ok(claims) => claims,
-                Err(AuthError::TokenExpired) => {
-                    self.reply(id, Body::Error(Error::TokenExpired));
-                    return Ok(());
-                }
                 Err(e) => {
-                    debug!(client = %self.client, error = %e, "connect refused");
-                    return Err(Disconnect::INVALID_TOKEN);
+                    if let Err(expired) = self.token_refused::<()>("connect token", &e)? {
+                        self.reply(id, Body::Error(expired));
+                    }
+                    return Ok(());
                 }
             }
         };

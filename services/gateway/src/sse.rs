@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_core::protocol::command::{ConnectRequest, SubscribeRequest};
 use herald_core::protocol::{Disconnect, Request};
@@ -19,8 +21,9 @@ use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cors;
 use crate::outbox::Outbox;
-use crate::session::Session;
+use crate::session::{Session, MAX_COMMANDS_PER_FRAME};
 use crate::Gateway;
 
 /// `GET /connection/sse` query.
@@ -37,19 +40,39 @@ pub struct SseQuery {
 /// Stream positions per channel: offset and epoch.
 type Positions = BTreeMap<String, (u64, String)>;
 
-/// `GET /connection/sse`.
+/// `GET /connection/sse`: answers from an accepted origin carry CORS headers
+/// (refusals too, so the page can read why).
 pub async fn stream(
     State(gw): State<Arc<Gateway>>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Query(query): Query<SseQuery>,
 ) -> Response {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &header::HeaderValue| v.to_str().ok())
+    let peer = remote.map(|Extension(ConnectInfo(addr))| addr);
+    let origin = match cors::check(&gw, &headers) {
+        Ok(origin) => origin,
+        Err(refused) => return refused.into_response(),
     };
-    if !gw.is_origin_allowed(text(header::ORIGIN), text(header::HOST)) {
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    let mut response = open(gw, &headers, query, peer).await;
+    cors::allow(&mut response, origin);
+    response
+}
+
+async fn open(
+    gw: Arc<Gateway>,
+    headers: &HeaderMap,
+    query: SseQuery,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let extra: Vec<&str> = query
+        .channels
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|c| !c.is_empty())
+        .collect();
+    if extra.len() > MAX_COMMANDS_PER_FRAME {
+        return (StatusCode::BAD_REQUEST, "too many channels").into_response();
     }
     let token = match (&query.token, &query.cf_connect) {
         (Some(t), _) => t.clone(),
@@ -66,7 +89,7 @@ pub async fn stream(
         .unwrap_or_default();
 
     let outbox = Outbox::new(gw.config.queue_size);
-    let mut session = Session::new(gw.clone(), outbox.clone());
+    let mut session = Session::new(gw.clone(), outbox.clone(), peer);
     session.set_unidirectional();
     let recover = |channel: &str| {
         let (offset, epoch) = resume.get(channel)?.clone();
@@ -89,13 +112,7 @@ pub async fn stream(
     };
     let mut requested = BTreeMap::new();
     let mut outcome = session.handle(1, Request::Connect(connect)).await;
-    let extra = query
-        .channels
-        .as_deref()
-        .unwrap_or_default()
-        .split(',')
-        .filter(|c| !c.is_empty());
-    for (i, channel) in extra.enumerate() {
+    for (i, channel) in extra.into_iter().enumerate() {
         if outcome.is_err() {
             break;
         }

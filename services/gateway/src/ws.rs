@@ -17,11 +17,12 @@ mod wire;
 
 use std::future::poll_fn;
 use std::mem::MaybeUninit;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::protocol::Disconnect;
@@ -68,10 +69,14 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
     };
     // The session gets a task of its own, as in `serve_upgraded`: this one
     // would keep the upgrade's state beside the session's for its whole life.
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let session_gw = gw.clone();
     gw.spawn(async move {
         if let Some((stream, decoder)) = upgraded(on_upgrade).await {
-            session_gw.spawn(run(session_gw.clone(), stream, decoder));
+            session_gw.spawn(run(session_gw.clone(), stream, decoder, peer));
         }
     });
     accepted.into_response()
@@ -86,6 +91,7 @@ pub async fn serve_upgraded(
     accepted: handshake::Accepted,
     buf: Vec<u8>,
     head: usize,
+    peer: SocketAddr,
 ) {
     let decoder = Decoder::with_pending(&buf[head..]);
     drop(buf);
@@ -93,7 +99,7 @@ pub async fn serve_upgraded(
         debug!(error = %e, "WebSocket upgrade response not written");
         return;
     }
-    gw.spawn(run(gw.clone(), stream, decoder));
+    gw.spawn(run(gw.clone(), stream, decoder, Some(peer)));
 }
 
 /// The read side of an upgraded socket with its decoder state.
@@ -172,6 +178,7 @@ fn run(
     gw: Arc<Gateway>,
     stream: TcpStream,
     decoder: Decoder,
+    peer: Option<SocketAddr>,
 ) -> impl std::future::Future<Output = ()> + Send {
     let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
     gauge.inc();
@@ -181,7 +188,7 @@ fn run(
         decoder,
         limit: gw.config.max_message_size,
     };
-    let mut session = Session::new(gw.clone(), outbox.clone());
+    let mut session = Session::new(gw.clone(), outbox.clone(), peer);
     outbox.attach(
         Wire::new(wire::Io(stream), gw.config.write_batch),
         gw.flusher(session.conn()),

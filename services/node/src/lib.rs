@@ -255,9 +255,12 @@ pub fn engine_name(config: &herald_core::engine::Config) -> &'static str {
 }
 
 async fn serve_http(listener: TcpListener, router: Router, stop: CancellationToken) {
-    let result = axum::serve(listener, router.into_make_service())
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
+    let result = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await;
     if let Err(e) = result {
         warn!(error = %e, "listener stopped");
     }

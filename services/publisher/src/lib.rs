@@ -5,14 +5,15 @@
 
 mod methods;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::Router;
+use axum::{Extension, Router};
 use herald_core::namespace::Namespaces;
 use herald_core::protocol::Error;
 use herald_core::{Engine, Metrics};
@@ -151,7 +152,7 @@ pub fn publish_router(publisher: Arc<Publisher>) -> Router {
     Router::new()
         .route(
             "/api/publish",
-            post(|s, h, b| handle(s, Path("publish".to_owned()), h, b)),
+            post(|s, c, h, b| handle(s, Path("publish".to_owned()), c, h, b)),
         )
         .with_state(publisher)
 }
@@ -159,10 +160,13 @@ pub fn publish_router(publisher: Arc<Publisher>) -> Router {
 async fn handle(
     State(publisher): State<Arc<Publisher>>,
     Path(method): Path<String>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if !publisher.is_authorized(&headers) {
+        let remote = remote.map(|Extension(ConnectInfo(addr))| addr);
+        herald_core::refusals::refused("api key", "http api", &"missing or wrong key", remote);
         return error_response(StatusCode::UNAUTHORIZED, Error::Unauthorized, false);
     }
     let transport_mode = headers

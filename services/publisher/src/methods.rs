@@ -26,6 +26,7 @@ use herald_core::channel_ops::{self, Failure};
 use herald_core::control;
 use herald_core::engine::EngineError;
 use herald_core::protocol::Error;
+use herald_core::publication::{is_deeper_than, MAX_DATA_DEPTH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::{to_raw_value, RawValue};
@@ -109,7 +110,18 @@ struct ChannelRequest {
 #[derive(Serialize)]
 struct Empty {}
 
+/// Decodes a method's request. Publication data nested deeper than
+/// [`MAX_DATA_DEPTH`] is a bad request: the request's own object is one
+/// level more (no method takes deeper JSON of another kind).
 fn parse<T: DeserializeOwned>(body: &str) -> Result<T, ApiError> {
+    if is_deeper_than(body, MAX_DATA_DEPTH + 1) {
+        return Err(ApiError::bad_request());
+    }
+    parse_envelope(body)
+}
+
+/// Decodes a request that wraps other methods' requests (each checked by its method).
+fn parse_envelope<T: DeserializeOwned>(body: &str) -> Result<T, ApiError> {
     serde_json::from_str(body).map_err(|_| ApiError::bad_request())
 }
 

@@ -188,12 +188,20 @@ impl Disconnect {
     pub const INVALID_TOKEN: Disconnect = dis(3500, "invalid token");
     /// 3501.
     pub const BAD_REQUEST: Disconnect = dis(3501, "bad request");
+    /// 3501: one frame carried more commands than a connection may send at once.
+    pub const TOO_MANY_COMMANDS: Disconnect = dis(3501, "too many commands");
     /// 3502: never sent connect.
     pub const STALE: Disconnect = dis(3502, "stale");
     /// 3503: the server API closed the connection for good (its default code).
     pub const FORCE_DISCONNECT: Disconnect = dis(3503, "force disconnect");
     /// 3507.
     pub const PERMISSION_DENIED: Disconnect = dis(3507, "permission denied");
+
+    /// Whether the server API may close connections with `code`: the ranges
+    /// Centrifugo leaves to applications (and RFC 6455 allows on the wire).
+    pub const fn is_application(code: u16) -> bool {
+        matches!(code, 3000..=4999)
+    }
 
     /// Whether SDKs give up after this close instead of reconnecting.
     pub const fn is_terminal(code: u16) -> bool {

@@ -1,7 +1,7 @@
 //! Commands on channels and tokens after connect: publish, presence,
 //! presence_stats, history, refresh and sub_refresh.
 
-use herald_core::auth::{now_secs, AuthError};
+use herald_core::auth::now_secs;
 use herald_core::channel_ops;
 use herald_core::engine::{EngineError, PublishOptions};
 use herald_core::protocol::command::{HistoryRequest, PublishRequest};
@@ -9,6 +9,7 @@ use herald_core::protocol::reply::{
     self, HistoryResult, PresenceResult, PresenceStatsResult, RefreshResult, SubRefreshResult,
 };
 use herald_core::protocol::{Disconnect, Error};
+use herald_core::publication::{is_deeper_than, MAX_DATA_DEPTH};
 use tracing::warn;
 
 use super::Session;
@@ -35,6 +36,9 @@ impl Session {
         let user = self.user.as_deref().unwrap_or_default();
         if !channel.options().client_publish || user.is_empty() {
             return Err(Error::PermissionDenied);
+        }
+        if is_deeper_than(request.data.get(), MAX_DATA_DEPTH) {
+            return Err(Error::BadRequest);
         }
         let chan_info = self
             .subs
@@ -98,8 +102,7 @@ impl Session {
     pub(super) fn refresh(&mut self, token: &str) -> Answer<RefreshResult> {
         let claims = match self.gw.verifier.verify_connect(token) {
             Ok(c) => c,
-            Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
-            Err(_) => return Err(Disconnect::INVALID_TOKEN),
+            Err(e) => return self.token_refused("refresh token", &e),
         };
         if Some(claims.sub.as_str()) != self.user.as_deref() {
             return Err(Disconnect::INVALID_TOKEN);
@@ -116,8 +119,7 @@ impl Session {
     pub(super) fn sub_refresh(&mut self, channel: &str, token: &str) -> Answer<SubRefreshResult> {
         let claims = match self.gw.verifier.verify_subscribe(token) {
             Ok(c) => c,
-            Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
-            Err(_) => return Err(Disconnect::INVALID_TOKEN),
+            Err(e) => return self.token_refused("subscription token", &e),
         };
         let user = self.user.as_deref().unwrap_or_default();
         let Some(sub) = self.subs.get_mut(channel) else {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use herald_core::auth::{now_secs, AuthError};
+use herald_core::auth::now_secs;
 use herald_core::channel::Channel;
 use herald_core::channel_ops;
 use herald_core::engine::{EngineError, HistoryQuery};
@@ -75,8 +75,7 @@ impl Session {
         if !request.token.is_empty() {
             let claims = match self.gw.verifier.verify_subscribe(&request.token) {
                 Ok(c) => c,
-                Err(AuthError::TokenExpired) => return Ok(Err(Error::TokenExpired)),
-                Err(_) => return Err(Disconnect::INVALID_TOKEN),
+                Err(e) => return self.token_refused("subscription token", &e),
             };
             if claims.channel != channel.name()
                 || claims.sub != user

@@ -115,6 +115,10 @@ impl Decoder {
         if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(DecodeError::Protocol("reserved bits set"));
         }
+        // RFC 6455 5.2: the most significant bit of a 64-bit length must be 0.
+        if length > i64::MAX as u64 {
+            return Err(DecodeError::Protocol("payload length with its top bit set"));
+        }
         let length = usize::try_from(length).map_err(|_| DecodeError::TooBig)?;
         let buffered = self.fragments.as_ref().map_or(0, |(f, _)| f.len());
         if length > limit.saturating_sub(buffered) {
@@ -188,11 +192,22 @@ fn close_code(payload: &[u8]) -> Result<Option<u16>, DecodeError> {
     match payload {
         [] => Ok(None),
         [a, b, reason @ ..] => {
+            let code = u16::from_be_bytes([*a, *b]);
+            if !is_valid_close_code(code) {
+                return Err(DecodeError::Protocol("close code not allowed on the wire"));
+            }
             std::str::from_utf8(reason).map_err(|_| DecodeError::InvalidUtf8)?;
-            Ok(Some(u16::from_be_bytes([*a, *b])))
+            Ok(Some(code))
         }
         [_] => Err(DecodeError::Protocol("one-byte close payload")),
     }
+}
+
+/// Whether a close frame may carry `code` (RFC 6455 7.4): the defined codes
+/// except those reserved for local use (1004, 1005, 1006, 1015), the ones
+/// registered since (1012-1014), and the library and application ranges.
+fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 fn unmask(payload: &mut [u8], mask: [u8; 4]) {
@@ -354,6 +369,16 @@ mod tests {
     }
 
     #[test]
+    fn a_length_with_the_top_bit_set_is_a_protocol_error() {
+        let mut frame = vec![0x81, 0x80 | 127];
+        frame.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        frame.extend_from_slice(&[1, 2, 3, 4]);
+        let got = Decoder::default().decode(&frame, LIMIT);
+        let want = DecodeError::Protocol("payload length with its top bit set");
+        assert_eq!(got, Err(want));
+    }
+
+    #[test]
     fn an_oversize_frame_is_refused_from_its_header_alone() {
         let frame = client_frame(0x1, true, &vec![b'x'; 70_000]);
         let got = Decoder::default().decode(&frame[..14], LIMIT);
@@ -382,6 +407,21 @@ mod tests {
         assert_eq!(got, Ok(Some(Incoming::Close(None))));
         let binary = Decoder::default().decode(&client_frame(0x2, true, b"\x00"), LIMIT);
         assert_eq!(binary, Ok(Some(Incoming::Binary)));
+    }
+
+    #[test]
+    fn close_codes_reserved_or_undefined_are_protocol_errors() {
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
+            let got =
+                Decoder::default().decode(&client_frame(0x8, true, &code.to_be_bytes()), LIMIT);
+            let want = DecodeError::Protocol("close code not allowed on the wire");
+            assert_eq!(got, Err(want), "{code}");
+        }
+        for code in [1000u16, 1003, 1007, 1014, 3000, 4999] {
+            let got =
+                Decoder::default().decode(&client_frame(0x8, true, &code.to_be_bytes()), LIMIT);
+            assert_eq!(got, Ok(Some(Incoming::Close(Some(code)))));
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{parse, raw, Outcome};
+use super::{parse_envelope, raw, Outcome};
 use crate::{ApiError, Publisher};
 
 #[derive(Deserialize)]
@@ -16,7 +16,7 @@ struct Request {
 }
 
 pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
-    let r: Request = parse(body)?;
+    let r: Request = parse_envelope(body)?;
     let mut replies: Vec<HashMap<String, Box<RawValue>>> = Vec::with_capacity(r.commands.len());
     for command in r.commands {
         let Some((method, body)) = command.into_iter().next() else {

@@ -1,12 +1,13 @@
 //! `disconnect`: closes a user's connections (or one of them) on every node,
-//! with the given code or "force disconnect".
+//! with the given code (3000-4999, see [`Disconnect::is_application`]) or
+//! "force disconnect".
 
 use herald_core::control::Command;
 use herald_core::protocol::{Disconnect, Error};
 use serde::Deserialize;
 
 use super::{parse, Outcome};
-use crate::Publisher;
+use crate::{ApiError, Publisher};
 
 #[derive(Deserialize)]
 struct Request {
@@ -29,6 +30,9 @@ pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
     let code = r
         .disconnect
         .map_or(Disconnect::FORCE_DISCONNECT.code, |d| d.code);
+    if !Disconnect::is_application(code) {
+        return Err(ApiError::bad_request());
+    }
     api.control(Command::Disconnect {
         user: r.user,
         client: r.client,
