@@ -57,17 +57,22 @@ async fn attempt(url: &str, token: &str) -> Attempt {
     Attempt::Closed(code)
 }
 
-#[tokio::test]
-async fn sigterm_drains_clients_with_reconnect_advice_and_exits() {
-    let mut h = Herald::start(
+/// A node with the given `server.drain_spread` and `server.drain_timeout`.
+async fn draining_node(spread: &str, timeout: &str) -> Herald {
+    Herald::start(
         BIN,
         &[
-            ("HERALD_SERVER__DRAIN_SPREAD", "1s"),
-            ("HERALD_SERVER__DRAIN_TIMEOUT", "5s"),
+            ("HERALD_SERVER__DRAIN_SPREAD", spread),
+            ("HERALD_SERVER__DRAIN_TIMEOUT", timeout),
         ],
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sigterm_drains_clients_with_reconnect_advice_and_exits() {
+    let mut h = draining_node("1s", "5s").await;
     let mut clients = Vec::new();
     for i in 0..20 {
         clients.push(
@@ -139,15 +144,7 @@ async fn dev_mode_serves_demo_tokens_and_refuses_split_roles() {
 #[tokio::test]
 async fn clients_reconnecting_to_a_draining_node_are_turned_away_and_it_exits_on_time() {
     let spread = Duration::from_secs(2);
-    let mut h = Herald::start(
-        BIN,
-        &[
-            ("HERALD_SERVER__DRAIN_SPREAD", "2s"),
-            ("HERALD_SERVER__DRAIN_TIMEOUT", "10s"),
-        ],
-    )
-    .await
-    .unwrap();
+    let mut h = draining_node("2s", "10s").await;
     let (exited_tx, exited) = tokio::sync::watch::channel(false);
     let mut reconnecting = Vec::new();
     for i in 0..20 {
@@ -200,15 +197,7 @@ async fn clients_reconnecting_to_a_draining_node_are_turned_away_and_it_exits_on
 
 #[tokio::test]
 async fn a_connect_that_arrives_after_the_drain_began_gets_3001() {
-    let mut h = Herald::start(
-        BIN,
-        &[
-            ("HERALD_SERVER__DRAIN_SPREAD", "2s"),
-            ("HERALD_SERVER__DRAIN_TIMEOUT", "10s"),
-        ],
-    )
-    .await
-    .unwrap();
+    let mut h = draining_node("2s", "10s").await;
     let (mut connected, _) = Client::connect(&h.ws_url(), &h.token("early"))
         .await
         .unwrap();
@@ -235,15 +224,7 @@ async fn a_connect_that_arrives_after_the_drain_began_gets_3001() {
 
 #[tokio::test]
 async fn sse_streams_are_drained_with_the_same_rule() {
-    let mut h = Herald::start(
-        BIN,
-        &[
-            ("HERALD_SERVER__DRAIN_SPREAD", "2s"),
-            ("HERALD_SERVER__DRAIN_TIMEOUT", "10s"),
-        ],
-    )
-    .await
-    .unwrap();
+    let mut h = draining_node("2s", "10s").await;
     let url = |user: &str| {
         format!(
             "http://{}/connection/sse?token={}",
