@@ -137,6 +137,7 @@ impl Redis {
             info: options.info,
             tags: options.tags,
             time: crate::now_ms(),
+            trace: options.trace,
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
@@ -152,6 +153,7 @@ impl Redis {
             return Ok(StreamPosition::default());
         }
         let body = envelope::encode_publication(&publication);
+        let trace = envelope::trace_arg(&publication);
         self.shared
             .publish_stored(
                 channel.name(),
@@ -159,6 +161,7 @@ impl Redis {
                 opts.history_size,
                 opts.history_ttl,
                 key.as_deref(),
+                trace,
             )
             .await
     }
