@@ -3,7 +3,8 @@
 //! trace: the API span under the caller's span, the engine publish under it,
 //! and a delivery span on each gateway under the engine publish, whose
 //! context travels in the pub/sub envelope. Without an OTLP endpoint nothing
-//! is exported and the envelope carries no trace context.
+//! is exported and the envelope carries no trace context; spans still queued
+//! at SIGTERM are exported before the process exits.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -162,4 +163,36 @@ async fn without_an_endpoint_nothing_is_exported_or_carried() {
         assert!(!envelope.contains(TRACE_ID), "{envelope}");
     }
     assert_eq!(otlp.requests(), 0);
+}
+
+#[tokio::test]
+async fn spans_still_queued_are_exported_at_shutdown() {
+    let redis = RedisServer::start().await.unwrap();
+    let otlp = OtlpReceiver::start().await.unwrap();
+    let (url, endpoint) = (redis.url(), otlp.endpoint());
+    let mut publisher = Herald::start(
+        BIN,
+        &[
+            ("HERALD_SERVER__ROLE", "publisher"),
+            ("HERALD_ENGINE__REDIS_URL", &url),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            // Far beyond the test: only the shutdown flush can export.
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN}-01");
+    publish(&publisher, "stock:LAST", json!({"n": 1}), &traceparent).await;
+    assert_eq!(otlp.requests(), 0, "nothing exported before the shutdown");
+    publisher.terminate().unwrap();
+    let status = publisher.wait_exit(Duration::from_secs(10)).await.unwrap();
+    assert!(status.success(), "{status}");
+    let spans = otlp
+        .wait_for(Duration::from_secs(5), |spans| {
+            !named(spans, "api.publish").is_empty() && !named(spans, "engine.publish").is_empty()
+        })
+        .await
+        .unwrap();
+    println!("exported at shutdown:\n{}", tree(&spans));
 }
