@@ -20,6 +20,7 @@ fn codec(c: &mut Criterion) {
         info: None,
         tags: None,
         time: 0,
+        trace: None,
     };
     let mut group = c.benchmark_group("codec");
     group.throughput(Throughput::Elements(1));

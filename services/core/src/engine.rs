@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::channel::Channel;
 use crate::control::{self, NodeInfo};
 use crate::publication::{ClientInfo, Publication, RawJson, StreamPosition};
+use crate::trace::TraceParent;
 
 /// The `[engine]` configuration section.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -119,6 +120,8 @@ pub struct PublishOptions {
     /// repeat answers the first publish's position (so a retry after a
     /// timeout cannot duplicate the publication).
     pub idempotency_key: Option<String>,
+    /// The publishing span, when sampled: every delivering gateway continues its trace.
+    pub trace: Option<TraceParent>,
 }
 
 /// A history read.

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::trace::TraceParent;
+
 /// Raw JSON as received, kept verbatim (the JSON protocol embeds `data` and `info` unencoded).
 pub type RawJson = Box<RawValue>;
 
@@ -44,6 +46,10 @@ pub struct Publication {
     /// Milliseconds since the Unix epoch when the engine accepted it.
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub time: i64,
+    /// The sampled span that published it, for the delivering gateways' spans.
+    /// Carried beside the publication between nodes, never to clients nor into history.
+    #[serde(skip)]
+    pub trace: Option<TraceParent>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -208,6 +214,7 @@ mod tests {
             info: None,
             tags: None,
             time: 0,
+            trace: None,
         };
         let frame = encode_publication_push("chat:42", &p);
         assert_eq!(

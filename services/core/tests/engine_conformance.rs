@@ -1,7 +1,8 @@
 //! The engine contract, one suite run against every engine: the memory engine,
 //! a real standalone `redis-server` and a real 3-master Redis Cluster. Publish
 //! and history, idempotent publishing, presence, join/leave, control commands,
-//! node discovery and exactly-once delivery in offset order. What only one
+//! node discovery, exactly-once delivery in offset order and the trace context
+//! a publication carries to every node. What only one
 //! engine does (Redis reconnects, key expiry, debounced unsubscribes, the
 //! memory sweeper) is tested in that engine's own file.
 
@@ -18,6 +19,7 @@ use backend::{recorders, Backend};
 use futures_util::future::join_all;
 use herald_core::control::Command;
 use herald_core::engine::{self, Engine, Handler, HistoryQuery, PresenceStats, PublishOptions};
+use herald_core::trace::TraceParent;
 use herald_core::{ClientInfo, StreamPosition};
 use recorder::*;
 
@@ -418,6 +420,38 @@ async fn a_repeated_idempotency_key_publishes_once(backend: &Backend) {
     }
 }
 
+async fn a_trace_context_reaches_every_node(backend: &Backend) {
+    let nodes = backend.nodes("traced", &recorders(&["a", "b"])).await;
+    let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let traced = || PublishOptions {
+        trace: TraceParent::parse(text),
+        ..Default::default()
+    };
+    for name in ["h:traced", "plain:traced"] {
+        let ch = channel(name);
+        for (engine, _) in &nodes {
+            engine.subscribe(&ch).await.unwrap();
+        }
+        let (a, _) = &nodes[0];
+        a.publish(&ch, data("1"), traced()).await.unwrap();
+        a.publish(&ch, data("2"), PublishOptions::default())
+            .await
+            .unwrap();
+        for (_, recorder) in &nodes {
+            eventually(WAIT, "both publications", || {
+                recorder.traces(name).len() == 2
+            })
+            .await;
+            assert_eq!(recorder.traces(name), [Some(text.to_owned()), None]);
+        }
+        let history = a.history(&ch, HistoryQuery::default()).await.unwrap();
+        assert!(history.publications.iter().all(|p| p.trace.is_none()));
+    }
+    for (engine, _) in &nodes {
+        engine.close().await;
+    }
+}
+
 /// One test per engine for each contract function.
 macro_rules! for_every_engine {
     ($($test:ident),* $(,)?) => {
@@ -443,4 +477,5 @@ for_every_engine!(
     join_leave_control_and_nodes_reach_every_node,
     delivers_exactly_once_in_order_across_nodes,
     a_repeated_idempotency_key_publishes_once,
+    a_trace_context_reaches_every_node,
 );

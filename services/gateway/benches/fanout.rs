@@ -32,6 +32,7 @@ fn fanout(c: &mut Criterion) {
             info: None,
             tags: None,
             time: 0,
+            trace: None,
         };
         group.throughput(Throughput::Elements(subscribers));
         group.bench_with_input(

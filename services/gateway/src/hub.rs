@@ -25,6 +25,8 @@ use tokio::sync::Notify;
 use crate::outbox::Outbox;
 use crate::subscribers::Subscribers;
 
+mod traced;
+
 const SHARDS: usize = 64;
 
 /// A connected session as the hub knows it.
@@ -276,10 +278,20 @@ impl Hub {
     }
 }
 
-impl Handler for Hub {
-    fn on_publication(&self, channel: &str, publication: &Publication) {
+impl Hub {
+    /// Queues a publication to the channel's local subscribers.
+    fn deliver(&self, channel: &str, publication: &Publication) {
         let encode = || encode_publication_push(channel, publication);
         self.fan_out(channel, publication.offset, encode);
+    }
+}
+
+impl Handler for Hub {
+    fn on_publication(&self, channel: &str, publication: &Publication) {
+        match &publication.trace {
+            None => self.deliver(channel, publication),
+            Some(parent) => self.deliver_traced(channel, publication, parent),
+        }
     }
 
     fn on_join(&self, channel: &str, info: &ClientInfo) {
@@ -372,6 +384,7 @@ mod tests {
             info: None,
             tags: None,
             time: 0,
+            trace: None,
         };
         hub.on_publication("stock:A", &p);
         let fa = a.take_frames().into_iter().next().unwrap();

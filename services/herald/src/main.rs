@@ -1,13 +1,13 @@
 //! `herald`: the binary. Parses the command line, loads configuration, sets up
-//! logging, binds the listeners and runs a [`herald_node::Node`] until
+//! logs and trace export, binds the listeners and runs a [`herald_node::Node`] until
 //! SIGTERM/SIGINT. Everything else lives in the libraries.
 
 mod cli;
 mod dev;
 mod selftest;
 mod settings;
+mod telemetry;
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
@@ -71,9 +71,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         None | Some(Command::Run) => {
-            init_logging();
+            let node = settings.server.name.clone().unwrap_or_else(host_name);
+            let _telemetry = match telemetry::init(&node) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("herald: invalid configuration: {e:#}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
             let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-            match runtime.block_on(run(settings)) {
+            let outcome = runtime.block_on(run(settings));
+            // The runtime goes before the telemetry guard, which flushes spans with blocking IO.
+            drop(runtime);
+            match outcome {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "herald stopped");
@@ -116,22 +126,6 @@ async fn run(mut settings: Settings) -> anyhow::Result<()> {
 
 fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
     herald_node::bind(addr).with_context(|| format!("{key}: cannot listen on {addr}"))
-}
-
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("HERALD_LOG_FORMAT").is_ok_and(|v| v == "json");
-    // Colours only for a person at a terminal, never in collected logs.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 fn host_name() -> String {

@@ -4,6 +4,7 @@
 //! no connections itself (cluster-wide actions go through the engine).
 
 mod methods;
+mod spans;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use herald_core::protocol::Error;
 use herald_core::{Engine, Metrics};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use tracing::Instrument;
 
 /// The `[api]` configuration section.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -167,7 +169,12 @@ async fn handle(
         return error_response(StatusCode::BAD_REQUEST, Error::BadRequest, transport_mode);
     };
     let body = if body.trim().is_empty() { "{}" } else { body };
-    match publisher.call(&method, body).await {
+    let span = spans::request(metric_method(&method), &headers);
+    let result = publisher.call(&method, body).instrument(span.clone()).await;
+    if let Err(e) = &result {
+        spans::failed(&span, e.error.code());
+    }
+    match result {
         Ok(result) => json_response(StatusCode::OK, &Envelope::Result(&result)),
         Err(e) if transport_mode => error_response(e.transport_status(), e.error, true),
         Err(e) => error_response(e.status, e.error, false),

@@ -149,12 +149,35 @@ impl Herald {
         body: Value,
         key: Option<&str>,
     ) -> anyhow::Result<(u16, Value)> {
+        self.api_request(method, body, key, &[]).await
+    }
+
+    /// Calls `/api/<method>` with the test key and extra request headers.
+    pub async fn api_with_headers(
+        &self,
+        method: &str,
+        body: Value,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
+        self.api_request(method, body, Some(API_KEY), headers).await
+    }
+
+    async fn api_request(
+        &self,
+        method: &str,
+        body: Value,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, Value)> {
         let mut req = self
             .http
             .post(format!("http://{}/api/{method}", self.internal_addr))
             .body(body.to_string());
         if let Some(key) = key {
             req = req.header("X-API-Key", key);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();

@@ -1,5 +1,6 @@
-//! A tiny RESP2 client for test set-up and fault injection (PING, CLUSTER INFO,
-//! CLIENT KILL, DEBUG ...). Not for the code under test: that uses the engine.
+//! A tiny RESP2 client for test set-up, fault injection (PING, CLUSTER INFO,
+//! CLIENT KILL, DEBUG ...) and reading raw pub/sub messages. Not for the code
+//! under test: that uses the engine.
 
 use std::time::Duration;
 
@@ -58,6 +59,52 @@ pub async fn command(addr: &str, args: &[&str]) -> anyhow::Result<Reply> {
     })
     .await
     .with_context(|| format!("{addr}: {args:?} timed out"))?
+}
+
+/// A connection in subscriber mode on one pub/sub channel, reading the raw
+/// messages published there.
+pub struct Subscriber {
+    reader: BufReader<TcpStream>,
+}
+
+impl Subscriber {
+    /// `SUBSCRIBE`s `channel` on `addr`; ready once Redis confirmed it.
+    pub async fn start(addr: &str, channel: &str) -> anyhow::Result<Subscriber> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect {addr}"))?;
+        let command = format!(
+            "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+            channel.len()
+        );
+        stream.write_all(command.as_bytes()).await?;
+        let mut subscriber = Subscriber {
+            reader: BufReader::new(stream),
+        };
+        let confirmed = subscriber.next_reply().await?;
+        match &confirmed {
+            Reply::Array(items) if items.first().and_then(Reply::text) == Some("subscribe") => {
+                Ok(subscriber)
+            }
+            other => bail!("SUBSCRIBE {channel}: {other:?}"),
+        }
+    }
+
+    /// The payload of the next message (5 s at most).
+    pub async fn next_message(&mut self) -> anyhow::Result<String> {
+        match self.next_reply().await? {
+            Reply::Array(items) if items.len() == 3 && items[0].text() == Some("message") => {
+                Ok(items[2].text().unwrap_or_default().to_owned())
+            }
+            other => bail!("not a pub/sub message: {other:?}"),
+        }
+    }
+
+    async fn next_reply(&mut self) -> anyhow::Result<Reply> {
+        tokio::time::timeout(Duration::from_secs(5), read_reply(&mut self.reader))
+            .await
+            .context("no pub/sub message within 5s")?
+    }
 }
 
 fn read_reply<'a>(

@@ -197,6 +197,7 @@ impl Memory {
             info: options.info,
             tags: options.tags,
             time: crate::now_ms(),
+            trace: options.trace,
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
@@ -214,6 +215,7 @@ impl Memory {
         self.inner
             .handler
             .on_publication(channel.name(), &publication);
+        publication.trace = None;
         s.publications.push_back(publication);
         while s.publications.len() > opts.history_size {
             s.publications.pop_front();

@@ -138,6 +138,7 @@ impl Redis {
             info: options.info,
             tags: options.tags,
             time: crate::now_ms(),
+            trace: options.trace,
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
@@ -153,6 +154,7 @@ impl Redis {
             return Ok(StreamPosition::default());
         }
         let body = envelope::encode_publication(&publication);
+        let trace = envelope::trace_arg(&publication);
         self.shared
             .publish_stored(
                 channel.name(),
@@ -160,6 +162,7 @@ impl Redis {
                 opts.history_size,
                 opts.history_ttl,
                 key.as_deref(),
+                trace,
             )
             .await
     }

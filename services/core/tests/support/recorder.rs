@@ -26,6 +26,8 @@ pub enum Seen {
 pub struct Recorder {
     pub uid: String,
     seen: Mutex<HashMap<String, Vec<Seen>>>,
+    /// The trace context of each publication seen, by channel.
+    traces: Mutex<HashMap<String, Vec<Option<String>>>>,
     controls: Mutex<Vec<Command>>,
     local: Mutex<HashMap<String, u64>>,
     needed: Mutex<HashSet<String>>,
@@ -38,6 +40,7 @@ impl Recorder {
         Arc::new(Recorder {
             uid: uid.into(),
             seen: Mutex::default(),
+            traces: Mutex::default(),
             controls: Mutex::default(),
             local: Mutex::default(),
             needed: Mutex::default(),
@@ -57,6 +60,16 @@ impl Recorder {
     /// Everything seen in a channel.
     pub fn seen(&self, channel: &str) -> Vec<Seen> {
         self.seen
+            .lock()
+            .unwrap()
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The `traceparent` carried by each publication seen in a channel.
+    pub fn traces(&self, channel: &str) -> Vec<Option<String>> {
+        self.traces
             .lock()
             .unwrap()
             .get(channel)
@@ -135,6 +148,12 @@ impl Recorder {
 impl Handler for Recorder {
     fn on_publication(&self, channel: &str, p: &Publication) {
         self.wait_at_gate(channel);
+        self.traces
+            .lock()
+            .unwrap()
+            .entry(channel.into())
+            .or_default()
+            .push(p.trace.map(|t| t.to_string()));
         self.push(
             channel,
             Seen::Pub {

@@ -39,6 +39,7 @@ pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
             tags: r.tags.clone(),
             skip_history: r.skip_history,
             idempotency_key: key.clone(),
+            trace: None,
         };
         let data = data.clone();
         async move { api.publish(name, data, options).await }

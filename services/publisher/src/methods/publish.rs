@@ -8,7 +8,9 @@ use herald_core::engine::PublishOptions;
 use herald_core::metrics::labels::Source;
 use herald_core::protocol::Error;
 use herald_core::publication::RawJson;
+use herald_core::trace::TraceParent;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 use super::{parse, raw, unavailable, Outcome};
 use crate::{ApiError, Publisher};
@@ -58,6 +60,7 @@ pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
         tags: r.tags,
         skip_history: r.skip_history,
         idempotency_key: idempotency_key(r.idempotency_key)?,
+        trace: None,
     };
     raw(&api.publish(&r.channel, data, options).await?)
 }
@@ -68,13 +71,16 @@ impl Publisher {
         &self,
         name: &str,
         data: RawJson,
-        options: PublishOptions,
+        mut options: PublishOptions,
     ) -> Result<Published, ApiError> {
         let channel = self.channel(name)?;
+        let span = crate::spans::engine_publish(name);
+        options.trace = TraceParent::of(&span);
         let timer = self.metrics.publish_seconds.start_timer();
         let position = self
             .engine
             .publish(&channel, data, options)
+            .instrument(span)
             .await
             .map_err(|e| {
                 self.metrics.engine_errors.inc();

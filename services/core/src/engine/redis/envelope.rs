@@ -1,10 +1,12 @@
 //! The pub/sub message format: a small JSON envelope around a publication (with
-//! its offset and epoch, filled in by the publish script), a join or a leave.
-//! History stream entries hold the bare publication JSON; the offset is the entry id.
+//! its offset and epoch, filled in by the publish script, and the publishing
+//! span's `traceparent` when it was sampled), a join or a leave. History
+//! stream entries hold the bare publication JSON; the offset is the entry id.
 
 use serde::{Deserialize, Serialize};
 
 use crate::publication::{ClientInfo, Publication};
+use crate::trace::{self, TraceParent};
 
 /// A decoded pub/sub message of a channel.
 #[derive(Debug)]
@@ -33,6 +35,8 @@ struct Envelope {
     p: Option<Publication>,
     j: Option<ClientInfo>,
     l: Option<ClientInfo>,
+    #[serde(default, deserialize_with = "trace::deserialize_lenient")]
+    t: Option<TraceParent>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +47,8 @@ struct Out<'a> {
     j: Option<&'a ClientInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     l: Option<&'a ClientInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    t: Option<&'a TraceParent>,
 }
 
 /// The publication as stored in the stream and embedded by the publish script
@@ -51,13 +57,20 @@ pub(super) fn encode_publication(publication: &Publication) -> String {
     serde_json::to_string(publication).expect("publications always serialize")
 }
 
-/// A publication of a channel without history: `{"p":{...}}`.
+/// A publication of a channel without history: `{"p":{...}}`, plus
+/// `"t":"<traceparent>"` when it carries a trace context.
 pub(super) fn encode_plain(publication: &Publication) -> String {
     encode(Out {
         p: Some(publication),
         j: None,
         l: None,
+        t: publication.trace.as_ref(),
     })
+}
+
+/// The publish script's `traceparent` argument: empty for none.
+pub(super) fn trace_arg(publication: &Publication) -> String {
+    publication.trace.map(|t| t.to_string()).unwrap_or_default()
 }
 
 /// A join (`{"j":info}`) or a leave (`{"l":info}`).
@@ -67,12 +80,14 @@ pub(super) fn encode_presence_event(info: &ClientInfo, join: bool) -> String {
             p: None,
             j: Some(info),
             l: None,
+            t: None,
         })
     } else {
         encode(Out {
             p: None,
             j: None,
             l: Some(info),
+            t: None,
         })
     }
 }
@@ -86,6 +101,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Message, serde_json::Error> {
     let env: Envelope = serde_json::from_slice(payload)?;
     if let Some(mut publication) = env.p {
         publication.offset = env.o;
+        publication.trace = env.t;
         return Ok(Message::Publication {
             offset: env.o,
             epoch: env.e,
@@ -118,6 +134,7 @@ mod tests {
             info: None,
             tags: None,
             time: 5,
+            trace: None,
         }
     }
 
@@ -138,6 +155,37 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(decode_stored(3, body.as_bytes()).unwrap().offset, 3);
+    }
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn traced(message: &str) -> Option<TraceParent> {
+        match decode(message.as_bytes()).unwrap() {
+            Message::Publication { publication, .. } => publication.trace,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_trace_context_travels_beside_the_publication_only() {
+        let mut p = publication();
+        assert!(!encode_plain(&p).contains("\"t\""));
+        assert_eq!(trace_arg(&p), "");
+        p.trace = TraceParent::parse(TRACEPARENT);
+        let plain = encode_plain(&p);
+        assert_eq!(
+            plain,
+            format!(r#"{{"p":{{"data":{{"a":1}},"time":5}},"t":"{TRACEPARENT}"}}"#)
+        );
+        assert_eq!(traced(&plain), p.trace);
+        assert_eq!(trace_arg(&p), TRACEPARENT);
+        assert_eq!(encode_publication(&p), r#"{"data":{"a":1},"time":5}"#);
+        let scripted = format!(r#"{{"o":7,"e":"ab","p":{{"data":1}},"t":"{TRACEPARENT}"}}"#);
+        assert_eq!(traced(&scripted), p.trace);
+        assert_eq!(
+            traced(r#"{"o":7,"e":"ab","p":{"data":1},"t":"junk"}"#),
+            None
+        );
     }
 
     #[test]

@@ -32,6 +32,7 @@ impl Shared {
         history_size: usize,
         history_ttl: Duration,
         idempotency_key: Option<&str>,
+        traceparent: String,
     ) -> Result<StreamPosition, EngineError> {
         let client = self.client()?;
         let mut keys = vec![self.keys.stream(channel), self.keys.meta(channel)];
@@ -48,6 +49,7 @@ impl Shared {
             self.keys.pubsub(channel).into(),
             command.into(),
             (IDEMPOTENCY_TTL.as_secs() as i64).into(),
+            traceparent.into(),
         ];
         let reply = self
             .timed(

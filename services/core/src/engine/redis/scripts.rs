@@ -13,7 +13,7 @@ use crate::publication::{Publication, StreamPosition};
 
 /// KEYS: stream, meta, and for a keyed publish its result. ARGV: publication
 /// JSON, history size, history TTL (ms), epoch to create, meta TTL (s), pub/sub
-/// channel, `publish` or `spublish`, result TTL (s).
+/// channel, `publish` or `spublish`, result TTL (s), `traceparent` (empty for none).
 /// Returns `{offset, epoch}`: a repeated key answers the stored result and
 /// publishes nothing.
 const PUBLISH: &str = r#"
@@ -38,8 +38,12 @@ if type(added) == 'table' and added.err then
   redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
 end
 redis.call('pexpire', KEYS[1], ARGV[3])
+local trace = ''
+if ARGV[9] ~= '' then
+  trace = ',"t":"' .. ARGV[9] .. '"'
+end
 redis.call(ARGV[7], ARGV[6],
-  '{"o":' .. string.format('%d', offset) .. ',"e":"' .. epoch .. '","p":' .. ARGV[1] .. '}')
+  '{"o":' .. string.format('%d', offset) .. ',"e":"' .. epoch .. '","p":' .. ARGV[1] .. trace .. '}')
 if KEYS[3] then
   redis.call('set', KEYS[3], string.format('%d', offset) .. ':' .. epoch, 'EX', ARGV[8])
 end
