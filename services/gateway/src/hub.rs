@@ -288,7 +288,7 @@ impl Hub {
 
 impl Handler for Hub {
     fn on_publication(&self, channel: &str, publication: &Publication) {
-        match &publication.trace {
+        match publication.trace.as_deref() {
             None => self.deliver(channel, publication),
             Some(parent) => self.deliver_traced(channel, publication, parent),
         }

@@ -107,6 +107,7 @@ mod tests {
             info: None,
             tags: None,
             time: herald_core::now_ms() - 20,
+            trace: None,
         };
         let frames = [
             encode_publication_push("c", &publication),

@@ -129,6 +129,15 @@ impl Publisher {
     }
 }
 
+/// The method's name for span names: `unknown` for a name no method has.
+fn known_method(method: &str) -> &str {
+    if methods::find(method).is_some() {
+        method
+    } else {
+        "unknown"
+    }
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -169,7 +178,7 @@ async fn handle(
         return error_response(StatusCode::BAD_REQUEST, Error::BadRequest, transport_mode);
     };
     let body = if body.trim().is_empty() { "{}" } else { body };
-    let span = spans::request(metric_method(&method), &headers);
+    let span = spans::request(known_method(&method), &headers);
     let result = publisher.call(&method, body).instrument(span.clone()).await;
     if let Err(e) = &result {
         spans::failed(&span, e.error.code());

@@ -138,7 +138,7 @@ impl Redis {
             info: options.info,
             tags: options.tags,
             time: crate::now_ms(),
-            trace: options.trace,
+            trace: options.trace.map(Box::new),
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {

@@ -153,7 +153,7 @@ impl Handler for Recorder {
             .unwrap()
             .entry(channel.into())
             .or_default()
-            .push(p.trace.map(|t| t.to_string()));
+            .push(p.trace.as_ref().map(|t| t.to_string()));
         self.push(
             channel,
             Seen::Pub {

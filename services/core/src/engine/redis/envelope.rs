@@ -64,13 +64,17 @@ pub(super) fn encode_plain(publication: &Publication) -> String {
         p: Some(publication),
         j: None,
         l: None,
-        t: publication.trace.as_ref(),
+        t: publication.trace.as_deref(),
     })
 }
 
 /// The publish script's `traceparent` argument: empty for none.
 pub(super) fn trace_arg(publication: &Publication) -> String {
-    publication.trace.map(|t| t.to_string()).unwrap_or_default()
+    publication
+        .trace
+        .as_ref()
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// A join (`{"j":info}`) or a leave (`{"l":info}`).
@@ -101,7 +105,7 @@ pub(super) fn decode(payload: &[u8]) -> Result<Message, serde_json::Error> {
     let env: Envelope = serde_json::from_slice(payload)?;
     if let Some(mut publication) = env.p {
         publication.offset = env.o;
-        publication.trace = env.t;
+        publication.trace = env.t.map(Box::new);
         return Ok(Message::Publication {
             offset: env.o,
             epoch: env.e,
@@ -161,7 +165,7 @@ mod tests {
 
     fn traced(message: &str) -> Option<TraceParent> {
         match decode(message.as_bytes()).unwrap() {
-            Message::Publication { publication, .. } => publication.trace,
+            Message::Publication { publication, .. } => publication.trace.map(|t| *t),
             other => panic!("{other:?}"),
         }
     }
@@ -171,17 +175,17 @@ mod tests {
         let mut p = publication();
         assert!(!encode_plain(&p).contains("\"t\""));
         assert_eq!(trace_arg(&p), "");
-        p.trace = TraceParent::parse(TRACEPARENT);
+        p.trace = TraceParent::parse(TRACEPARENT).map(Box::new);
         let plain = encode_plain(&p);
         assert_eq!(
             plain,
             format!(r#"{{"p":{{"data":{{"a":1}},"time":5}},"t":"{TRACEPARENT}"}}"#)
         );
-        assert_eq!(traced(&plain), p.trace);
+        assert_eq!(traced(&plain).as_ref(), p.trace.as_deref());
         assert_eq!(trace_arg(&p), TRACEPARENT);
         assert_eq!(encode_publication(&p), r#"{"data":{"a":1},"time":5}"#);
         let scripted = format!(r#"{{"o":7,"e":"ab","p":{{"data":1}},"t":"{TRACEPARENT}"}}"#);
-        assert_eq!(traced(&scripted), p.trace);
+        assert_eq!(traced(&scripted).as_ref(), p.trace.as_deref());
         assert_eq!(
             traced(r#"{"o":7,"e":"ab","p":{"data":1},"t":"junk"}"#),
             None
