@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod herald;
+pub mod netns;
 pub mod redis;
 pub mod resp;
 pub mod sse;
