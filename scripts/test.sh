@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite on a fresh Debian machine: installs what is
-# missing (redis-server, promtool, Chromium, Node packages), builds, then runs the Rust
-# tests, the Node suites (official centrifuge SDK, raw protocol, demo page in
-# headless Chromium, rolling restart) and the deployment suites (Helm chart,
-# kustomize, Dockerfile; each installs its own tools: Go + Sprig, kubectl,
-# kubernetes-validate, promtool). `scripts/test.sh js` runs only the Node suites.
+# missing (redis-server, promtool, Chromium, Node packages, iproute2, iptables),
+# builds, then runs the Rust tests, the Node suites (official centrifuge SDK, raw
+# protocol, demo page in headless Chromium, rolling restart) and the deployment
+# suites (Helm chart, kustomize, Dockerfile; each installs its own tools: Go +
+# Sprig, kubectl, kubernetes-validate, promtool). `scripts/test.sh js` runs
+# only the Node suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/toolchain.sh
@@ -18,6 +19,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v promtool >/dev/null || missing+=(prometheus)
+# The network fault drills: namespaces and veth pairs (ip), flows (ss), packet drops (iptables).
+command -v ip >/dev/null && command -v ss >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod herald;
+pub mod netns;
 pub mod otlp;
 pub mod redis;
 pub mod resp;

@@ -137,8 +137,8 @@ pub(super) async fn run(
         });
         sent = Some((round, Instant::now()));
         published = join_all(sends).await.iter().all(Result::is_ok);
-        if !published {
-            ready.store(false, Ordering::SeqCst);
+        if !published && ready.swap(false, Ordering::SeqCst) {
+            warn!(published, arrived, "redis engine not ready");
         }
     }
 }
