@@ -4,7 +4,8 @@
 # tests, the Node suites (official centrifuge SDK, raw protocol, demo page in
 # headless Chromium, rolling restart) and the deployment suites (Helm chart,
 # kustomize, Dockerfile; each installs its own tools: Go + Sprig, kubectl,
-# kubernetes-validate, promtool). `scripts/test.sh js` runs only the Node suites.
+# kubernetes-validate, promtool) and the observability suite (Prometheus
+# scraping a live cluster). `scripts/test.sh js` runs only the Node suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/toolchain.sh
@@ -43,6 +44,8 @@ say "node tests (centrifuge SDK, protocol, demo page in Chromium, rolling restar
 if [ "${1:-all}" != js ]; then
   say "Helm chart: rendered, validated (Kubernetes 1.30, CRDs, promtool), probes and drain"
   scripts/chart/test.sh
+  say "observability: alert rule unit tests, dashboards and alerts against a live Prometheus"
+  scripts/observability/test.sh
   say "kustomize overlays and Dockerfile: rendered, validated"
   scripts/k8s/test.sh
 fi
