@@ -26,6 +26,7 @@ NAMESPACE = "herald-test"
 JOB = "herald-metrics"
 SECRET = "observability-test-secret"
 API_KEY = "observability-test-key"
+QUEUE_SIZE = 64
 # Grafana's variables and intervals as a dashboard user would see them.
 SUBSTITUTE = {"$namespace": NAMESPACE, "$pod": ".*", "$__rate_interval": "1m", "$__interval": "15s",
               "$__range": "5m"}
@@ -123,7 +124,8 @@ def start_stack(procs, herald, tmp):
                    HERALD_ENGINE__REDIS_URL=f"redis://127.0.0.1:{redis_port}",
                    HERALD_AUTH__HMAC_SECRET=SECRET, HERALD_API__KEY=API_KEY,
                    HERALD_NAMESPACES__FEED__HISTORY_SIZE="100", HERALD_NAMESPACES__FEED__HISTORY_TTL="300s",
-                   HERALD_CLIENT__QUEUE_SIZE="64", HERALD_CLIENT__WRITE_TIMEOUT="30s", NO_COLOR="1")
+                   HERALD_CLIENT__QUEUE_SIZE=str(QUEUE_SIZE), HERALD_CLIENT__WRITE_TIMEOUT="30s",
+                   HERALD_SERVER__DRAIN_SPREAD="500ms", HERALD_SERVER__DRAIN_TIMEOUT="3s", NO_COLOR="1")
         nodes[pod] = {"role": role, "client": client, "internal": internal,
                       "proc": procs.start(pod, [str(herald)], env=env)}
     for pod, n in nodes.items():
@@ -218,7 +220,7 @@ def run_traffic(stack):
     cfg = {"gateways": [f"ws://127.0.0.1:{nodes[p]['client']}/connection/websocket" for p in ("gateway-a", "gateway-b")],
            "sse": f"http://127.0.0.1:{nodes['gateway-b']['client']}/connection/sse", "api": pub,
            "apiKey": API_KEY, "secret": SECRET,
-           "metrics": f"http://127.0.0.1:{nodes['gateway-a']['internal']}/metrics"}
+           "metrics": f"http://127.0.0.1:{nodes['gateway-a']['internal']}/metrics", "queueSize": QUEUE_SIZE}
     sdk = procs.start("traffic", ["node", str(HERE / "traffic.mjs")], env=dict(os.environ, OBS_CONFIG=json.dumps(cfg)),
                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     steps = []

@@ -4,8 +4,9 @@
 // a recovery, and a slow client cut off with 3008. Prints one JSON line per step on stdout, then
 // `ready` and keeps one SDK client per gateway and the SSE stream open until stdin closes.
 // Input: env OBS_CONFIG = {"gateways": [ws urls], "sse": url, "api": url, "apiKey", "secret",
-// "metrics": gateway-a metrics url}.
+// "metrics": gateway-a metrics url, "queueSize": the gateways' client.queue_size}.
 
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { signJwt, withTimeout, waitEvent } from '../js/lib/herald.mjs';
 
@@ -112,8 +113,15 @@ async function main() {
   await sseRead;
 }
 
-/** Connects a raw WebSocket, subscribes, pauses reading and publishes until the gateway reports
- * a 3008 close; then reads on and returns the close code it got. */
+/** Bytes the kernel may buffer for one loopback connection (send plus receive buffer maxima). */
+function socketBuffers() {
+  const max = (f) => Number(readFileSync(f, 'utf8').trim().split(/\s+/)[2]);
+  return max('/proc/sys/net/ipv4/tcp_rmem') + max('/proc/sys/net/ipv4/tcp_wmem');
+}
+
+/** Connects a raw WebSocket, subscribes, pauses reading and publishes large publications until the
+ * gateway cuts it off: it stops once gateway-a counts a cut-off, or once it has published twice what
+ * the socket buffers and the queue can hold. Then it reads on and returns the close code. */
 async function slowClient(url, tok, channel) {
   const ws = new WebSocket(url);
   const messages = [];
@@ -124,16 +132,18 @@ async function slowClient(url, tok, channel) {
   await withTimeout((async () => { while (!messages.some((m) => m.includes('"id":2'))) await new Promise((r) => setTimeout(r, 20)); })(), 5000, 'slow client subscribed');
   ws._socket.pause();
   const blob = 'x'.repeat(16 * 1024);
+  const limit = 2 * (Math.ceil(socketBuffers() / blob.length) + cfg.queueSize);
+  const cut = /^(herald_slow_client_cutoffs_total\{[^}]*\}|herald_disconnects_total\{[^}]*code="3008"[^}]*\}) [1-9]/m;
   let published = 0;
-  const cut = /herald_disconnects_total\{[^}]*code="3008"[^}]*\} [1-9]/;
-  for (; published < 5000; published++) {
+  while (published < limit) {
     await publish(channel, { n: published, blob });
-    if (published % 20 === 19 && cut.test(await (await fetch(cfg.metrics)).text())) break;
+    published += 1;
+    if (published % 20 === 0 && cut.test(await (await fetch(cfg.metrics)).text())) break;
   }
   ws._socket.resume();
-  const code = await withTimeout(closed, 10000, 'slow client close');
+  const code = await withTimeout(closed, 45000, 'slow client close');
   if (code !== 3008) throw new Error(`slow client closed with ${code}, not 3008`);
-  return { code, published };
+  return { code, published, limit };
 }
 
 main().catch((e) => {
