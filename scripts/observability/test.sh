@@ -36,7 +36,7 @@ if ! cmp -s tests/observability/requirements.txt "$venv/requirements.txt"; then
   cp tests/observability/requirements.txt "$venv/requirements.txt"
 fi
 
-if ! cmp -s tests/js/package-lock.json tests/js/node_modules/.package-lock.json 2>/dev/null; then
+if [ ! tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json ]; then
   say "node packages (centrifuge SDK)"
   (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
