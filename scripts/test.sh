@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite on a fresh Debian machine: installs what is
-# missing (redis-server, Chromium, Node packages), builds, then runs the Rust
+# missing (redis-server, promtool, Chromium, Node packages), builds, then runs the Rust
 # tests, the Node suites (official centrifuge SDK, raw protocol, demo page in
 # headless Chromium, rolling restart) and the deployment suites (Helm chart,
 # kustomize, Dockerfile; each installs its own tools: Go + Sprig, kubectl,
@@ -18,6 +18,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   say "installing ${missing[*]}"
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -70,6 +70,14 @@ impl Channel {
         }
     }
 
+    /// The namespace's name ([`namespace::DEFAULT`] for a bare name).
+    pub fn namespace(&self) -> &str {
+        match self.split {
+            Some(i) => &self.name[..i],
+            None => namespace::DEFAULT,
+        }
+    }
+
     /// The namespace's options.
     pub fn options(&self) -> &Options {
         &self.options

@@ -65,8 +65,8 @@ pub trait Handler: Send + Sync + 'static {
     /// A cluster-wide command.
     fn on_control(&self, command: &control::Command);
     /// The node lost publications of a channel it cannot recover (history gone):
-    /// subscribers must be told to resubscribe.
-    fn on_unrecoverable(&self, channel: &str);
+    /// subscribers must be told to resubscribe. Returns how many were told.
+    fn on_unrecoverable(&self, channel: &str) -> u64;
     /// Whether any local connection still needs the channel (checked before unsubscribing).
     fn has_subscribers(&self, channel: &str) -> bool;
     /// This node, for `/api/info`.
@@ -87,7 +87,9 @@ impl Handler for NoConnections {
     fn on_join(&self, _: &str, _: &ClientInfo) {}
     fn on_leave(&self, _: &str, _: &ClientInfo) {}
     fn on_control(&self, _: &control::Command) {}
-    fn on_unrecoverable(&self, _: &str) {}
+    fn on_unrecoverable(&self, _: &str) -> u64 {
+        0
+    }
     fn has_subscribers(&self, _: &str) -> bool {
         false
     }
@@ -202,6 +204,8 @@ impl Engine {
                 redis::Redis::start(config, handler, metrics, cancel).await?,
             ))
         } else {
+            // One process is the whole cluster.
+            metrics.nodes.set(1);
             Ok(Engine::Memory(memory::Memory::start(handler, cancel)))
         }
     }

@@ -160,6 +160,11 @@ impl Namespaces {
         self.by_name.get(name)
     }
 
+    /// Every namespace's name, `default` included.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+
     /// Namespaces whose `<name>:<user>` channel every connection joins server-side.
     pub fn personal(&self) -> impl Iterator<Item = &str> {
         self.by_name

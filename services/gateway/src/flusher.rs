@@ -4,15 +4,18 @@
 //! `writev`. Nothing waits on a timer: when the flusher is idle a frame goes
 //! out at once, and while it is busy writing, later frames for the same
 //! connection pile up and leave together in the next round. The coalescing
-//! window is thus the time of one round, and grows only with load.
+//! window is thus the time of one round, and grows only with load. Each
+//! flusher accounts its writes locally and adds them to the metrics once per round.
 
 use std::sync::{Arc, Mutex};
 
+use herald_core::metrics::TransportMetrics;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::outbox::Outbox;
+use crate::write_stats::WriteStats;
 
 /// Outboxes written per round before the flusher lets other tasks run.
 const ROUND: usize = 256;
@@ -31,13 +34,20 @@ pub struct Shard {
 
 impl Flushers {
     /// Starts `count` flusher tasks on `tasks`; they stop on `cancel`.
-    pub fn start(count: usize, tasks: &TaskTracker, cancel: &CancellationToken) -> Flushers {
+    pub fn start(
+        count: usize,
+        metrics: &TransportMetrics,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+    ) -> Flushers {
         let shards = (0..count.max(1))
             .map(|_| {
                 let shard = Arc::new(Shard::default());
                 // A token each: flushers going idle never contend on one lock.
                 let cancel = cancel.child_token();
-                tasks.spawn(tokio::task::unconstrained(run(shard.clone(), cancel)));
+                let stats = WriteStats::new(metrics);
+                let run = run(shard.clone(), stats, cancel);
+                tasks.spawn(tokio::task::unconstrained(run));
                 shard
             })
             .collect();
@@ -62,7 +72,7 @@ impl Shard {
     }
 }
 
-async fn run(shard: Arc<Shard>, cancel: CancellationToken) {
+async fn run(shard: Arc<Shard>, mut stats: WriteStats, cancel: CancellationToken) {
     // Made once: the wake-up path polls only `notified` while work comes in.
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);
@@ -79,11 +89,12 @@ async fn run(shard: Arc<Shard>, cancel: CancellationToken) {
                 break;
             }
             for (i, outbox) in round.drain(..).enumerate() {
-                outbox.flush_now();
+                outbox.flush_now(&mut stats);
                 if i % ROUND == ROUND - 1 {
                     tokio::task::yield_now().await;
                 }
             }
+            stats.flush();
         }
     }
 }

@@ -90,11 +90,13 @@ impl Hub {
                 (true, true)
             }
         };
+        drop(shard);
         if added {
-            self.metrics.subscriptions.inc();
-        }
-        if first {
-            self.metrics.channels.inc();
+            let ns = self.metrics.namespace(channel);
+            ns.subscriptions.inc();
+            if first {
+                ns.channels.inc();
+            }
         }
         first
     }
@@ -106,12 +108,13 @@ impl Hub {
             return false;
         };
         let (removed, empty) = subscribers.remove(conn);
+        let ns = self.metrics.namespace(channel);
         if removed {
-            self.metrics.subscriptions.dec();
+            ns.subscriptions.dec();
         }
         if empty {
             shard.remove(channel);
-            self.metrics.channels.dec();
+            ns.channels.dec();
             return true;
         }
         false
@@ -269,7 +272,6 @@ impl Hub {
                 }
             }
         }
-        self.metrics.deliveries.inc_by(subscribers.len() as u64);
         true
     }
 }
@@ -277,12 +279,7 @@ impl Hub {
 impl Handler for Hub {
     fn on_publication(&self, channel: &str, publication: &Publication) {
         let encode = || encode_publication_push(channel, publication);
-        if self.fan_out(channel, publication.offset, encode) && publication.time > 0 {
-            let lag_ms = (herald_core::now_ms() - publication.time).max(0);
-            self.metrics
-                .delivery_lag_seconds
-                .observe(lag_ms as f64 / 1000.0);
-        }
+        self.fan_out(channel, publication.offset, encode);
     }
 
     fn on_join(&self, channel: &str, info: &ClientInfo) {
@@ -303,11 +300,12 @@ impl Handler for Hub {
         }
     }
 
-    fn on_unrecoverable(&self, channel: &str) {
+    fn on_unrecoverable(&self, channel: &str) -> u64 {
         let shard = self.channels[shard(channel)].read().expect("poisoned");
-        for outbox in shard.get(channel).into_iter().flat_map(|s| s.outboxes()) {
-            outbox.close(Disconnect::INSUFFICIENT_STATE);
-        }
+        let outboxes = shard.get(channel).into_iter().flat_map(|s| s.outboxes());
+        outboxes
+            .filter(|outbox| outbox.close(Disconnect::INSUFFICIENT_STATE))
+            .count() as u64
     }
 
     fn has_subscribers(&self, channel: &str) -> bool {

@@ -16,6 +16,7 @@ pub mod session;
 pub mod small_map;
 pub mod sse;
 mod subscribers;
+pub mod write_stats;
 pub mod ws;
 
 use std::future::Future;
@@ -25,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use axum::routing::get;
 use axum::Router;
 use herald_core::auth::{self, Verifier};
+use herald_core::metrics::labels::Transport;
 use herald_core::namespace::Namespaces;
 use herald_core::{Engine, Metrics};
 use tokio_util::sync::CancellationToken;
@@ -107,7 +109,8 @@ impl Gateway {
         self.flushers
             .get_or_init(|| {
                 let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-                flusher::Flushers::start(threads, &self.tasks, &self.cancel)
+                let metrics = self.metrics.transport(Transport::WebSocket);
+                flusher::Flushers::start(threads, metrics, &self.tasks, &self.cancel)
             })
             .shard(conn)
     }

@@ -18,6 +18,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use herald_core::control;
+use herald_core::metrics::TransportMetrics;
 use herald_core::protocol::Disconnect;
 use tokio::io::ReadBuf;
 use tokio::sync::Notify;
@@ -25,6 +26,7 @@ use tokio::sync::Notify;
 use crate::flusher::Shard;
 use crate::frame_queue::FrameQueue;
 use crate::small_map::SmallMap;
+use crate::write_stats::WriteStats;
 use crate::ws::{Kind, Wire};
 
 /// The sending half every producer (hub fan-out, session replies) writes to.
@@ -50,13 +52,15 @@ struct Queue {
     direct: Option<Direct>,
     /// At least as many as the replies among `frames` (clamped to their
     /// number whenever frames leave): room they take is not the client's lag.
-    replies: usize,
+    replies: u32,
+    /// The most frames `frames` ever held.
+    high_water: u32,
 }
 
 impl Queue {
     /// After frames left the queue: the replies among them are gone too.
     fn shrunk(&mut self) {
-        self.replies = self.replies.min(self.frames.len());
+        self.replies = self.replies.min(self.frames.len() as u32);
     }
 }
 
@@ -140,17 +144,18 @@ impl Outbox {
         }
         let mut queue = self.frames.lock().expect("poisoned");
         let full = if reply {
-            queue.replies >= MAX_QUEUED_REPLIES
+            queue.replies as usize >= MAX_QUEUED_REPLIES
         } else {
-            queue.frames.len() >= self.capacity + queue.replies
+            queue.frames.len() >= self.capacity + queue.replies as usize
         };
         if full {
             drop(queue);
             self.close(Disconnect::SLOW);
             return false;
         }
-        queue.replies += usize::from(reply);
+        queue.replies += u32::from(reply);
         queue.frames.push_back(frame);
+        queue.high_water = queue.high_water.max(queue.frames.len() as u32);
         let wake = match &mut queue.direct {
             None => Wake::Task,
             Some(d) if d.scheduled || d.task_writes => Wake::Nobody,
@@ -202,24 +207,24 @@ impl Outbox {
         self.frames.lock().expect("poisoned").direct = None;
     }
 
-    /// Writes what is queued without waiting (the flusher's call): a full
-    /// socket hands the rest to the connection's task.
-    pub fn flush_now(&self) {
+    /// Writes what is queued without waiting (the flusher's call, counting in
+    /// its `stats`): a full socket hands the rest to the connection's task.
+    pub fn flush_now(&self, stats: &mut WriteStats) {
         let mut queue = self.frames.lock().expect("poisoned");
         let Queue {
             frames,
             direct,
             replies,
+            ..
         } = &mut *queue;
         let Some(d) = direct else { return };
         d.scheduled = false;
         if d.task_writes {
             return;
         }
-        let flushed = d
-            .wire
-            .poll_flush(&mut Context::from_waker(Waker::noop()), frames);
-        *replies = (*replies).min(frames.len());
+        let cx = &mut Context::from_waker(Waker::noop());
+        let flushed = d.wire.poll_flush(cx, frames, stats);
+        *replies = (*replies).min(frames.len() as u32);
         match flushed {
             Poll::Ready(Ok(())) => {}
             Poll::Pending => {
@@ -249,14 +254,21 @@ impl Outbox {
         queue.direct.as_ref().is_some_and(|d| d.task_writes)
     }
 
-    /// Writes from the connection's task until everything queued is out.
-    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    /// Writes from the connection's task until everything queued is out,
+    /// counting into `metrics` (through counts of its own for this call: the
+    /// task writes only while the socket is full, the flushers otherwise).
+    pub fn poll_flush(
+        &self,
+        cx: &mut Context<'_>,
+        metrics: &TransportMetrics,
+    ) -> Poll<io::Result<()>> {
         let mut queue = self.frames.lock().expect("poisoned");
         let Queue { frames, direct, .. } = &mut *queue;
         let Some(d) = direct else {
             return Poll::Ready(Ok(()));
         };
-        let flushed = d.wire.poll_flush(cx, frames);
+        let mut stats = WriteStats::new(metrics);
+        let flushed = d.wire.poll_flush(cx, frames, &mut stats);
         d.task_writes = flushed.is_pending();
         queue.shrunk();
         flushed
@@ -351,11 +363,18 @@ impl Outbox {
         }
     }
 
-    /// Asks the connection to close; the first reason wins.
-    pub fn close(&self, reason: Disconnect) {
-        if self.closing.set(reason).is_ok() {
+    /// Asks the connection to close; the first reason wins (true when it is this one).
+    pub fn close(&self, reason: Disconnect) -> bool {
+        let first = self.closing.set(reason).is_ok();
+        if first {
             self.wake.notify_one();
         }
+        first
+    }
+
+    /// The most frames the queue held at once so far.
+    pub fn high_water(&self) -> usize {
+        self.frames.lock().expect("poisoned").high_water as usize
     }
 
     /// Why the connection is closing, once it is.
@@ -397,75 +416,4 @@ impl Outbox {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn frame(s: &'static str) -> Bytes {
-        Bytes::from_static(s.as_bytes())
-    }
-
-    #[test]
-    fn full_queue_closes_as_slow() {
-        let outbox = Outbox::new(2);
-        assert!(outbox.send(frame("a")));
-        assert!(outbox.send(frame("b")));
-        assert!(!outbox.send(frame("c")));
-        assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
-    }
-
-    #[test]
-    fn replies_take_no_room_from_deliveries() {
-        let outbox = Outbox::new(2);
-        for _ in 0..10 {
-            assert!(outbox.reply(frame("reply")));
-        }
-        assert!(outbox.send(frame("a")));
-        assert!(outbox.send(frame("b")));
-        assert_eq!(outbox.closing(), None, "ten replies and two frames fit");
-        assert!(!outbox.send(frame("c")));
-        assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
-    }
-
-    #[test]
-    fn unread_replies_are_bounded() {
-        let outbox = Outbox::new(2);
-        for _ in 0..MAX_QUEUED_REPLIES {
-            assert!(outbox.reply(frame("reply")));
-        }
-        assert!(!outbox.reply(frame("one too many")));
-        assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
-    }
-
-    #[test]
-    fn held_frames_follow_the_reply_without_duplicates() {
-        let outbox = Outbox::new(8);
-        let ch: Arc<str> = Arc::from("c");
-        outbox.hold(&ch);
-        outbox.send_channel("c", 4, &frame("p4"));
-        outbox.send_channel("c", 5, &frame("p5"));
-        outbox.send_channel("other", 1, &frame("o1"));
-        outbox.release(Some(frame("reply")), &[(ch, 4)]);
-        outbox.send_channel("c", 5, &frame("late p5"));
-        outbox.send_channel("c", 6, &frame("p6"));
-        outbox.send_channel("c", 7, &frame("p7"));
-        let got: Vec<Bytes> = outbox.take_frames().into_iter().collect();
-        assert_eq!(
-            got,
-            [
-                frame("o1"),
-                frame("reply"),
-                frame("p5"),
-                frame("p6"),
-                frame("p7")
-            ]
-        );
-    }
-
-    #[test]
-    fn nothing_is_queued_after_close() {
-        let outbox = Outbox::new(8);
-        outbox.close(Disconnect::INSUFFICIENT_STATE);
-        assert!(!outbox.send(frame("after")));
-        assert!(outbox.take_frames().is_empty());
-    }
-}
+mod tests;

@@ -4,6 +4,7 @@
 //! returned as a [`Disconnect`]; the transport closes with it.
 
 mod commands;
+mod stats;
 mod subscribe;
 
 use std::collections::HashMap;
@@ -128,11 +129,22 @@ impl Session {
         if matches!(request, Request::Connect(_)) == connected {
             return Err(Disconnect::BAD_REQUEST);
         }
-        self.gw
-            .metrics
-            .commands
-            .with_label_values(&[method_name(&request)])
-            .inc();
+        let method = stats::method_name(&request);
+        let started = std::time::Instant::now();
+        let answer = self.answer(id, request).await;
+        self.count_command(method, &answer, started.elapsed());
+        match answer? {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.reply(id, Body::Error(e));
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs one command; the connect and subscribe replies are queued by
+    /// their handlers, every other success here, an error by the caller.
+    async fn answer(&mut self, id: u32, request: Request) -> Result<Result<(), Error>, Disconnect> {
         let body = match request {
             Request::Connect(r) => return self.connect(id, r).await,
             Request::Subscribe(r) => return self.subscribe(id, r).await,
@@ -152,8 +164,7 @@ impl Session {
                 .map(Body::SubRefresh),
             Request::Pong | Request::Send(_) => unreachable!("handled above"),
         };
-        self.reply(id, body.unwrap_or_else(Body::Error));
-        Ok(())
+        Ok(body.map(|body| self.reply(id, body)))
     }
 
     /// Logs a refused token (rate-limited, see [`refusals`]) and answers it: an
@@ -179,7 +190,11 @@ impl Session {
         self.outbox.reply(Reply { id, body }.encode());
     }
 
-    async fn connect(&mut self, id: u32, request: ConnectRequest) -> Outcome {
+    async fn connect(
+        &mut self,
+        id: u32,
+        request: ConnectRequest,
+    ) -> Result<Result<(), Error>, Disconnect> {
         let claims = if request.token.is_empty() {
             if !self.gw.anonymous {
                 return Err(Disconnect::BAD_REQUEST);
@@ -188,12 +203,7 @@ impl Session {
         } else {
             match self.gw.verifier.verify_connect(&request.token) {
                 Ok(claims) => claims,
-                Err(e) => {
-                    if let Err(expired) = self.token_refused::<()>("connect token", &e)? {
-                        self.reply(id, Body::Error(expired));
-                    }
-                    return Ok(());
-                }
+                Err(e) => return self.token_refused("connect token", &e),
             }
         };
         let user: Arc<str> = Arc::from(claims.sub.as_str());
@@ -261,10 +271,11 @@ impl Session {
         }
         .encode();
         self.outbox.release(Some(reply), &released);
+        self.transport_metrics().connects.inc();
         for (channel, _) in &released {
             self.announce_join(channel).await;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn ttl(&self) -> u64 {
@@ -367,12 +378,7 @@ impl Session {
     /// Leaves every channel and deregisters (the hub forgets the session when
     /// it drops); call once when the connection ends.
     pub async fn close(mut self, reason: Option<Disconnect>) {
-        let code = reason.unwrap_or(Disconnect::NORMAL).code;
-        self.gw
-            .metrics
-            .disconnects
-            .with_label_values(&[&code.to_string()])
-            .inc();
+        self.count_close(reason.unwrap_or(Disconnect::NORMAL).code);
         let channels: Vec<Arc<str>> = self.subs.keys().cloned().collect();
         for channel in channels {
             self.leave(&channel).await;
@@ -403,24 +409,6 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         self.gw.hub.end_session(self.user.as_deref(), self.conn);
-    }
-}
-
-fn method_name(r: &Request) -> &'static str {
-    match r {
-        Request::Connect(_) => "connect",
-        Request::Subscribe(_) => "subscribe",
-        Request::Unsubscribe(_) => "unsubscribe",
-        Request::Publish(_) => "publish",
-        Request::Presence(_) => "presence",
-        Request::PresenceStats(_) => "presence_stats",
-        Request::History(_) => "history",
-        Request::Ping => "ping",
-        Request::Rpc(_) => "rpc",
-        Request::Refresh(_) => "refresh",
-        Request::SubRefresh(_) => "sub_refresh",
-        Request::Send(_) => "send",
-        Request::Pong => "pong",
     }
 }
 

@@ -15,6 +15,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use bytes::{BufMut, Bytes, BytesMut};
+use herald_core::metrics::labels::Transport;
 use herald_core::protocol::command::{ConnectRequest, SubscribeRequest};
 use herald_core::protocol::{Disconnect, Request};
 use prometheus::IntGauge;
@@ -24,6 +25,7 @@ use serde_json::Value;
 use crate::cors;
 use crate::outbox::Outbox;
 use crate::session::{Session, MAX_COMMANDS_PER_FRAME};
+use crate::write_stats::WriteStats;
 use crate::Gateway;
 
 /// `GET /connection/sse` query.
@@ -125,7 +127,7 @@ async fn open(
         outcome = session.handle(id, Request::Subscribe(request)).await;
     }
     let mut sse = Sse {
-        gauge: gw.metrics.connections.with_label_values(&["sse"]),
+        gauge: gw.metrics.transport(Transport::Sse).connections.clone(),
         gw: gw.clone(),
         outbox,
         session: Some(session),
@@ -137,16 +139,22 @@ async fn open(
     match outcome {
         // A drain began: the stream opens only to say so, and the browser's
         // reconnect finds another node (an HTTP error would stop `EventSource`).
-        Err(reason) if reason == Disconnect::SHUTDOWN => sse.outbox.close(reason),
+        Err(reason) if reason == Disconnect::SHUTDOWN => {
+            sse.outbox.close(reason);
+        }
         Err(reason) => return refusal(u32::from(reason.code), reason.reason),
         Ok(()) => {}
     }
     let mut first = BytesMut::new();
-    for frame in sse.outbox.take_frames() {
+    let frames = sse.outbox.take_frames();
+    let mut stats = WriteStats::new(gw.metrics.transport(Transport::Sse));
+    stats.handed(frames.iter());
+    for frame in frames {
         if let Err((code, message)) = sse.render(frame, &mut first) {
             return refusal(code, &message);
         }
     }
+    stats.written(first.len());
     let rest = futures_util::stream::unfold(sse, Sse::next_chunk);
     let body = futures_util::StreamExt::chain(
         futures_util::stream::once(async move { Ok(first.freeze()) }),
@@ -219,10 +227,14 @@ impl Sse {
             }
             let frames = self.outbox.take_frames();
             if !frames.is_empty() {
+                // Counted per chunk handed to the response body: SSE writes one chunk at a time.
+                let mut stats = WriteStats::new(self.gw.metrics.transport(Transport::Sse));
+                stats.handed(frames.iter());
                 let mut out = BytesMut::new();
                 for frame in frames {
                     let _ = self.render(frame, &mut out);
                 }
+                stats.written(out.len());
                 return Some((Ok(out.freeze()), self));
             }
             let deadline = session.next_deadline();

@@ -25,6 +25,8 @@ use std::task::{ready, Context, Poll};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use herald_core::metrics::labels::Transport;
+use herald_core::metrics::TransportMetrics;
 use herald_core::protocol::Disconnect;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -180,7 +182,7 @@ fn run(
     decoder: Decoder,
     peer: Option<SocketAddr>,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let gauge = gw.metrics.connections.with_label_values(&["websocket"]);
+    let gauge = ws_metrics(&gw).connections.clone();
     gauge.inc();
     let outbox = Outbox::new(gw.config.queue_size);
     let mut reader = Reader {
@@ -210,6 +212,10 @@ fn run(
     }
 }
 
+fn ws_metrics(gw: &Gateway) -> &TransportMetrics {
+    gw.metrics.transport(Transport::WebSocket)
+}
+
 /// Writes what is queued, then a close frame.
 async fn close(gw: &Gateway, outbox: &Outbox, close: Option<(u16, &str)>) {
     let payload = close.map_or_else(Vec::new, |(code, reason)| {
@@ -218,7 +224,8 @@ async fn close(gw: &Gateway, outbox: &Outbox, close: Option<(u16, &str)>) {
         p
     });
     outbox.push_wire_control(Kind::Close, &payload);
-    let _ = timeout(gw.config.write_timeout, poll_fn(|cx| outbox.poll_flush(cx))).await;
+    let flushed = poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw)));
+    let _ = timeout(gw.config.write_timeout, flushed).await;
 }
 
 /// Runs the connection until it ends; returns the close reason, if the server closes.
@@ -255,7 +262,7 @@ async fn serve<R: AsyncRead + Unpin>(
         tokio::select! {
             biased;
             () = outbox.woken() => {}
-            flushed = poll_fn(|cx| outbox.poll_flush(cx)), if task_writes => {
+            flushed = poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw))), if task_writes => {
                 if flushed.is_err() {
                     return Some(Disconnect::WRITE_ERROR);
                 }

@@ -140,7 +140,7 @@ async fn slow_clients_are_closed_and_others_keep_receiving() {
         received += 1;
         if h.metrics()
             .await
-            .contains(r#"herald_disconnects_total{code="3008"} 1"#)
+            .contains(r#"herald_disconnects_total{code="3008",transport="websocket"} 1"#)
         {
             break;
         }

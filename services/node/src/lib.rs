@@ -105,7 +105,7 @@ impl Node {
         let internal_addr = listeners.internal.local_addr()?;
         let root = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let metrics = Metrics::new();
+        let metrics = Metrics::for_namespaces(&config.namespaces);
         let hub = Arc::new(Hub::new(config.name.clone(), metrics.clone()));
         let handler: Arc<dyn Handler> = if role.has_gateway() {
             hub.clone()

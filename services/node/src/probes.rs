@@ -38,10 +38,7 @@ pub fn router(probes: Arc<Probes>) -> Router {
     Router::new()
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(|State(p): State<Arc<Probes>>| async move { p.metrics.render() }),
-        )
+        .route("/metrics", get(metrics))
         .with_state(probes)
 }
 
@@ -53,4 +50,10 @@ async fn readyz(State(p): State<Arc<Probes>>) -> (StatusCode, &'static str) {
     } else {
         (StatusCode::OK, "ready")
     }
+}
+
+/// The exposition, with `herald_engine_up` read from the engine at scrape time.
+async fn metrics(State(p): State<Arc<Probes>>) -> String {
+    p.metrics.engine_up.set(i64::from(p.engine.is_ready()));
+    p.metrics.render()
 }

@@ -115,29 +115,20 @@ impl Publisher {
 
     /// Runs one method on a JSON body.
     pub async fn call(&self, method: &str, body: &str) -> Result<Box<RawValue>, ApiError> {
+        let started = std::time::Instant::now();
         let result = self.dispatch(method, body).await;
         let outcome = match &result {
             Ok(_) => "ok".to_owned(),
             Err(e) => e.error.code().to_string(),
         };
-        self.metrics
-            .api_requests
-            .with_label_values(&[metric_method(method), &outcome])
-            .inc();
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics.api_request(method, &outcome, seconds);
         result
     }
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn metric_method(method: &str) -> &str {
-    if methods::find(method).is_some() {
-        method
-    } else {
-        "unknown"
-    }
 }
 
 /// `/api/<method>` with key authentication.

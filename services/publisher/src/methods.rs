@@ -157,5 +157,10 @@ mod tests {
         assert_eq!(names.len(), 14);
         assert!(find("publish").is_some() && find("rpc").is_some());
         assert!(find("no_such_method").is_none());
+        assert_eq!(
+            names,
+            herald_core::metrics::labels::API_METHODS,
+            "the metrics create a series for every method"
+        );
     }
 }

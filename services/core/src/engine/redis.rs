@@ -7,6 +7,7 @@
 mod conn;
 mod envelope;
 mod keys;
+mod metrics;
 mod nodes;
 mod ops;
 mod positions;
@@ -74,7 +75,7 @@ impl Redis {
             keys,
             scripts,
             handler,
-            metrics: conn::RedisMetrics::new(&metrics),
+            metrics: metrics::RedisMetrics::new(&metrics),
             uid,
             positions: positions::Positions::new(sync::WORKERS),
         });

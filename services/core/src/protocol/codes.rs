@@ -197,6 +197,30 @@ impl Disconnect {
     /// 3507.
     pub const PERMISSION_DENIED: Disconnect = dis(3507, "permission denied");
 
+    /// Every close the server names, in code order (the vocabulary of the
+    /// `code` label of `herald_disconnects_total`).
+    pub const ALL: [Disconnect; 19] = [
+        Disconnect::NORMAL,
+        Disconnect::PROTOCOL_ERROR,
+        Disconnect::INVALID_PAYLOAD,
+        Disconnect::MESSAGE_TOO_BIG,
+        Disconnect::CONNECTION_CLOSED,
+        Disconnect::SHUTDOWN,
+        Disconnect::SERVER_ERROR,
+        Disconnect::EXPIRED,
+        Disconnect::SLOW,
+        Disconnect::WRITE_ERROR,
+        Disconnect::INSUFFICIENT_STATE,
+        Disconnect::FORCE_RECONNECT,
+        Disconnect::NO_PONG,
+        Disconnect::INVALID_TOKEN,
+        Disconnect::BAD_REQUEST,
+        Disconnect::TOO_MANY_COMMANDS,
+        Disconnect::STALE,
+        Disconnect::FORCE_DISCONNECT,
+        Disconnect::PERMISSION_DENIED,
+    ];
+
     /// Whether the server API may close connections with `code`: the ranges
     /// Centrifugo leaves to applications (and RFC 6455 allows on the wire).
     pub const fn is_application(code: u16) -> bool {
@@ -274,5 +298,6 @@ mod tests {
         assert_eq!(Disconnect::forced(4999).reason, "force disconnect");
         assert_eq!(Disconnect::forced(4000).reason, "force reconnect");
         assert_eq!(Disconnect::forced(3000).reason, "force reconnect");
+        assert!(Disconnect::ALL.windows(2).all(|w| w[0].code <= w[1].code));
     }
 }

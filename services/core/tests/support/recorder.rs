@@ -152,8 +152,9 @@ impl Handler for Recorder {
     fn on_control(&self, command: &Command) {
         self.controls.lock().unwrap().push(command.clone());
     }
-    fn on_unrecoverable(&self, channel: &str) {
+    fn on_unrecoverable(&self, channel: &str) -> u64 {
         self.push(channel, Seen::Unrecoverable);
+        1
     }
     fn has_subscribers(&self, channel: &str) -> bool {
         self.needed.lock().unwrap().contains(channel)

@@ -4,6 +4,7 @@
 use herald_core::auth::now_secs;
 use herald_core::channel_ops;
 use herald_core::engine::{EngineError, PublishOptions};
+use herald_core::metrics::labels::Source;
 use herald_core::protocol::command::{HistoryRequest, PublishRequest};
 use herald_core::protocol::reply::{
     self, HistoryResult, PresenceResult, PresenceStatsResult, RefreshResult, SubRefreshResult,
@@ -53,11 +54,7 @@ impl Session {
             .publish(&channel, request.data, options)
             .await
             .map_err(|e| self.engine_error(e))?;
-        self.gw
-            .metrics
-            .publications
-            .with_label_values(&["client"])
-            .inc();
+        self.gw.metrics.published(Source::Client, channel.name());
         Ok(reply::Empty {})
     }
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use herald_core::auth::now_secs;
 use herald_core::channel::Channel;
 use herald_core::channel_ops;
-use herald_core::engine::{EngineError, HistoryQuery};
+use herald_core::engine::{Engine, EngineError, HistoryQuery};
+use herald_core::metrics::labels::RecoveryFrom;
 use herald_core::namespace::SubscribePolicy;
 use herald_core::protocol::command::SubscribeRequest;
 use herald_core::protocol::reply::{self, Body, Reply, SubscribeResult};
@@ -14,20 +15,21 @@ use herald_core::protocol::{Disconnect, Error};
 use herald_core::publication::{RawJson, StreamPosition};
 use tracing::warn;
 
-use super::{Outcome, Session, Subscription};
+use super::{Session, Subscription};
 
 impl Session {
     pub(super) fn parse_channel(&self, name: &str) -> Result<Channel, Error> {
         channel_ops::parse(name, &self.gw.namespaces)
     }
 
-    pub(super) async fn subscribe(&mut self, id: u32, request: SubscribeRequest) -> Outcome {
+    pub(super) async fn subscribe(
+        &mut self,
+        id: u32,
+        request: SubscribeRequest,
+    ) -> Result<Result<(), Error>, Disconnect> {
         let (channel, expires_at, chan_info) = match self.authorize(&request)? {
             Ok(granted) => granted,
-            Err(e) => {
-                self.reply(id, Body::Error(e));
-                return Ok(());
-            }
+            Err(e) => return Ok(Err(e)),
         };
         match self.join(&channel, Some(&request), chan_info).await {
             Ok((mut result, delivered)) => {
@@ -49,10 +51,10 @@ impl Session {
             }
             Err(e) => {
                 warn!(client = %self.client, channel = %channel.name(), error = %e, "subscribe failed");
-                self.reply(id, Body::Error(Error::Internal));
+                return Ok(Err(Error::Internal));
             }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Checks a client subscribe request. The outer error ends the connection.
@@ -156,6 +158,7 @@ impl Session {
         if let Some(r) = recover {
             if let Some(live) = live.filter(|p| p.offset == r.offset && p.epoch == r.epoch) {
                 // Nothing was missed: the client is where this node's delivery is.
+                self.gw.metrics.recovery(true, RecoveryFrom::Memory);
                 result.recovered = true;
                 result.epoch = live.epoch;
                 result.offset = live.offset;
@@ -182,6 +185,12 @@ impl Session {
                 .map_or(top == r.offset, |p| p.offset == r.offset + 1);
             let reaches_top = history.publications.last().is_none_or(|p| p.offset == top);
             result.recovered = history.position.epoch == r.epoch && reaches_back && reaches_top;
+            let from = if matches!(**engine, Engine::Redis(_)) {
+                RecoveryFrom::Redis
+            } else {
+                RecoveryFrom::Memory
+            };
+            self.gw.metrics.recovery(result.recovered, from);
             if result.recovered {
                 result.publications = history.publications;
             }

@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 
 use super::codec::{self, Kind, MAX_HEADER};
 use crate::frame_queue::FrameQueue;
+use crate::write_stats::WriteStats;
 
 /// Bytes coalesced into one message at most (a single larger frame is still sent whole).
 pub const MAX_COALESCED: usize = 64 * 1024;
@@ -151,11 +152,13 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
     }
 
     /// Writes until `frames` is empty and nothing is in flight (`Ready(Ok)`),
-    /// or the socket is full (`Pending`, progress kept). Written frames leave `frames`.
+    /// or the socket is full (`Pending`, progress kept). Written frames leave
+    /// `frames`; messages and writes are counted in `stats`.
     pub fn poll_flush(
         &mut self,
         cx: &mut Context<'_>,
         frames: &mut FrameQueue,
+        stats: &mut WriteStats,
     ) -> Poll<io::Result<()>> {
         loop {
             if let Some(message) = &mut self.message {
@@ -168,6 +171,7 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
                     message.frames as usize,
                     message.written as usize
                 ))?;
+                stats.written(n);
                 message.written += n as u32;
                 if message.written == message.total {
                     frames.drain_front(message.frames as usize);
@@ -189,7 +193,9 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
             if frames.is_empty() {
                 return Poll::Ready(Ok(()));
             }
-            self.message = Some(self.next_message(frames));
+            let message = self.next_message(frames);
+            stats.handed(frames.iter().take(message.frames as usize));
+            self.message = Some(message);
         }
     }
 
@@ -275,6 +281,7 @@ fn fill_slices<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use herald_core::metrics::labels::Transport;
     use std::task::Waker;
 
     /// A socket that takes at most `room` bytes per call, `Pending` when `room` is 0.
@@ -313,7 +320,9 @@ mod tests {
     }
 
     fn flush(wire: &mut Wire<Trickle>, queue: &mut FrameQueue) -> Poll<io::Result<()>> {
-        wire.poll_flush(&mut Context::from_waker(Waker::noop()), queue)
+        let metrics = herald_core::Metrics::new();
+        let mut stats = WriteStats::new(metrics.transport(Transport::WebSocket));
+        wire.poll_flush(&mut Context::from_waker(Waker::noop()), queue, &mut stats)
     }
 
     #[test]
@@ -326,9 +335,23 @@ mod tests {
             2,
         );
         let mut queue = frames(&["a", "bb", "c"]);
-        assert!(matches!(flush(&mut wire, &mut queue), Poll::Ready(Ok(()))));
+        let metrics = herald_core::Metrics::new();
+        let ws = metrics.transport(Transport::WebSocket);
+        let mut stats = WriteStats::new(ws);
+        let cx = &mut Context::from_waker(Waker::noop());
+        let flushed = wire.poll_flush(cx, &mut queue, &mut stats);
+        assert!(matches!(flushed, Poll::Ready(Ok(()))));
         assert!(queue.is_empty());
         assert_eq!(wire.io.out, b"\x81\x04a\nbb\x81\x01c");
+        stats.flush();
+        let counted = (
+            ws.writes.get(),
+            ws.frames_written.get(),
+            ws.bytes_written.get(),
+        );
+        // The mock takes one slice per write: header, "a", "\n", "bb", then header, "c".
+        assert_eq!(counted, (6, 3, 9));
+        assert_eq!(ws.pushes_per_write.get_sample_sum(), 3.0);
     }
 
     #[test]
@@ -341,7 +364,7 @@ mod tests {
             8,
         );
         let mut queue = frames(&["hello", "world"]);
-        let first = wire.poll_flush(&mut Context::from_waker(Waker::noop()), &mut queue);
+        let first = flush(&mut wire, &mut queue);
         assert!(
             matches!(first, Poll::Ready(Ok(()))),
             "three bytes at a time, never pending"

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use herald_core::engine::PublishOptions;
+use herald_core::metrics::labels::Source;
 use herald_core::protocol::Error;
 use herald_core::publication::RawJson;
 use serde::{Deserialize, Serialize};
@@ -80,7 +81,7 @@ impl Publisher {
                 unavailable(e)
             })?;
         timer.observe_duration();
-        self.metrics.publications.with_label_values(&["api"]).inc();
+        self.metrics.published(Source::Api, channel.name());
         Ok(Published {
             offset: position.offset,
             epoch: position.epoch,

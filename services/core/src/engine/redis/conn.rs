@@ -1,5 +1,6 @@
 //! Connections: fred client configuration (standalone or Cluster, timeouts,
-//! reconnects), the shared command context with its error mapping and metrics.
+//! reconnects), the shared command context with its error mapping; its
+//! metrics are in `metrics`.
 //! Subscriptions live in `pubsub`; this module only builds the clients.
 
 use std::future::Future;
@@ -13,9 +14,9 @@ use fred::types::config::{
     Config as FredConfig, ReconnectPolicy, ServerConfig, UnresponsiveConfig,
 };
 use fred::types::{Builder, RespVersion};
-use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts};
 
 use super::keys::Keys;
+use super::metrics::{ErrorKind, RedisMetrics};
 use super::positions::Positions;
 use super::scripts::Scripts;
 use crate::engine::{Config, EngineError, Handler};
@@ -49,7 +50,7 @@ impl Shared {
         if client.is_connected() {
             Ok(client)
         } else {
-            self.metrics.errors.inc();
+            self.metrics.error(ErrorKind::Connection);
             Err(EngineError::Unavailable("redis is not connected".into()))
         }
     }
@@ -70,7 +71,7 @@ impl Shared {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(self.fail(op, e)),
             Err(_) => {
-                self.metrics.errors.inc();
+                self.metrics.error(ErrorKind::Timeout);
                 Err(EngineError::Unavailable(format!("redis {op}: timed out")))
             }
         }
@@ -78,7 +79,7 @@ impl Shared {
 
     /// Counts and maps a fred error.
     pub(super) fn fail(&self, op: &str, e: FredError) -> EngineError {
-        self.metrics.errors.inc();
+        self.metrics.error(ErrorKind::of(&e));
         map_error(op, &e)
     }
 }
@@ -100,55 +101,6 @@ pub(super) fn map_error(op: &str, e: &FredError) -> EngineError {
         EngineError::Internal(msg)
     } else {
         EngineError::Unavailable(msg)
-    }
-}
-
-/// Engine metrics beyond the shared `engine_errors` counter.
-#[derive(Clone)]
-pub(super) struct RedisMetrics {
-    /// `metrics.engine_errors`.
-    pub(super) errors: IntCounter,
-    /// Redis command latency by operation.
-    pub(super) latency: HistogramVec,
-    /// Gap checks by outcome (`filled`, `unrecoverable`).
-    pub(super) gaps: IntCounterVec,
-    /// Pub/sub messages skipped by a lagging reader (each forces a gap check).
-    pub(super) lagged: IntCounter,
-}
-
-impl RedisMetrics {
-    pub(super) fn new(metrics: &crate::Metrics) -> RedisMetrics {
-        let m = RedisMetrics {
-            errors: metrics.engine_errors.clone(),
-            latency: HistogramVec::new(
-                HistogramOpts::new("redis_command_duration_seconds", "Redis command latency")
-                    .buckets(vec![
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                        0.25, 1.0, 5.0,
-                    ]),
-                &["op"],
-            )
-            .expect("valid metric"),
-            gaps: IntCounterVec::new(
-                Opts::new(
-                    "redis_gap_checks_total",
-                    "Publication gaps found, by outcome",
-                ),
-                &["outcome"],
-            )
-            .expect("valid metric"),
-            lagged: IntCounter::new(
-                "redis_pubsub_lagged_total",
-                "Pub/sub messages skipped by a lagging reader",
-            )
-            .expect("valid metric"),
-        };
-        let r = metrics.registry();
-        // A second engine on one registry (tests) keeps its metrics unexported.
-        let _ = r.register(Box::new(m.latency.clone()));
-        let _ = r.register(Box::new(m.gaps.clone()));
-        let _ = r.register(Box::new(m.lagged.clone()));
-        m
     }
 }
 

@@ -151,7 +151,7 @@ impl Shared {
     }
 }
 
-/// Writes heartbeats until cancelled.
+/// Writes heartbeats until cancelled, and counts the live nodes after each.
 pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -161,6 +161,10 @@ pub(super) async fn run(shared: Arc<Shared>, cancel: CancellationToken) {
             _ = tick.tick() => {
                 if let Err(e) = shared.heartbeat().await {
                     debug!(error = %e, "heartbeat failed");
+                }
+                match shared.nodes().await {
+                    Ok(nodes) => shared.metrics.nodes.set(nodes.len() as i64),
+                    Err(e) => debug!(error = %e, "node count not read"),
                 }
             }
         }

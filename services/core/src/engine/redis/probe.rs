@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fred::interfaces::{ClientLike, ClusterInterface};
 use futures_util::future::join_all;
@@ -85,6 +85,8 @@ pub(super) async fn run(
     let mut since: HashMap<String, u64> = HashMap::new();
     let mut round = 0u64;
     let mut published = true;
+    // The round last published, and when.
+    let mut sent: Option<(u64, Instant)> = None;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -92,6 +94,9 @@ pub(super) async fn run(
         }
         round += 1;
         let mut probes = Vec::new();
+        if let Some((last, at)) = sent.take() {
+            observe_round_trips(&shared, &subs, last, at);
+        }
         for k in 0..subs.conns.len() {
             let statics = subs.statics(k);
             for (name, sharded) in wanted(&shared, &subs, k) {
@@ -130,9 +135,24 @@ pub(super) async fn run(
                     .and_then(|r| r.map_err(|_| ()))
             }
         });
+        sent = Some((round, Instant::now()));
         published = join_all(sends).await.iter().all(Result::is_ok);
         if !published {
             ready.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Observes the round trip of every probe of round `round`, sent at `at`, that came back.
+fn observe_round_trips(shared: &Shared, subs: &Subscriptions, round: u64, at: Instant) {
+    for k in 0..subs.conns.len() {
+        for (name, _) in subs.statics(k) {
+            if let Some((n, arrived)) = subs.received.arrival(&name) {
+                if n == round && arrived >= at {
+                    let rtt = arrived.duration_since(at).as_secs_f64();
+                    shared.metrics.probe_rtt.observe(rtt);
+                }
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use fred::interfaces::{ClientLike, PubsubInterface};
 use fred::types::config::Options;
@@ -22,10 +23,10 @@ use crate::engine::EngineError;
 /// Deadline of one (S)SUBSCRIBE or (S)UNSUBSCRIBE command.
 const SUBSCRIBE_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The latest probe counter seen per probe channel.
+/// The latest probe counter seen per probe channel, and when it arrived.
 #[derive(Default)]
 pub(in crate::engine::redis) struct Received {
-    latest: Mutex<HashMap<String, u64>>,
+    latest: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl Received {
@@ -37,19 +38,22 @@ impl Received {
         else {
             return;
         };
+        let now = Instant::now();
         let mut latest = self.latest.lock().expect("poisoned");
-        let seen = latest.entry(channel.to_owned()).or_default();
-        *seen = (*seen).max(n);
+        let seen = latest.entry(channel.to_owned()).or_insert((0, now));
+        if n > seen.0 {
+            *seen = (n, now);
+        }
     }
 
     /// The highest probe counter seen on `channel` (0: none yet).
     pub(in crate::engine::redis) fn latest(&self, channel: &str) -> u64 {
-        self.latest
-            .lock()
-            .expect("poisoned")
-            .get(channel)
-            .copied()
-            .unwrap_or(0)
+        self.arrival(channel).map_or(0, |(n, _)| n)
+    }
+
+    /// The highest probe counter seen on `channel` and when it arrived.
+    pub(in crate::engine::redis) fn arrival(&self, channel: &str) -> Option<(u64, Instant)> {
+        self.latest.lock().expect("poisoned").get(channel).copied()
     }
 }
 

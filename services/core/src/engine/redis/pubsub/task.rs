@@ -45,7 +45,12 @@ impl Subscriptions {
                 // the burst of events a reconnect brings (one per server, topology changes).
                 r = resets.reconnects.recv() => match r {
                     Err(broadcast::error::RecvError::Closed) => break,
-                    _ => self.conns[k].healthy.store(false, Ordering::SeqCst),
+                    r => {
+                        if r.is_ok() {
+                            self.shared.metrics.reconnects.inc();
+                        }
+                        self.conns[k].healthy.store(false, Ordering::SeqCst);
+                    }
                 },
                 // Slots moved: sharded subscriptions must follow them to their new owners.
                 r = resets.topology.recv(), if topology_open => match r {

@@ -56,6 +56,7 @@ impl Worker {
     fn apply(&mut self, channel: &Arc<str>, read: Read) -> bool {
         let handler = self.shared.handler.clone();
         let gaps = &self.shared.metrics.gaps;
+        let resyncs = &self.shared.metrics.resyncs;
         let Some(state) = self.channels.get_mut(channel) else {
             return false;
         };
@@ -68,7 +69,7 @@ impl Worker {
         if top.epoch != *epoch {
             warn!(%channel, "stream epoch changed, publications lost");
             gaps.with_label_values(&["unrecoverable"]).inc();
-            handler.on_unrecoverable(channel);
+            resyncs.inc_by(handler.on_unrecoverable(channel));
             state.position = Some((top.offset, Arc::from(top.epoch)));
         } else if top.offset > last {
             let contiguous = read
@@ -80,7 +81,7 @@ impl Worker {
             if !contiguous || read.publications.is_empty() {
                 warn!(%channel, last, top = top.offset, "history does not reach back, publications lost");
                 gaps.with_label_values(&["unrecoverable"]).inc();
-                handler.on_unrecoverable(channel);
+                resyncs.inc_by(handler.on_unrecoverable(channel));
                 state.position = Some((top.offset, epoch));
             } else if reached < top.offset && read.publications.len() < CHUNK {
                 // The stream ends before the top: its tail expired or was removed.
@@ -88,7 +89,7 @@ impl Worker {
                     handler.on_publication(channel, p);
                 }
                 gaps.with_label_values(&["unrecoverable"]).inc();
-                handler.on_unrecoverable(channel);
+                resyncs.inc_by(handler.on_unrecoverable(channel));
                 state.position = Some((top.offset, epoch));
             } else {
                 for p in &read.publications {
