@@ -1,7 +1,7 @@
 # Herald task runner. `make run` starts Herald (dev mode, embedded engine);
 # `make test` installs what the tests need and runs the whole suite.
 
-.PHONY: run test test-rust test-js chart k8s lint bench loadtest fmt
+.PHONY: run test test-rust test-js chart k8s observability rules dashboards lint bench loadtest fmt
 
 run:
 	cargo run --release -p herald
@@ -20,6 +20,18 @@ chart:
 
 k8s:
 	scripts/k8s/test.sh
+
+# Alert rule unit tests, and dashboards and alerts against a live Prometheus.
+observability:
+	scripts/observability/test.sh
+
+# Regenerate charts/herald/rules/herald.rules.yaml from the chart's PrometheusRule template.
+rules:
+	target/chart/venv/bin/python scripts/observability/gen-rules.py
+
+# Regenerate charts/herald/dashboards/*.json.
+dashboards:
+	python3 scripts/observability/gen-dashboards.py
 
 lint:
 	cargo fmt --all -- --check

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite on a fresh Debian machine: installs what is
 # missing (redis-server, promtool, Chromium, Node packages, iproute2, iptables),
-# builds, then runs the Rust tests, the Node suites (official centrifuge SDK, raw
-# protocol, demo page in headless Chromium, rolling restart) and the deployment
-# suites (Helm chart, kustomize, Dockerfile; each installs its own tools: Go +
-# Sprig, kubectl, kubernetes-validate, promtool). `scripts/test.sh js` runs
-# only the Node suites.
+# builds, then runs the Rust tests (network fault drills included), the Node
+# suites (official centrifuge SDK, raw protocol, demo page in headless Chromium,
+# rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
+# each installs its own tools: Go + Sprig, kubectl, kubernetes-validate,
+# promtool) and the observability suite (a real Prometheus scraping a live
+# cluster). `scripts/test.sh js` runs only the Node suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/toolchain.sh
@@ -48,6 +49,8 @@ say "node tests (centrifuge SDK, protocol, demo page in Chromium, rolling restar
 if [ "${1:-all}" != js ]; then
   say "Helm chart: rendered, validated (Kubernetes 1.30, CRDs, promtool), probes and drain"
   scripts/chart/test.sh
+  say "observability: alert rule unit tests, dashboards and alerts against a live Prometheus"
+  scripts/observability/test.sh
   say "kustomize overlays and Dockerfile: rendered, validated"
   scripts/k8s/test.sh
 fi

@@ -1,17 +1,20 @@
 """Dashboards and alert rules name only metrics that a running Herald exports: every dashboards/*.json
-ships in the ConfigMaps as valid JSON, and each query's metric appears in the binary's /metrics."""
+ships in the ConfigMaps as valid JSON, is what scripts/observability/gen-dashboards.py writes, filters
+every query by namespace and pod, and each query's metric appears in the binary's /metrics.
+tests/observability runs every query against a live Prometheus."""
 
 import asyncio
 import json
 import os
 import re
 import subprocess
+import sys
 import urllib.request
 
 import pytest
 import websockets
 
-from conftest import CHART, find, free_port, render, wait_for
+from conftest import CHART, ROOT, find, free_port, render, wait_for
 
 # A metric name right before a label selector: `herald_connections{...}`.
 SELECTED = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
@@ -25,11 +28,12 @@ def get(url, data=None, headers=None):
 
 
 @pytest.fixture(scope="module")
-def exposed(herald_bin):
-    """Metric names of a live Herald (role all, memory engine) after a connect, subscribe,
-    publish, delivery and disconnect, so that every labelled series exists."""
+def exposed(herald_bin, redis_url):
+    """Metric names of a live Herald (role all, Redis engine, so that the engine's families exist)
+    after a connect, subscribe, publish, delivery and disconnect."""
     client, internal = free_port(), free_port()
-    env = dict(os.environ, HERALD_AUTH__HMAC_SECRET="chart-test-secret", HERALD_API__KEY="chart-test-key")
+    env = dict(os.environ, HERALD_AUTH__HMAC_SECRET="chart-test-secret", HERALD_API__KEY="chart-test-key",
+               HERALD_ENGINE__REDIS_URL=redis_url)
     proc = subprocess.Popen([str(herald_bin), "--client-addr", f"127.0.0.1:{client}",
                              "--internal-addr", f"127.0.0.1:{internal}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -81,6 +85,13 @@ def dashboards():
     return paths
 
 
+def test_dashboards_are_generated():
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "observability" / "gen-dashboards.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert {p.name for p in dashboards()} == {"herald-overview.json", "herald-engine.json", "herald-nodes.json"}
+
+
 def test_dashboard_configmaps_carry_every_dashboard():
     objs = render(sets=["dashboards.enabled=true"])
     for path in dashboards():
@@ -93,11 +104,16 @@ def test_dashboard_queries_use_exported_metrics(path, exposed):
     dash = json.loads(path.read_text())
     assert 38 <= dash["schemaVersion"] <= 41
     variables = {v["name"]: v for v in dash["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and {"namespace", "pod"} <= set(variables)
+    assert dash["uid"] and variables["datasource"]["type"] == "datasource"
+    assert variables["namespace"]["query"]["query"] == "label_values(herald_build_info, namespace)"
+    assert variables["pod"]["query"]["query"] == 'label_values(herald_build_info{namespace="$namespace"}, pod)'
+    assert variables["pod"]["multi"] and variables["pod"]["includeAll"]
     exprs = [v["query"]["query"] for v in variables.values() if v["type"] == "query"]
     for panel in dash["panels"]:
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
         assert panel["targets"], panel["title"]
+        for t in panel["targets"]:
+            assert 'namespace="$namespace", pod=~"$pod"' in t["expr"], f'{panel["title"]}: {t["expr"]}'
         exprs += [t["expr"] for t in panel["targets"]]
     print(f"\n{path.name}: {len(dash['panels'])} panels, {len(exprs)} queries")
     for expr in exprs:
