@@ -213,6 +213,9 @@ impl Sse {
         loop {
             if let Some(reason) = self.outbox.closing() {
                 self.done = true;
+                if reason == Disconnect::SLOW {
+                    self.gw.metrics.transport(Transport::Sse).cut_off();
+                }
                 let push =
                     herald_core::protocol::reply::disconnect_push(reason.code, reason.reason);
                 let mut out = BytesMut::new();

@@ -203,6 +203,9 @@ fn run(
             if reason == Disconnect::SLOW || reason == Disconnect::INSUFFICIENT_STATE {
                 outbox.drop_unsent();
             }
+            if reason == Disconnect::SLOW {
+                ws_metrics(&gw).cut_off();
+            }
             close(&gw, &outbox, Some((reason.code, reason.reason))).await;
         }
         outbox.detach();

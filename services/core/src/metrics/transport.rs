@@ -65,17 +65,19 @@ impl TransportMetrics {
         }
     }
 
+    /// Counts a slow client cut off, when its transport acts on the cut-off
+    /// (the close handshake with a full socket can take the write timeout).
+    pub fn cut_off(&self) {
+        self.slow_cutoffs.inc();
+    }
+
     /// Counts a closed connection: its close code (`other` outside the
-    /// protocol's table), lifetime and the fullest its queue ever was; a slow
-    /// client's close is also a cut-off.
+    /// protocol's table), lifetime and the fullest its queue ever was.
     pub fn closed(&self, code: u16, lifetime_seconds: f64, queue_high_water: usize) {
         self.disconnects
             .get(&code)
             .unwrap_or(&self.other_disconnects)
             .inc();
-        if code == Disconnect::SLOW.code {
-            self.slow_cutoffs.inc();
-        }
         self.duration.observe(lifetime_seconds);
         self.queue_high_water.observe(queue_high_water as f64);
     }
