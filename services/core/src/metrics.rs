@@ -72,6 +72,7 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     api_methods: Arc<HashMap<&'static str, MethodMetrics>>,
     recoveries: IntCounterVec,
+    refused_connections: IntCounterVec,
     /// Engine publish latency (`herald_publish_duration_seconds`).
     pub publish_seconds: Histogram,
     /// Engine operations that failed (`herald_engine_errors_total`).
@@ -249,6 +250,15 @@ impl Metrics {
                 recoveries.with_label_values(&[outcome, from]);
             }
         }
+        let refused_connections = counters(
+            &r,
+            "connections_refused_total",
+            "New client connections refused by the node's cap (full) or connect rate (rate)",
+            &["reason"],
+        );
+        for reason in ["full", "rate"] {
+            refused_connections.with_label_values(&[reason]);
+        }
         let build = gauges(
             &r,
             "build_info",
@@ -270,6 +280,7 @@ impl Metrics {
             api_methods: methods(&api_requests, &api_seconds, &API_METHODS),
             api_requests,
             recoveries,
+            refused_connections,
             publish_seconds: reg(
                 &r,
                 Histogram::with_opts(
@@ -344,6 +355,11 @@ impl Metrics {
             result,
             seconds,
         );
+    }
+
+    /// Counts a new connection refused (`full` or `rate`).
+    pub fn connection_refused(&self, reason: &str) {
+        self.refused_connections.with_label_values(&[reason]).inc();
     }
 
     /// Counts a subscription's recovery attempt.

@@ -33,6 +33,16 @@ pub struct Config {
     pub max_subscriptions: usize,
     /// Most publications one history or recovery answer carries.
     pub history_limit: usize,
+    /// Most open client connections on this node (0: no cap); more get `503`.
+    pub max_connections: usize,
+    /// Most connected sessions of one user on this node (0: no cap); more
+    /// get error 106 to their connect.
+    pub max_connections_per_user: usize,
+    /// New connections a second this node accepts (0: no limit); more get `503`.
+    pub connect_rate: u32,
+    /// Commands a second one connection may send (0: no limit); more get
+    /// error 111, and a client that keeps on is closed with 3013.
+    pub commands_per_second: u32,
 }
 
 impl Default for Config {
@@ -48,6 +58,10 @@ impl Default for Config {
             write_batch: 64,
             max_subscriptions: 512,
             history_limit: 300,
+            max_connections: 0,
+            max_connections_per_user: 0,
+            connect_rate: 0,
+            commands_per_second: 0,
         }
     }
 }

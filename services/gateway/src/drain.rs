@@ -80,7 +80,7 @@ mod tests {
         let outboxes: Vec<_> = (0..50)
             .map(|i| {
                 let o = Outbox::new(1);
-                hub.add_session(&Arc::from("u"), i, Arc::from(format!("c{i}")), o.clone());
+                hub.add_session(&Arc::from("u"), i, Arc::from(format!("c{i}")), o.clone(), 0);
                 o
             })
             .collect();

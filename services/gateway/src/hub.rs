@@ -37,6 +37,17 @@ struct Member {
     outbox: Arc<Outbox>,
 }
 
+/// What [`Hub::add_session`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registration {
+    /// Registered.
+    Added,
+    /// Not registered: the node drains.
+    Draining,
+    /// Not registered: the user holds `client.max_connections_per_user` here.
+    UserFull,
+}
+
 /// Local connections and subscriptions.
 pub struct Hub {
     channels: Vec<RwLock<HashMap<Arc<str>, Subscribers>>>,
@@ -136,21 +147,29 @@ impl Hub {
         pending.insert(conn, outbox.clone());
     }
 
-    /// Registers a connected session under its user (empty for anonymous);
-    /// false once the drain has begun: the session must close with
-    /// [`Disconnect::SHUTDOWN`] instead.
+    /// Registers a connected session under its user (empty for anonymous),
+    /// unless the node drains (the session must close with
+    /// [`Disconnect::SHUTDOWN`]) or the user already has `max_per_user`
+    /// sessions here (0: no cap; anonymous sessions are not capped).
     pub fn add_session(
         &self,
         user: &Arc<str>,
         conn: u64,
         client: Arc<str>,
         outbox: Arc<Outbox>,
-    ) -> bool {
+        max_per_user: usize,
+    ) -> Registration {
         let mut shard = self.users[shard(&**user)].lock().expect("poisoned");
         // Checked under the lock the drain's snapshot takes: a session either
         // is in the snapshot or sees the flag.
         if self.draining.load(Ordering::SeqCst) {
-            return false;
+            return Registration::Draining;
+        }
+        if max_per_user > 0
+            && !user.is_empty()
+            && shard.get(user).is_some_and(|m| m.len() >= max_per_user)
+        {
+            return Registration::UserFull;
         }
         let members = shard.entry(user.clone()).or_default();
         if members.is_empty() {
@@ -167,7 +186,7 @@ impl Hub {
             .lock()
             .expect("poisoned")
             .remove(&conn);
-        true
+        Registration::Added
     }
 
     /// Forgets a session opened with [`Hub::open_session`]: registered under
@@ -401,7 +420,10 @@ mod tests {
         let user: Arc<str> = Arc::from("u");
         let (registered, pending) = (Outbox::new(4), Outbox::new(4));
         hub.open_session(1, &registered);
-        assert!(hub.add_session(&user, 1, Arc::from("c1"), registered.clone()));
+        assert_eq!(
+            hub.add_session(&user, 1, Arc::from("c1"), registered.clone(), 0),
+            Registration::Added
+        );
         hub.open_session(2, &pending);
 
         let drained = hub.start_drain();
@@ -410,7 +432,10 @@ mod tests {
             2,
             "registered and pending sessions are drained"
         );
-        assert!(!hub.add_session(&user, 2, Arc::from("c2"), pending.clone()));
+        assert_eq!(
+            hub.add_session(&user, 2, Arc::from("c2"), pending.clone(), 0),
+            Registration::Draining
+        );
         let late = Outbox::new(4);
         hub.open_session(3, &late);
         assert_eq!(

@@ -2,6 +2,7 @@
 //! authenticates them, keeps the node's subscriptions in the [`hub::Hub`] and
 //! fans publications out to local sockets. It does not serve the server API.
 
+pub mod admission;
 pub mod config;
 pub mod cors;
 pub mod demo;
@@ -68,6 +69,10 @@ pub struct Gateway {
     cancel: CancellationToken,
     next_conn: AtomicU64,
     flushers: OnceLock<flusher::Flushers>,
+    /// The node's connection cap and connect rate.
+    pub(crate) admission: Arc<admission::Admission>,
+    /// The clock of per-connection command budgets.
+    started: std::time::Instant,
 }
 
 impl Gateway {
@@ -77,6 +82,7 @@ impl Gateway {
         auth: &auth::Config,
         parts: Parts,
     ) -> Result<Gateway, auth::AuthError> {
+        let admission = admission::Admission::new(config.max_connections, config.connect_rate);
         Ok(Gateway {
             config,
             verifier: Verifier::new(auth)?,
@@ -90,12 +96,26 @@ impl Gateway {
             cancel: parts.cancel,
             next_conn: AtomicU64::new(1),
             flushers: OnceLock::new(),
+            admission,
+            started: std::time::Instant::now(),
         })
     }
 
     /// Runs `task` on the node's tracker (connections, and work they leave behind).
     pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
         self.tasks.spawn(task);
+    }
+
+    /// Milliseconds since the gateway started, wrapping (command budgets).
+    pub(crate) fn clock_ms(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
+    }
+
+    /// Admits a new connection, counting a refusal.
+    pub(crate) fn admit(&self) -> Result<admission::Slot, admission::Refusal> {
+        self.admission.admit().inspect_err(|refusal| {
+            self.metrics.connection_refused(refusal.as_str());
+        })
     }
 
     /// A process-unique connection number.

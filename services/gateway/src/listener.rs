@@ -23,7 +23,7 @@ use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -127,9 +127,15 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketA
         () = shared.stop.cancelled() => return,
     };
     match first {
-        Ok(Ok(First::WebSocket { accepted, head })) => {
-            ws::serve_upgraded(shared.gateway.clone(), stream, accepted, buf, head, peer).await;
-        }
+        Ok(Ok(First::WebSocket { accepted, head })) => match shared.gateway.admit() {
+            Ok(slot) => {
+                let gw = shared.gateway.clone();
+                ws::serve_upgraded(gw, stream, accepted, buf, head, peer, slot).await;
+            }
+            Err(refusal) => {
+                let _ = stream.write_all(refusal.raw_response().as_bytes()).await;
+            }
+        },
         Ok(Ok(First::Http)) => {
             let io = Prefixed::new(buf, stream);
             shared

@@ -3,6 +3,8 @@
 //! through the connection's [`Outbox`]. Errors that end the connection are
 //! returned as a [`Disconnect`]; the transport closes with it.
 
+mod budget;
+use budget::{Budget, Spend};
 mod commands;
 mod stats;
 mod subscribe;
@@ -24,6 +26,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::hub::Registration;
 use crate::outbox::Outbox;
 use crate::small_map::SmallMap;
 use crate::Gateway;
@@ -52,6 +55,8 @@ pub struct Session {
     unidirectional: bool,
     /// The client's address, for the log of refused tokens.
     peer: Option<SocketAddr>,
+    /// Commands the client may still send (`client.commands_per_second`).
+    budget: Budget,
 }
 
 type Outcome = Result<(), Disconnect>;
@@ -73,6 +78,7 @@ impl Session {
         let client = uuid::Builder::from_random_bytes(rng.random()).into_uuid();
         let conn = gw.next_conn();
         gw.hub.open_session(conn, &outbox);
+        let budget = Budget::new(gw.config.commands_per_second, gw.clock_ms());
         Session {
             conn,
             client: Arc::from(client.to_string()),
@@ -87,6 +93,7 @@ impl Session {
             pong_deadline: None,
             unidirectional: false,
             peer,
+            budget,
         }
     }
 
@@ -129,6 +136,14 @@ impl Session {
         if matches!(request, Request::Connect(_)) == connected {
             return Err(Disconnect::BAD_REQUEST);
         }
+        match self.spend_command() {
+            Spend::Run => {}
+            Spend::Refuse => {
+                self.reply(id, Body::Error(Error::TooManyRequests));
+                return Ok(());
+            }
+            Spend::Close => return Err(Disconnect::TOO_MANY_REQUESTS),
+        }
         let method = stats::method_name(&request);
         let started = std::time::Instant::now();
         let answer = self.answer(id, request).await;
@@ -140,6 +155,16 @@ impl Session {
                 Ok(())
             }
         }
+    }
+
+    /// Takes one command from the client's budget; commands of unidirectional
+    /// sessions come from the request that opened them, not from the client.
+    fn spend_command(&mut self) -> Spend {
+        let per_second = self.gw.config.commands_per_second;
+        if per_second == 0 || self.unidirectional {
+            return Spend::Run;
+        }
+        self.budget.spend(per_second, self.gw.clock_ms())
     }
 
     /// Runs one command; the connect and subscribe replies are queued by
@@ -208,9 +233,13 @@ impl Session {
         };
         let user: Arc<str> = Arc::from(claims.sub.as_str());
         let hub = &self.gw.hub;
-        if !hub.add_session(&user, self.conn, self.client.clone(), self.outbox.clone()) {
+        let max_per_user = self.gw.config.max_connections_per_user;
+        let (client, outbox) = (self.client.clone(), self.outbox.clone());
+        match hub.add_session(&user, self.conn, client, outbox, max_per_user) {
+            Registration::Added => {}
             // The node began draining after this connection was accepted.
-            return Err(Disconnect::SHUTDOWN);
+            Registration::Draining => return Err(Disconnect::SHUTDOWN),
+            Registration::UserFull => return Ok(Err(Error::LimitExceeded)),
         }
         self.user = Some(user.clone());
         self.conn_info = claims

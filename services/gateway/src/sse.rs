@@ -22,6 +22,7 @@ use prometheus::IntGauge;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::admission::Slot;
 use crate::cors;
 use crate::outbox::Outbox;
 use crate::session::{Session, MAX_COMMANDS_PER_FRAME};
@@ -55,7 +56,10 @@ pub async fn stream(
         Ok(origin) => origin,
         Err(refused) => return refused.into_response(),
     };
-    let mut response = open(gw, &headers, query, peer).await;
+    let mut response = match gw.admit() {
+        Ok(slot) => open(gw, &headers, query, peer, slot).await,
+        Err(refusal) => refusal.into_response(),
+    };
     cors::allow(&mut response, origin);
     response
 }
@@ -65,6 +69,7 @@ async fn open(
     headers: &HeaderMap,
     query: SseQuery,
     peer: Option<SocketAddr>,
+    slot: Slot,
 ) -> Response {
     let extra: Vec<&str> = query
         .channels
@@ -127,6 +132,7 @@ async fn open(
         outcome = session.handle(id, Request::Subscribe(request)).await;
     }
     let mut sse = Sse {
+        _slot: slot,
         gauge: gw.metrics.transport(Transport::Sse).connections.clone(),
         gw: gw.clone(),
         outbox,
@@ -186,6 +192,8 @@ fn refusal(code: u32, message: &str) -> Response {
 }
 
 struct Sse {
+    /// Held for the stream's life: the node's count of open connections.
+    _slot: Slot,
     gw: Arc<Gateway>,
     outbox: Arc<Outbox>,
     session: Option<Session>,

@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, error};
 
+use crate::admission::Slot;
 use crate::outbox::Outbox;
 use crate::prefixed::Prefixed;
 use crate::session::Session;
@@ -62,6 +63,10 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
         Ok(accepted) => accepted,
         Err(refusal) => return refusal.into_response(),
     };
+    let slot = match gw.admit() {
+        Ok(slot) => slot,
+        Err(refusal) => return refusal.into_response(),
+    };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return (
             StatusCode::UPGRADE_REQUIRED,
@@ -78,7 +83,7 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
     let session_gw = gw.clone();
     gw.spawn(async move {
         if let Some((stream, decoder)) = upgraded(on_upgrade).await {
-            session_gw.spawn(run(session_gw.clone(), stream, decoder, peer));
+            session_gw.spawn(run(session_gw.clone(), stream, decoder, peer, slot));
         }
     });
     accepted.into_response()
@@ -94,6 +99,7 @@ pub async fn serve_upgraded(
     buf: Vec<u8>,
     head: usize,
     peer: SocketAddr,
+    slot: Slot,
 ) {
     let decoder = Decoder::with_pending(&buf[head..]);
     drop(buf);
@@ -101,7 +107,7 @@ pub async fn serve_upgraded(
         debug!(error = %e, "WebSocket upgrade response not written");
         return;
     }
-    gw.spawn(run(gw.clone(), stream, decoder, Some(peer)));
+    gw.spawn(run(gw.clone(), stream, decoder, Some(peer), slot));
 }
 
 /// The read side of an upgraded socket with its decoder state.
@@ -181,6 +187,7 @@ fn run(
     stream: TcpStream,
     decoder: Decoder,
     peer: Option<SocketAddr>,
+    slot: Slot,
 ) -> impl std::future::Future<Output = ()> + Send {
     let gauge = ws_metrics(&gw).connections.clone();
     gauge.inc();
@@ -212,6 +219,7 @@ fn run(
         debug!(client = %session.client_id(), code = ?reason.map(|r| r.code), "connection closed");
         Box::pin(session.close(reason)).await;
         gauge.dec();
+        drop(slot);
     }
 }
 
@@ -226,9 +234,14 @@ async fn close(gw: &Gateway, outbox: &Outbox, close: Option<(u16, &str)>) {
         p.extend_from_slice(reason.as_bytes());
         p
     });
-    outbox.push_wire_control(Kind::Close, &payload);
-    let flushed = poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw)));
-    let _ = timeout(gw.config.write_timeout, flushed).await;
+    let write = async {
+        // What was queued before the close (replies among them) goes first: a
+        // control frame would overtake it.
+        poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw))).await?;
+        outbox.push_wire_control(Kind::Close, &payload);
+        poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw))).await
+    };
+    let _ = timeout(gw.config.write_timeout, write).await;
 }
 
 /// Runs the connection until it ends; returns the close reason, if the server closes.

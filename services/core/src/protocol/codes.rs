@@ -184,6 +184,8 @@ impl Disconnect {
     pub const FORCE_RECONNECT: Disconnect = dis(3011, "force reconnect");
     /// 3012: no pong in time.
     pub const NO_PONG: Disconnect = dis(3012, "no pong");
+    /// 3013: the client kept sending commands over `client.commands_per_second`.
+    pub const TOO_MANY_REQUESTS: Disconnect = dis(3013, "too many requests");
     /// 3500.
     pub const INVALID_TOKEN: Disconnect = dis(3500, "invalid token");
     /// 3501.
@@ -199,7 +201,7 @@ impl Disconnect {
 
     /// Every close the server names, in code order (the vocabulary of the
     /// `code` label of `herald_disconnects_total`).
-    pub const ALL: [Disconnect; 19] = [
+    pub const ALL: [Disconnect; 20] = [
         Disconnect::NORMAL,
         Disconnect::PROTOCOL_ERROR,
         Disconnect::INVALID_PAYLOAD,
@@ -213,6 +215,7 @@ impl Disconnect {
         Disconnect::INSUFFICIENT_STATE,
         Disconnect::FORCE_RECONNECT,
         Disconnect::NO_PONG,
+        Disconnect::TOO_MANY_REQUESTS,
         Disconnect::INVALID_TOKEN,
         Disconnect::BAD_REQUEST,
         Disconnect::TOO_MANY_COMMANDS,
