@@ -131,6 +131,7 @@ fn handles_count_into_their_series() {
     let m = Metrics::new();
     m.published(Source::Api, "stock:A");
     m.published(Source::Client, "bare");
+    m.transport(Transport::Sse).cut_off();
     m.transport(Transport::Sse).closed(3008, 2.0, 5);
     m.transport(Transport::WebSocket).closed(4242, 1.0, 0);
     m.api_request("publish", "107", 0.001);
