@@ -72,19 +72,7 @@ async fn a_silent_client_is_cut_off_by_the_pong_rule_then_recovers_without_loss(
 
     partition.clear();
     let mut back = connect(&h, "victim").await;
-    let reply = subscribe(
-        &mut back,
-        CHANNEL,
-        json!({ "recover": true, "offset": 3, "epoch": epoch }),
-    )
-    .await;
-    assert_eq!(reply["recovered"], true, "{reply}");
-    let missed: Vec<(u64, u64)> = reply["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(offset_and_n)
-        .collect();
+    let missed = recover(&mut back, CHANNEL, 3, &epoch).await;
     assert_exactly_once_in_order("recovered", &missed, 4, &placed);
     assert_eq!(missed.len(), 3, "{missed:?}");
 

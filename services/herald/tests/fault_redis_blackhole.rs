@@ -109,19 +109,7 @@ async fn blackholed_redis_fails_fast_then_recovers_without_loss_or_duplicates() 
     assert_exactly_once_in_order("stays", &live, 1, &placed);
 
     let mut back = connect(&gateway, "leaves").await;
-    let reply = subscribe(
-        &mut back,
-        CHANNEL,
-        json!({ "recover": true, "offset": 5, "epoch": epoch }),
-    )
-    .await;
-    assert_eq!(reply["recovered"], true, "{reply}");
-    let missed: Vec<(u64, u64)> = reply["publications"]
-        .as_array()
-        .expect("publications")
-        .iter()
-        .map(offset_and_n)
-        .collect();
+    let missed = recover(&mut back, CHANNEL, 5, &epoch).await;
     assert_eq!(missed.len() as u64, sentinel - 5, "{missed:?}");
     assert_exactly_once_in_order("recovered", &missed, 6, &placed);
     // Each readiness change is logged, the drop as well as the return.

@@ -103,6 +103,25 @@ pub async fn take_publications(
     seen
 }
 
+/// Subscribes `client` with recovery from `offset` in `epoch`; asserts the
+/// recovery succeeded and returns the recovered `(offset, data.n)` pairs.
+pub async fn recover(
+    client: &mut Client,
+    channel: &str,
+    offset: u64,
+    epoch: &Value,
+) -> Vec<(u64, u64)> {
+    let extra = json!({ "recover": true, "offset": offset, "epoch": epoch });
+    let reply = subscribe(client, channel, extra).await;
+    assert_eq!(reply["recovered"], true, "{reply}");
+    reply["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(offset_and_n)
+        .collect()
+}
+
 /// `(offset, data.n)` of a publication.
 pub fn offset_and_n(publication: &Value) -> (u64, u64) {
     (
