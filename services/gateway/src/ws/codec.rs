@@ -251,6 +251,9 @@ pub fn header(kind: Kind, length: usize) -> ([u8; MAX_HEADER], usize) {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -258,7 +261,11 @@ mod tests {
 
     /// A masked client frame as a browser would send it.
     fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-        let mask = [0x11, 0x22, 0x33, 0x44];
+        masked_frame(opcode, fin, payload, [0x11, 0x22, 0x33, 0x44])
+    }
+
+    /// A client frame masked with `mask`.
+    pub(super) fn masked_frame(opcode: u8, fin: bool, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         let mut out = vec![opcode | if fin { 0x80 } else { 0 }];
         match payload.len() {
             n if n < 126 => out.push(0x80 | n as u8),
