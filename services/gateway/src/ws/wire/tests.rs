@@ -1,0 +1,124 @@
+//! Unit tests of the wire: messages, batching and partial writes.
+
+use super::*;
+use herald_core::metrics::labels::Transport;
+use std::task::Waker;
+
+/// A socket that takes at most `room` bytes per call, `Pending` when `room` is 0.
+struct Trickle {
+    out: Vec<u8>,
+    room: usize,
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.room == 0 {
+            return Poll::Pending;
+        }
+        let n = buf.len().min(self.room);
+        self.out.extend_from_slice(&buf[..n]);
+        Poll::Ready(Ok(n))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn frames(list: &[&'static str]) -> FrameQueue {
+    let mut queue = FrameQueue::default();
+    for s in list {
+        queue.push_back(Bytes::from_static(s.as_bytes()));
+    }
+    queue
+}
+
+fn flush(wire: &mut Wire<Trickle>, queue: &mut FrameQueue) -> Poll<io::Result<()>> {
+    let metrics = herald_core::Metrics::new();
+    let mut stats = WriteStats::new(metrics.transport(Transport::WebSocket));
+    wire.poll_flush(&mut Context::from_waker(Waker::noop()), queue, &mut stats)
+}
+
+#[test]
+fn coalesces_up_to_the_batch_into_one_message_each() {
+    let mut wire = Wire::new(
+        Trickle {
+            out: vec![],
+            room: usize::MAX,
+        },
+        2,
+    );
+    let mut queue = frames(&["a", "bb", "c"]);
+    let metrics = herald_core::Metrics::new();
+    let ws = metrics.transport(Transport::WebSocket);
+    let mut stats = WriteStats::new(ws);
+    let cx = &mut Context::from_waker(Waker::noop());
+    let flushed = wire.poll_flush(cx, &mut queue, &mut stats);
+    assert!(matches!(flushed, Poll::Ready(Ok(()))));
+    assert!(queue.is_empty());
+    assert_eq!(wire.io.out, b"\x81\x04a\nbb\x81\x01c");
+    stats.flush();
+    let counted = (
+        ws.writes.get(),
+        ws.frames_written.get(),
+        ws.bytes_written.get(),
+    );
+    // The mock takes one slice per write: header, "a", "\n", "bb", then header, "c".
+    assert_eq!(counted, (6, 3, 9));
+    assert_eq!(ws.pushes_per_write.get_sample_sum(), 3.0);
+}
+
+#[test]
+fn partial_writes_resume_where_they_stopped_and_control_frames_wait() {
+    let mut wire = Wire::new(
+        Trickle {
+            out: vec![],
+            room: 3,
+        },
+        8,
+    );
+    let mut queue = frames(&["hello", "world"]);
+    let first = flush(&mut wire, &mut queue);
+    assert!(
+        matches!(first, Poll::Ready(Ok(()))),
+        "three bytes at a time, never pending"
+    );
+    assert_eq!(wire.io.out, b"\x81\x0bhello\nworld");
+
+    wire.io = Trickle {
+        out: vec![],
+        room: 0,
+    };
+    let mut queue = frames(&["x"]);
+    assert!(flush(&mut wire, &mut queue).is_pending());
+    assert_eq!(wire.frames_in_flight(), 1);
+    wire.push_control(Kind::Pong, b"p");
+    queue.push_back(Bytes::from_static(b"y"));
+    wire.io.room = 1;
+    assert!(matches!(flush(&mut wire, &mut queue), Poll::Ready(Ok(()))));
+    assert_eq!(wire.io.out, b"\x81\x01x\x8a\x01p\x81\x01y");
+    assert_eq!(wire.frames_in_flight(), 0);
+}
+
+#[test]
+fn slices_skip_what_was_already_written() {
+    let parts = [Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
+    let header = [0x81u8, 6];
+    let mut slices = [IoSlice::new(&[]); 8];
+    let join = |slices: &[IoSlice]| slices.iter().flat_map(|s| s.to_vec()).collect::<Vec<_>>();
+    let n = fill_slices(&mut slices, &header, parts.iter(), 0);
+    assert_eq!(join(&slices[..n]), b"\x81\x06ab\ncde");
+    let n = fill_slices(&mut slices, &header, parts.iter(), 3);
+    assert_eq!(join(&slices[..n]), b"b\ncde");
+    let n = fill_slices(&mut slices, &header, parts.iter(), 8);
+    assert_eq!(n, 0);
+    let mut few = [IoSlice::new(&[]); 2];
+    let n = fill_slices(&mut few, &header, parts.iter(), 1);
+    assert_eq!(join(&few[..n]), b"\x06ab");
+}
