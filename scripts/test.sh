@@ -23,12 +23,7 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # The network fault drills: namespaces and veth pairs (ip), flows (ss), packet drops (iptables).
 command -v ip >/dev/null && command -v ss >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+scripts/apt-install.sh "${missing[@]}"
 redis-server --version | grep -Eq 'v=(7|8|9)\.' || { echo "redis-server 7 or newer is required (sharded pub/sub)"; exit 1; }
 
 say "node packages"

@@ -14,9 +14,7 @@ if ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
   say "python venv $venv"
   if ! python3 -m venv "$venv"; then
     # Debian's python3 ships venv separately.
-    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-    $SUDO apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends python3-venv
+    scripts/apt-install.sh python3-venv
     rm -rf "$venv"
     python3 -m venv "$venv"
   fi

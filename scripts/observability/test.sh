@@ -18,12 +18,7 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u)
-fi
+scripts/apt-install.sh "${missing[@]}"
 
 venv=target/observability/venv
 if [ ! -x "$venv/bin/python" ]; then
