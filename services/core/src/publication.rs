@@ -150,23 +150,15 @@ pub fn encode_publication_push(channel: &str, publication: &Publication) -> Byte
     encode(channel, Body::Publication(publication))
 }
 
-/// The engine time (ms since the Unix epoch) of a frame made by
-/// [`encode_publication_push`]: `time` is the publication's last field, so
-/// such a frame ends with `,"time":N}}}` and no other frame does (data, info
-/// and tags close with `}`, `]` or `"` before the final three braces).
-/// Writers time deliveries with it without carrying anything beside the frame.
-pub fn publication_time(frame: &[u8]) -> Option<i64> {
-    let body = frame.strip_suffix(b"}}}")?;
-    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
-    if digits == 0 || digits > 18 || !frame.starts_with(b"{\"push\":") {
-        return None;
-    }
-    let (head, number) = body.split_at(body.len() - digits);
-    if !head.ends_with(b",\"time\":") {
-        return None;
-    }
-    std::str::from_utf8(number).ok()?.parse().ok()
+/// The push inside a frame made by [`encode_publication_push`],
+/// [`encode_join_push`] or [`encode_leave_push`] (`{"push":BODY}` → `BODY`),
+/// as unidirectional transports send it.
+pub fn push_body(frame: &Bytes) -> Bytes {
+    frame.slice(PUSH_PREFIX.len()..frame.len() - 1)
 }
+
+/// What every channel push frame starts with.
+const PUSH_PREFIX: &[u8] = b"{\"push\":";
 
 /// Encodes a join push.
 pub fn encode_join_push(channel: &str, info: &ClientInfo) -> Bytes {
@@ -193,6 +185,20 @@ fn encode(channel: &str, body: Body<'_>) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn push_body_is_the_frame_without_its_wrapper() {
+        let info = ClientInfo {
+            user: "u".into(),
+            client: "c".into(),
+            conn_info: None,
+            chan_info: None,
+        };
+        let frame = encode_join_push("c:1", &info);
+        let body = push_body(&frame);
+        assert_eq!([&b"{\"push\":"[..], &body[..], b"}"].concat(), &frame[..]);
+        assert!(body.starts_with(b"{\"channel\":\"c:1\",\"join\":"));
+    }
 
     #[test]
     fn depth_counts_brackets_outside_strings() {
@@ -234,36 +240,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn publication_frames_give_back_their_time_and_no_other_frame_does() {
-        let publication = |data: &str, time: i64| Publication {
-            offset: 3,
-            data: raw(data),
-            info: None,
-            tags: None,
-            time,
-            trace: None,
-        };
-        let frame = encode_publication_push("c", &publication("[1]", 1_700_000_000_123));
-        assert_eq!(publication_time(&frame), Some(1_700_000_000_123));
-        for data in [
-            r#"{"time":5}"#,
-            r#"{"a":{"time":5}}"#,
-            "5",
-            r#"[{"time":5}]"#,
-        ] {
-            let frame = encode_publication_push("c", &publication(data, 0));
-            assert_eq!(publication_time(&frame), None, "{data}");
-        }
-        let info = ClientInfo {
-            user: "u".into(),
-            client: "c".into(),
-            conn_info: Some(raw(r#"{"time":5}"#)),
-            chan_info: None,
-        };
-        assert_eq!(publication_time(&encode_join_push("c", &info)), None);
-        assert_eq!(publication_time(br#"{"id":1,"time":5}}}"#), None);
-    }
 
     #[test]
     fn sanitize_strips_raw_newlines_only() {

@@ -1,7 +1,9 @@
-//! Writes queued frames of WebSocket connections without waking their tasks.
-//! A fan-out marks each outbox it fed as dirty; one flusher task per worker
-//! thread takes the dirty outboxes and writes each one's queue with a single
-//! `writev`. Nothing waits on a timer: when the flusher is idle a frame goes
+//! Runs connection writers without waking the connections' tasks. A fan-out
+//! rings the writer of each connection it fed (see [`crate::outbox::Bell`]);
+//! the writer puts itself on its flusher's dirty list, and one flusher task
+//! per worker thread runs every dirty writer once per round (for a
+//! WebSocket: one `writev` of its queued frames). Flushers schedule; they
+//! know nothing of queues or sockets. Nothing waits on a timer: when the flusher is idle a frame goes
 //! out at once, and while it is busy writing, later frames for the same
 //! connection pile up and leave together in the next round. The coalescing
 //! window is thus the time of one round, and grows only with load. Each
@@ -14,10 +16,15 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::outbox::Outbox;
 use crate::write_stats::WriteStats;
 
-/// Outboxes written per round before the flusher lets other tasks run.
+/// A writer that a flusher runs.
+pub trait Flush: Send + Sync {
+    /// Writes what is queued without waiting, counting in `stats`.
+    fn flush_now(&self, stats: &mut WriteStats);
+}
+
+/// Writers run per round before the flusher lets other tasks run.
 const ROUND: usize = 256;
 
 /// The flusher tasks of a gateway.
@@ -26,9 +33,9 @@ pub struct Flushers {
 }
 
 /// One flusher's dirty list.
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct Shard {
-    dirty: Mutex<Vec<Arc<Outbox>>>,
+    dirty: Mutex<Vec<Arc<dyn Flush>>>,
     wake: Notify,
 }
 
@@ -61,14 +68,22 @@ impl Flushers {
 }
 
 impl Shard {
-    /// Asks for `outbox` to be written.
-    pub fn schedule(&self, outbox: Arc<Outbox>) {
+    /// Asks for `writer` to be run.
+    pub fn schedule(&self, writer: Arc<dyn Flush>) {
         let mut dirty = self.dirty.lock().expect("poisoned");
-        dirty.push(outbox);
+        dirty.push(writer);
         if dirty.len() == 1 {
             drop(dirty);
             self.wake.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+impl Shard {
+    /// Empties the dirty list (tests of the scheduling rules).
+    pub(crate) fn take_dirty(&self) -> Vec<Arc<dyn Flush>> {
+        std::mem::take(&mut *self.dirty.lock().expect("poisoned"))
     }
 }
 
@@ -88,8 +103,8 @@ async fn run(shard: Arc<Shard>, mut stats: WriteStats, cancel: CancellationToken
             if round.is_empty() {
                 break;
             }
-            for (i, outbox) in round.drain(..).enumerate() {
-                outbox.flush_now(&mut stats);
+            for (i, writer) in round.drain(..).enumerate() {
+                writer.flush_now(&mut stats);
                 if i % ROUND == ROUND - 1 {
                     tokio::task::yield_now().await;
                 }

@@ -1,16 +1,16 @@
-//! A first-in first-out queue of encoded frames that holds one frame without
+//! A first-in first-out queue of frames that holds one frame without
 //! allocating: between writes most connections have nothing or a single
 //! frame queued, and only a backlog takes a buffer (freed once drained).
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use crate::frame::Frame;
 
 /// Queued frames, oldest first: `first`, then `rest`.
 #[derive(Debug, Default)]
 pub struct FrameQueue {
-    first: Option<Bytes>,
-    rest: VecDeque<Bytes>,
+    first: Option<Frame>,
+    rest: VecDeque<Frame>,
 }
 
 impl FrameQueue {
@@ -25,7 +25,7 @@ impl FrameQueue {
     }
 
     /// Appends a frame.
-    pub fn push_back(&mut self, frame: Bytes) {
+    pub fn push_back(&mut self, frame: Frame) {
         if self.first.is_none() {
             self.first = Some(frame);
         } else {
@@ -33,9 +33,25 @@ impl FrameQueue {
         }
     }
 
+    /// Moves every frame of `other` behind these.
+    pub fn append(&mut self, other: &mut FrameQueue) {
+        if self.is_empty() {
+            std::mem::swap(self, other);
+            return;
+        }
+        for frame in std::mem::take(other) {
+            self.push_back(frame);
+        }
+    }
+
     /// The frames, oldest first.
-    pub fn iter(&self) -> impl Iterator<Item = &Bytes> {
+    pub fn iter(&self) -> impl Iterator<Item = &Frame> {
         self.first.iter().chain(self.rest.iter())
+    }
+
+    /// The frames, oldest first, to change in place.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Frame> {
+        self.first.iter_mut().chain(self.rest.iter_mut())
     }
 
     /// Drops the `n` oldest frames.
@@ -62,10 +78,10 @@ impl FrameQueue {
 }
 
 impl IntoIterator for FrameQueue {
-    type Item = Bytes;
+    type Item = Frame;
     type IntoIter = std::iter::Chain<
-        std::option::IntoIter<Bytes>,
-        std::collections::vec_deque::IntoIter<Bytes>,
+        std::option::IntoIter<Frame>,
+        std::collections::vec_deque::IntoIter<Frame>,
     >;
 
     fn into_iter(self) -> Self::IntoIter {
@@ -77,17 +93,23 @@ impl IntoIterator for FrameQueue {
 mod tests {
     use super::*;
 
+    use bytes::Bytes;
+
     fn names(q: &FrameQueue) -> Vec<&[u8]> {
-        q.iter().map(|b| &b[..]).collect()
+        q.iter().map(Frame::json).collect()
+    }
+
+    fn json(s: &'static [u8]) -> Frame {
+        Frame::Json(Bytes::from_static(s))
     }
 
     #[test]
     fn keeps_order_and_allocates_only_for_a_backlog() {
         let mut q = FrameQueue::default();
-        q.push_back(Bytes::from_static(b"a"));
+        q.push_back(json(b"a"));
         assert_eq!((q.len(), q.rest.capacity()), (1, 0), "one frame, no buffer");
-        q.push_back(Bytes::from_static(b"b"));
-        q.push_back(Bytes::from_static(b"c"));
+        q.push_back(json(b"b"));
+        q.push_back(json(b"c"));
         assert_eq!(names(&q), [b"a", b"b", b"c"]);
         q.drain_front(2);
         assert_eq!(names(&q), [b"c"]);
@@ -96,14 +118,17 @@ mod tests {
             0,
             "buffer freed once the backlog is gone"
         );
-        q.push_back(Bytes::from_static(b"d"));
+        q.push_back(json(b"d"));
         q.truncate(1);
         assert_eq!(names(&q), [b"c"]);
         q.drain_front(5);
         assert!(q.is_empty());
-        q.push_back(Bytes::from_static(b"e"));
-        q.push_back(Bytes::from_static(b"f"));
-        let all: Vec<Bytes> = q.into_iter().collect();
-        assert_eq!(all, [Bytes::from_static(b"e"), Bytes::from_static(b"f")]);
+        q.push_back(json(b"e"));
+        q.push_back(json(b"f"));
+        let all: Vec<Frame> = q.into_iter().collect();
+        assert_eq!(
+            all.iter().map(Frame::json).collect::<Vec<_>>(),
+            [b"e", b"f"]
+        );
     }
 }

@@ -22,6 +22,7 @@ use herald_core::publication::{
 use herald_core::Metrics;
 use tokio::sync::Notify;
 
+use crate::frame::ChannelPush;
 use crate::outbox::Outbox;
 use crate::subscribers::Subscribers;
 
@@ -276,20 +277,31 @@ impl Hub {
             .sum()
     }
 
-    /// Queues one frame, encoded only if the channel has local subscribers, to each of them.
-    fn fan_out(&self, channel: &str, offset: u64, encode: impl FnOnce() -> bytes::Bytes) -> bool {
+    /// Queues one push, encoded only if the channel has local subscribers, to each of them.
+    fn fan_out(
+        &self,
+        channel: &str,
+        offset: u64,
+        time: Option<i64>,
+        encode: impl FnOnce() -> bytes::Bytes,
+    ) -> bool {
         let shard = self.channels[shard(channel)].read().expect("poisoned");
-        let Some(subscribers) = shard.get(channel) else {
+        let Some((name, subscribers)) = shard.get_key_value(channel) else {
             return false;
         };
-        let frame = encode();
+        let push = Arc::new(ChannelPush {
+            channel: name.clone(),
+            offset,
+            time,
+            json: encode(),
+        });
         match subscribers {
             Subscribers::One(_, outbox) => {
-                outbox.send_channel(channel, offset, &frame);
+                outbox.send_channel(&push);
             }
             Subscribers::Many(map) => {
                 for outbox in map.values() {
-                    outbox.send_channel(channel, offset, &frame);
+                    outbox.send_channel(&push);
                 }
             }
         }
@@ -301,7 +313,8 @@ impl Hub {
     /// Queues a publication to the channel's local subscribers.
     fn deliver(&self, channel: &str, publication: &Publication) {
         let encode = || encode_publication_push(channel, publication);
-        self.fan_out(channel, publication.offset, encode);
+        let time = (publication.time != 0).then_some(publication.time);
+        self.fan_out(channel, publication.offset, time, encode);
     }
 }
 
@@ -314,11 +327,11 @@ impl Handler for Hub {
     }
 
     fn on_join(&self, channel: &str, info: &ClientInfo) {
-        self.fan_out(channel, 0, || encode_join_push(channel, info));
+        self.fan_out(channel, 0, None, || encode_join_push(channel, info));
     }
 
     fn on_leave(&self, channel: &str, info: &ClientInfo) {
-        self.fan_out(channel, 0, || encode_leave_push(channel, info));
+        self.fan_out(channel, 0, None, || encode_leave_push(channel, info));
     }
 
     fn on_control(&self, command: &control::Command) {

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod demo;
 pub mod drain;
 pub mod flusher;
+pub mod frame;
 pub mod frame_queue;
 pub mod hub;
 pub mod listener;

@@ -1,6 +1,7 @@
 //! One client connection's protocol state machine, independent of transport:
 //! it takes parsed frames, control commands and timer ticks, and answers
-//! through the connection's [`Outbox`]. Errors that end the connection are
+//! with typed replies and pushes ([`Frame`]) through the connection's
+//! [`Outbox`]; transports render them. Errors that end the connection are
 //! returned as a [`Disconnect`]; the transport closes with it.
 
 mod budget;
@@ -18,7 +19,7 @@ use herald_core::auth::{now_secs, AuthError};
 use herald_core::channel::Channel;
 use herald_core::control;
 use herald_core::protocol::command::{parse_frame, ConnectRequest};
-use herald_core::protocol::reply::{self, Body, ConnectResult, Reply};
+use herald_core::protocol::reply::{self, Body, ConnectResult, Push, Reply};
 use herald_core::protocol::{Disconnect, Error, Request, Unsubscribe};
 use herald_core::publication::{ClientInfo, RawJson};
 use herald_core::refusals;
@@ -26,6 +27,7 @@ use rand::Rng;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
+use crate::frame::Frame;
 use crate::hub::Registration;
 use crate::outbox::Outbox;
 use crate::small_map::SmallMap;
@@ -212,7 +214,7 @@ impl Session {
     }
 
     fn reply(&self, id: u32, body: Body) {
-        self.outbox.reply(Reply { id, body }.encode());
+        self.outbox.reply(Frame::from(Reply { id, body }));
     }
 
     async fn connect(
@@ -294,11 +296,10 @@ impl Session {
             ping: self.gw.config.ping_interval.as_secs().max(1),
             pong: true,
         };
-        let reply = Reply {
+        let reply = Frame::from(Reply {
             id,
             body: Body::Connect(result),
-        }
-        .encode();
+        });
         self.outbox.release(Some(reply), &released);
         self.transport_metrics().connects.inc();
         for (channel, _) in &released {
@@ -332,8 +333,10 @@ impl Session {
             control::Command::Unsubscribe { channel, .. } => {
                 if self.subs.contains_key(channel.as_str()) {
                     self.leave(&channel).await;
-                    let push = reply::unsubscribe_push(&channel, Unsubscribe::Server);
-                    self.outbox.send(push);
+                    self.outbox.send(Frame::from(Push::Unsubscribe {
+                        channel,
+                        why: Unsubscribe::Server,
+                    }));
                 }
                 Ok(())
             }
@@ -373,7 +376,7 @@ impl Session {
         if now >= self.next_ping {
             self.next_ping = now + self.gw.config.ping_interval;
             if self.user.is_some() {
-                self.outbox.send(bytes::Bytes::from_static(reply::PING));
+                self.outbox.send(Frame::Ping);
                 if !self.unidirectional {
                     self.pong_deadline = Some(now + self.gw.config.pong_timeout);
                 }
@@ -397,8 +400,10 @@ impl Session {
             .map(|(k, _)| k.clone())
             .collect();
         for channel in expired {
-            let push = reply::unsubscribe_push(&channel, Unsubscribe::Expired);
-            self.outbox.send(push);
+            self.outbox.send(Frame::from(Push::Unsubscribe {
+                channel: channel.to_string(),
+                why: Unsubscribe::Expired,
+            }));
             self.leave(&channel).await;
         }
         Ok(())

@@ -4,15 +4,14 @@
 //! [`WriteStats::flush`] per round or write batch.
 //!
 //! `herald_publish_to_write_seconds` is observed per publication frame, when
-//! its message is handed to the socket: the frame itself carries the
-//! publication's engine time (see [`publication_time`]), so queues carry
-//! nothing beside it.
+//! its message is handed to the socket, from the publication's engine time
+//! that the frame carries (see [`crate::frame::ChannelPush`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use herald_core::metrics::TransportMetrics;
-use herald_core::publication::publication_time;
+
+use crate::frame::Frame;
 use prometheus::local::{LocalHistogram, LocalIntCounter};
 
 /// One writer's unflushed counts.
@@ -64,12 +63,12 @@ impl WriteStats {
 
     /// Frames handed to the socket together (one message, one SSE chunk):
     /// counts them, and times every publication among them.
-    pub fn handed<'a>(&mut self, frames: impl Iterator<Item = &'a Bytes>) {
+    pub fn handed<'a>(&mut self, frames: impl Iterator<Item = &'a Frame>) {
         let mut count = 0u64;
         let mut now_ms = None;
         for frame in frames {
             count += 1;
-            if let Some(time) = publication_time(frame) {
+            if let Some(time) = frame.publication_time() {
                 let now = *now_ms.get_or_insert_with(|| self.clock.now_ms());
                 self.deliveries.inc();
                 self.publish_to_write
@@ -116,10 +115,13 @@ fn wall_clock_ms() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::ChannelPush;
+    use bytes::Bytes;
     use herald_core::metrics::labels::Transport;
     use herald_core::publication::{encode_publication_push, Publication};
     use herald_core::Metrics;
     use serde_json::value::RawValue;
+    use std::sync::Arc;
 
     #[test]
     fn counts_reach_the_shared_metrics_on_flush() {
@@ -135,8 +137,13 @@ mod tests {
             trace: None,
         };
         let frames = [
-            encode_publication_push("c", &publication),
-            Bytes::from_static(b"{\"id\":1,\"ping\":{}}"),
+            Frame::Channel(Arc::new(ChannelPush {
+                channel: Arc::from("c"),
+                offset: 1,
+                time: Some(publication.time),
+                json: encode_publication_push("c", &publication),
+            })),
+            Frame::Json(Bytes::from_static(b"{\"id\":1,\"ping\":{}}")),
         ];
         stats.handed(frames.iter());
         stats.written(100);

@@ -2,11 +2,11 @@
 //! with an Origin check, then one task per connection that reads commands and
 //! runs the session's timers. The upgraded connection is the plain
 //! `TcpStream` (the client listener, [`crate::listener`], serves HTTP/1.1
-//! with nothing layered on the socket), owned by the connection's [`Wire`]
-//! in its outbox; the task reads through the outbox. Queued frames are
-//! written by a flusher through the wire (newline-joined messages, one
-//! vectored write each, straight from the frames the hub encoded once for
-//! every subscriber); the task writes only while the socket is full.
+//! with nothing layered on the socket), owned by the connection's
+//! [`writer::Writer`]; the task reads through it. Queued frames are written
+//! by a flusher running the writer (newline-joined messages, one vectored
+//! write each, straight from the frames the hub encoded once for every
+//! subscriber); the task writes only while the socket is full.
 //!
 //! An idle connection holds no buffers: reads go through a buffer on the
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
@@ -14,6 +14,7 @@
 mod codec;
 pub mod handshake;
 mod wire;
+pub mod writer;
 
 use std::future::poll_fn;
 use std::mem::MaybeUninit;
@@ -36,13 +37,12 @@ use tokio::time::{timeout, Instant};
 use tracing::{debug, error};
 
 use crate::admission::Slot;
-use crate::outbox::Outbox;
+use crate::outbox::{self, Outbox};
 use crate::prefixed::Prefixed;
 use crate::session::Session;
 use crate::Gateway;
-pub use codec::Kind;
-use codec::{DecodeError, Decoder, Incoming};
-pub use wire::Wire;
+use codec::{DecodeError, Decoder, Incoming, Kind};
+use writer::{ReadHalf, Writer};
 
 /// Path of the WebSocket endpoint.
 pub const PATH: &str = "/connection/websocket";
@@ -117,19 +117,6 @@ struct Reader<R> {
     limit: usize,
 }
 
-/// The read side of a socket that lives in the connection's outbox.
-struct Socket(Arc<Outbox>);
-
-impl AsyncRead for Socket {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        self.0.poll_read(cx, buf)
-    }
-}
-
 /// Why reading ended with an error.
 enum ReadError {
     Io,
@@ -192,30 +179,27 @@ fn run(
     let gauge = ws_metrics(&gw).connections.clone();
     gauge.inc();
     let outbox = Outbox::new(gw.config.queue_size);
+    let mut session = Session::new(gw.clone(), outbox.clone(), peer);
+    let batch = gw.config.write_batch;
+    let writer = Writer::attach(stream, outbox.clone(), gw.flusher(session.conn()), batch);
     let mut reader = Reader {
-        io: Socket(outbox.clone()),
+        io: ReadHalf(writer.clone()),
         decoder,
         limit: gw.config.max_message_size,
     };
-    let mut session = Session::new(gw.clone(), outbox.clone(), peer);
-    outbox.attach(
-        Wire::new(wire::Io(stream), gw.config.write_batch),
-        gw.flusher(session.conn()),
-    );
     async move {
-        let reason = serve(&gw, &mut reader, &mut session, &outbox).await;
+        let reason = serve(&gw, &mut reader, &mut session, &outbox, &writer).await;
         if let Some(reason) = reason {
-            // Replies queued before an error close are still owed to the client; after
-            // a slow or insufficient-state close, queued frames are stale.
-            if reason == Disconnect::SLOW || reason == Disconnect::INSUFFICIENT_STATE {
-                outbox.drop_unsent();
+            if !outbox::flushes_before_close(reason) {
+                writer.drop_unsent();
             }
             if reason == Disconnect::SLOW {
                 ws_metrics(&gw).cut_off();
             }
-            close(&gw, &outbox, Some((reason.code, reason.reason))).await;
+            close(&gw, &writer, Some((reason.code, reason.reason))).await;
         }
-        outbox.detach();
+        writer.detach();
+        drop((reader, writer));
         debug!(client = %session.client_id(), code = ?reason.map(|r| r.code), "connection closed");
         Box::pin(session.close(reason)).await;
         gauge.dec();
@@ -228,7 +212,7 @@ fn ws_metrics(gw: &Gateway) -> &TransportMetrics {
 }
 
 /// Writes what is queued, then a close frame.
-async fn close(gw: &Gateway, outbox: &Outbox, close: Option<(u16, &str)>) {
+async fn close(gw: &Gateway, writer: &Writer, close: Option<(u16, &str)>) {
     let payload = close.map_or_else(Vec::new, |(code, reason)| {
         let mut p = code.to_be_bytes().to_vec();
         p.extend_from_slice(reason.as_bytes());
@@ -237,9 +221,9 @@ async fn close(gw: &Gateway, outbox: &Outbox, close: Option<(u16, &str)>) {
     let write = async {
         // What was queued before the close (replies among them) goes first: a
         // control frame would overtake it.
-        poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw))).await?;
-        outbox.push_wire_control(Kind::Close, &payload);
-        poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw))).await
+        poll_fn(|cx| writer.poll_flush(cx, ws_metrics(gw))).await?;
+        writer.push_control(Kind::Close, &payload);
+        poll_fn(|cx| writer.poll_flush(cx, ws_metrics(gw))).await
     };
     let _ = timeout(gw.config.write_timeout, write).await;
 }
@@ -250,6 +234,7 @@ async fn serve<R: AsyncRead + Unpin>(
     reader: &mut Reader<R>,
     session: &mut Session,
     outbox: &Outbox,
+    writer: &Writer,
 ) -> Option<Disconnect> {
     let timer = tokio::time::sleep_until(session.next_deadline());
     tokio::pin!(timer);
@@ -278,7 +263,7 @@ async fn serve<R: AsyncRead + Unpin>(
         tokio::select! {
             biased;
             () = outbox.woken() => {}
-            flushed = poll_fn(|cx| outbox.poll_flush(cx, ws_metrics(gw))), if task_writes => {
+            flushed = poll_fn(|cx| writer.poll_flush(cx, ws_metrics(gw))), if task_writes => {
                 if flushed.is_err() {
                     return Some(Disconnect::WRITE_ERROR);
                 }
@@ -290,9 +275,9 @@ async fn serve<R: AsyncRead + Unpin>(
                     }
                 }
                 Ok(Some(Incoming::Binary)) => return Some(Disconnect::BAD_REQUEST),
-                Ok(Some(Incoming::Ping(payload))) => outbox.push_wire_control(Kind::Pong, &payload),
+                Ok(Some(Incoming::Ping(payload))) => writer.push_control(Kind::Pong, &payload),
                 Ok(Some(Incoming::Close(code))) => {
-                    close(gw, outbox, code.map(|c| (c, ""))).await;
+                    close(gw, writer, code.map(|c| (c, ""))).await;
                     return None;
                 }
                 Ok(None) | Err(ReadError::Io) => return None,

@@ -222,6 +222,54 @@ pub fn message_push(data: &RawJson) -> Bytes {
 /// The server's ping frame.
 pub const PING: &[u8] = b"{}";
 
+/// A push to one connection of the session's own making (channel pushes
+/// shared by every subscriber are encoded once, see [`crate::publication`]).
+#[derive(Debug)]
+pub enum Push {
+    /// A server-side subscription made after connect.
+    Subscribe {
+        /// The channel.
+        channel: String,
+        /// Its subscribe result (with recovered publications, if any).
+        result: SubscribeResult,
+    },
+    /// The server ended a subscription.
+    Unsubscribe {
+        /// The channel.
+        channel: String,
+        /// Why.
+        why: Unsubscribe,
+    },
+}
+
+impl Push {
+    /// `{"push":{..}}`, as bidirectional transports send it.
+    pub fn encode(&self) -> Bytes {
+        match self {
+            Push::Subscribe { channel, result } => subscribe_push(channel, result),
+            Push::Unsubscribe { channel, why } => unsubscribe_push(channel, *why),
+        }
+    }
+
+    /// The push without its `{"push":..}` wrapper, as unidirectional transports send it.
+    pub fn encode_body(&self) -> Bytes {
+        let body = match self {
+            Push::Subscribe { channel, result } => PushBody {
+                channel,
+                kind: PushKind::Subscribe(result),
+            },
+            Push::Unsubscribe { channel, why } => PushBody {
+                channel,
+                kind: PushKind::Unsubscribe {
+                    code: why.code(),
+                    reason: why.reason(),
+                },
+            },
+        };
+        Bytes::from(serde_json::to_vec(&body).expect("pushes always serialize"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +314,15 @@ mod tests {
         assert_eq!(
             &disconnect_push(Disconnect::SHUTDOWN.code, Disconnect::SHUTDOWN.reason)[..],
             br#"{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}"#
+        );
+        let push = Push::Unsubscribe {
+            channel: "c".into(),
+            why: Unsubscribe::Server,
+        };
+        assert_eq!(push.encode(), unsubscribe_push("c", Unsubscribe::Server));
+        assert_eq!(
+            &push.encode_body()[..],
+            br#"{"channel":"c","unsubscribe":{"code":2000,"reason":"server unsubscribe"}}"#
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the hub: fan-out, sessions and drain bookkeeping.
 
 use super::*;
+use crate::frame::Frame;
 use serde_json::value::RawValue;
 
 #[test]
@@ -22,7 +23,11 @@ fn fans_out_one_shared_frame_to_every_subscriber() {
     hub.on_publication("stock:A", &p);
     let fa = a.take_frames().into_iter().next().unwrap();
     let fb = b.take_frames().into_iter().next().unwrap();
-    assert_eq!(fa.as_ptr(), fb.as_ptr(), "one buffer shared by all");
+    let (Frame::Channel(fa), Frame::Channel(fb)) = (fa, fb) else {
+        panic!("channel pushes expected");
+    };
+    assert!(Arc::ptr_eq(&fa, &fb), "one push shared by all");
+    assert_eq!(fa.json.as_ptr(), fb.json.as_ptr(), "encoded once");
     assert!(!hub.unsubscribe("stock:A", 1));
     assert!(hub.unsubscribe("stock:A", 2));
     assert!(!hub.has_subscribers("stock:A"));

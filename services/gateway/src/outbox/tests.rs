@@ -1,9 +1,27 @@
 //! The outbox's queueing rules: bounds, replies, holding back, closing.
 
 use super::*;
+use bytes::Bytes;
 
-fn frame(s: &'static str) -> Bytes {
-    Bytes::from_static(s.as_bytes())
+fn frame(s: &'static str) -> Frame {
+    Frame::Json(Bytes::from_static(s.as_bytes()))
+}
+
+/// A channel push whose JSON is just `name`.
+fn push(channel: &str, offset: u64, name: &'static str) -> Arc<ChannelPush> {
+    Arc::new(ChannelPush {
+        channel: Arc::from(channel),
+        offset,
+        time: None,
+        json: Bytes::from_static(name.as_bytes()),
+    })
+}
+
+fn names(frames: FrameQueue) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| String::from_utf8(f.json().to_vec()).unwrap())
+        .collect()
 }
 
 #[test]
@@ -56,23 +74,16 @@ fn held_frames_follow_the_reply_without_duplicates() {
     let outbox = Outbox::new(8);
     let ch: Arc<str> = Arc::from("c");
     outbox.hold(&ch);
-    outbox.send_channel("c", 4, &frame("p4"));
-    outbox.send_channel("c", 5, &frame("p5"));
-    outbox.send_channel("other", 1, &frame("o1"));
+    outbox.send_channel(&push("c", 4, "p4"));
+    outbox.send_channel(&push("c", 5, "p5"));
+    outbox.send_channel(&push("other", 1, "o1"));
     outbox.release(Some(frame("reply")), &[(ch, 4)]);
-    outbox.send_channel("c", 5, &frame("late p5"));
-    outbox.send_channel("c", 6, &frame("p6"));
-    outbox.send_channel("c", 7, &frame("p7"));
-    let got: Vec<Bytes> = outbox.take_frames().into_iter().collect();
+    outbox.send_channel(&push("c", 5, "late p5"));
+    outbox.send_channel(&push("c", 6, "p6"));
+    outbox.send_channel(&push("c", 7, "p7"));
     assert_eq!(
-        got,
-        [
-            frame("o1"),
-            frame("reply"),
-            frame("p5"),
-            frame("p6"),
-            frame("p7")
-        ]
+        names(outbox.take_frames()),
+        ["o1", "reply", "p5", "p6", "p7"]
     );
 }
 
@@ -82,4 +93,82 @@ fn nothing_is_queued_after_close() {
     outbox.close(Disconnect::INSUFFICIENT_STATE);
     assert!(!outbox.send(frame("after")));
     assert!(outbox.take_frames().is_empty());
+}
+
+/// A writer that only counts how often a flusher ran it.
+struct Idle;
+
+impl Flush for Idle {
+    fn flush_now(&self, _: &mut crate::write_stats::WriteStats) {}
+}
+
+fn attached(capacity: usize) -> (Arc<Outbox>, Arc<Shard>, Arc<dyn Flush>) {
+    let outbox = Outbox::new(capacity);
+    let shard = Arc::new(Shard::default());
+    let writer: Arc<dyn Flush> = Arc::new(Idle);
+    outbox.attach(Arc::downgrade(&writer), shard.clone());
+    (outbox, shard, writer)
+}
+
+#[test]
+fn frames_schedule_the_writer_once_until_the_flusher_takes_them() {
+    let (outbox, shard, _writer) = attached(8);
+    outbox.send(frame("a"));
+    outbox.send(frame("b"));
+    assert_eq!(shard.take_dirty().len(), 1, "one schedule for two frames");
+    let mut pending = FrameQueue::default();
+    assert!(outbox.take_for_flusher(&mut pending));
+    assert_eq!(pending.len(), 2);
+    outbox.send(frame("c"));
+    assert_eq!(shard.take_dirty().len(), 1, "scheduled again once taken");
+}
+
+#[test]
+fn a_full_socket_hands_the_writing_to_the_task_and_back() {
+    let (outbox, shard, _writer) = attached(8);
+    outbox.send(frame("a"));
+    let mut pending = FrameQueue::default();
+    assert!(outbox.take_for_flusher(&mut pending));
+    outbox.written(1, true);
+    assert!(outbox.task_writes());
+    outbox.send(frame("b"));
+    shard.take_dirty();
+    assert!(
+        !outbox.take_for_flusher(&mut pending),
+        "the flusher keeps off"
+    );
+    assert_eq!(pending.len(), 1);
+    outbox.take_for_task(&mut pending);
+    assert_eq!(pending.len(), 2);
+    assert!(outbox.task_wrote_all());
+    assert!(!outbox.task_writes());
+    outbox.send(frame("c"));
+    assert_eq!(shard.take_dirty().len(), 1, "the flusher's turn again");
+}
+
+#[test]
+fn frames_a_writer_took_still_count_until_written() {
+    let (outbox, _shard, _writer) = attached(2);
+    outbox.send(frame("a"));
+    outbox.send(frame("b"));
+    let mut pending = FrameQueue::default();
+    outbox.take_for_flusher(&mut pending);
+    outbox.written(2, true);
+    assert!(!outbox.send(frame("c")), "two unwritten frames fill it");
+    assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
+
+    let (outbox, _shard, _writer) = attached(2);
+    outbox.send(frame("a"));
+    outbox.send(frame("b"));
+    outbox.take_for_flusher(&mut pending);
+    outbox.written(0, false);
+    assert!(outbox.send(frame("c")), "written frames leave room");
+}
+
+#[test]
+fn only_slow_and_insufficient_state_closes_drop_queued_frames() {
+    assert!(!flushes_before_close(Disconnect::SLOW));
+    assert!(!flushes_before_close(Disconnect::INSUFFICIENT_STATE));
+    assert!(flushes_before_close(Disconnect::SHUTDOWN));
+    assert!(flushes_before_close(Disconnect::BAD_REQUEST));
 }

@@ -10,12 +10,13 @@ use herald_core::engine::{Engine, EngineError, HistoryQuery};
 use herald_core::metrics::labels::RecoveryFrom;
 use herald_core::namespace::SubscribePolicy;
 use herald_core::protocol::command::SubscribeRequest;
-use herald_core::protocol::reply::{self, Body, Reply, SubscribeResult};
+use herald_core::protocol::reply::{self, Body, Push, Reply, SubscribeResult};
 use herald_core::protocol::{Disconnect, Error};
 use herald_core::publication::{RawJson, StreamPosition};
 use tracing::warn;
 
 use super::{Session, Subscription};
+use crate::frame::Frame;
 
 impl Session {
     pub(super) fn parse_channel(&self, name: &str) -> Result<Channel, Error> {
@@ -40,11 +41,10 @@ impl Session {
                         sub.expires_at = Some(exp);
                     }
                 }
-                let reply = Reply {
+                let reply = Frame::from(Reply {
                     id,
                     body: Body::Subscribe(result),
-                }
-                .encode();
+                });
                 self.outbox
                     .release(Some(reply), &[(channel.name_arc().clone(), delivered)]);
                 self.announce_join(channel.name_arc()).await;
@@ -230,7 +230,10 @@ impl Session {
         }
         match self.join(&channel, None, None).await {
             Ok((result, delivered)) => {
-                let push = reply::subscribe_push(channel.name(), &result);
+                let push = Frame::from(Push::Subscribe {
+                    channel: channel.name().to_owned(),
+                    result,
+                });
                 self.outbox
                     .release(Some(push), &[(channel.name_arc().clone(), delivered)]);
                 self.announce_join(channel.name_arc()).await;

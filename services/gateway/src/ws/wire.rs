@@ -1,19 +1,18 @@
-//! One WebSocket's socket and write state: turns queued frames into text
-//! messages (newline-joined, up to a batch or 64 KiB each) and writes each
-//! with one vectored write straight from the shared frames. It keeps what a
-//! partial write left over, so any task may continue the write: usually the
-//! flusher, the connection's own task when the socket is full.
+//! One WebSocket's write state: turns queued frames into text messages
+//! (newline-joined, up to a batch or 64 KiB each) and writes each with one
+//! vectored write straight from the shared frames to the socket it is given.
+//! It keeps what a partial write left over, so any task may continue the
+//! write: usually the flusher, the connection's own task when the socket is full.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
-use rustix::net::{SendAncillaryBuffer, SendFlags};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWrite;
 
 use super::codec::{self, Kind, MAX_HEADER};
+use crate::frame::Frame;
 use crate::frame_queue::FrameQueue;
 use crate::write_stats::WriteStats;
 
@@ -26,76 +25,8 @@ const MAX_SLICES: usize = 256;
 /// Pieces that fit the `writev` list kept on the stack (more take an allocation).
 const FEW_SLICES: usize = 8;
 
-/// The upgraded connection's socket, owned by the wire so that a fan-out
-/// finds the descriptor next to the queue it writes from (no pointer to
-/// chase per write). Writes go straight to the socket while it takes them,
-/// without consulting the runtime's readiness state; only a full socket
-/// registers for writability. The connection's task reads through the
-/// outbox (see [`crate::outbox::Outbox::poll_read`]).
-pub struct Io(pub TcpStream);
-
-impl Io {
-    fn write_or_register(
-        &mut self,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        // A system call of its own rather than libc's `sendmsg`, which wraps
-        // every call in thread-cancellation bookkeeping.
-        let sent = rustix::net::sendmsg(
-            &self.0,
-            bufs,
-            &mut SendAncillaryBuffer::default(),
-            SendFlags::NOSIGNAL,
-        );
-        match sent.map_err(io::Error::from) {
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-            }
-            result => Poll::Ready(result),
-        }
-    }
-}
-
-impl AsyncRead for Io {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Io {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().write_or_register(cx, &[IoSlice::new(buf)])
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        self.get_mut().write_or_register(cx, bufs)
-    }
-    fn is_write_vectored(&self) -> bool {
-        true
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
-    }
-}
-
-/// A socket and its unfinished message.
-pub struct Wire<W = Io> {
-    io: W,
+/// The unfinished message of one connection.
+pub struct Wire {
     batch: usize,
     /// The message being written: its first `frames` queued frames.
     message: Option<Message>,
@@ -114,23 +45,14 @@ struct Message {
     header: [u8; MAX_HEADER],
 }
 
-impl<W: AsyncWrite + Unpin> Wire<W> {
+impl Wire {
     /// A wire coalescing up to `batch` frames per message.
-    pub fn new(io: W, batch: usize) -> Wire<W> {
+    pub fn new(batch: usize) -> Wire {
         Wire {
-            io,
             batch,
             message: None,
             control: None,
         }
-    }
-
-    /// Reads from the socket.
-    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>>
-    where
-        W: AsyncRead,
-    {
-        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 
     /// Queued frames that belong to the message being written (they must go out whole).
@@ -151,11 +73,12 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
         }
     }
 
-    /// Writes until `frames` is empty and nothing is in flight (`Ready(Ok)`),
-    /// or the socket is full (`Pending`, progress kept). Written frames leave
-    /// `frames`; messages and writes are counted in `stats`.
-    pub fn poll_flush(
+    /// Writes to `io` until `frames` is empty and nothing is in flight
+    /// (`Ready(Ok)`), or the socket is full (`Pending`, progress kept).
+    /// Written frames leave `frames`; messages and writes are counted in `stats`.
+    pub fn poll_flush<W: AsyncWrite + Unpin>(
         &mut self,
+        io: &mut W,
         cx: &mut Context<'_>,
         frames: &mut FrameQueue,
         stats: &mut WriteStats,
@@ -164,7 +87,7 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
             if let Some(message) = &mut self.message {
                 let header = &message.header[..usize::from(message.header_len)];
                 let n = ready!(poll_write_pieces(
-                    Pin::new(&mut self.io),
+                    Pin::new(&mut *io),
                     cx,
                     header,
                     frames,
@@ -180,7 +103,7 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
                 continue;
             }
             if let Some((frame, written)) = self.control.as_deref_mut() {
-                let n = ready!(Pin::new(&mut self.io).poll_write(cx, &frame[*written..]))?;
+                let n = ready!(Pin::new(&mut *io).poll_write(cx, &frame[*written..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }
@@ -199,16 +122,20 @@ impl<W: AsyncWrite + Unpin> Wire<W> {
         }
     }
 
-    /// Frames from the front of the queue that make the next message.
-    fn next_message(&self, frames: &FrameQueue) -> Message {
-        let mut iter = frames.iter();
+    /// Frames from the front of the queue that make the next message,
+    /// encoded as JSON first where they are typed.
+    fn next_message(&self, frames: &mut FrameQueue) -> Message {
+        let mut iter = frames.iter_mut().map(|frame| {
+            frame.encode_json();
+            frame.json().len()
+        });
         let mut count = 1;
-        let mut length = iter.next().map_or(0, Bytes::len);
+        let mut length = iter.next().unwrap_or(0);
         for next in iter {
-            if count == self.batch || length + 1 + next.len() > MAX_COALESCED {
+            if count == self.batch || length + 1 + next > MAX_COALESCED {
                 break;
             }
-            length += 1 + next.len();
+            length += 1 + next;
             count += 1;
         }
         let (header, header_len) = codec::header(Kind::Text, length);
@@ -233,7 +160,7 @@ fn poll_write_pieces<W: AsyncWrite>(
     skip: usize,
 ) -> Poll<io::Result<usize>> {
     let pieces = (1 + 2 * count).min(MAX_SLICES);
-    let parts = frames.iter().take(count);
+    let parts = frames.iter().take(count).map(Frame::json);
     let written = if pieces <= FEW_SLICES {
         let slices = &mut [IoSlice::new(&[]); FEW_SLICES];
         let filled = fill_slices(slices, header, parts, skip);
@@ -254,13 +181,13 @@ fn poll_write_pieces<W: AsyncWrite>(
 fn fill_slices<'a>(
     slices: &mut [IoSlice<'a>],
     header: &'a [u8],
-    parts: impl Iterator<Item = &'a Bytes>,
+    parts: impl Iterator<Item = &'a [u8]>,
     mut skip: usize,
 ) -> usize {
     let pieces = std::iter::once(header).chain(
         parts
             .enumerate()
-            .flat_map(|(i, p)| [if i == 0 { &b""[..] } else { b"\n" }, &p[..]]),
+            .flat_map(|(i, p)| [if i == 0 { &b""[..] } else { b"\n" }, p]),
     );
     let mut count = 0;
     for piece in pieces {

@@ -34,35 +34,38 @@ impl AsyncWrite for Trickle {
 fn frames(list: &[&'static str]) -> FrameQueue {
     let mut queue = FrameQueue::default();
     for s in list {
-        queue.push_back(Bytes::from_static(s.as_bytes()));
+        queue.push_back(Frame::Json(Bytes::from_static(s.as_bytes())));
     }
     queue
 }
 
-fn flush(wire: &mut Wire<Trickle>, queue: &mut FrameQueue) -> Poll<io::Result<()>> {
+fn flush(wire: &mut Wire, io: &mut Trickle, queue: &mut FrameQueue) -> Poll<io::Result<()>> {
     let metrics = herald_core::Metrics::new();
     let mut stats = WriteStats::new(metrics.transport(Transport::WebSocket));
-    wire.poll_flush(&mut Context::from_waker(Waker::noop()), queue, &mut stats)
+    wire.poll_flush(
+        io,
+        &mut Context::from_waker(Waker::noop()),
+        queue,
+        &mut stats,
+    )
 }
 
 #[test]
 fn coalesces_up_to_the_batch_into_one_message_each() {
-    let mut wire = Wire::new(
-        Trickle {
-            out: vec![],
-            room: usize::MAX,
-        },
-        2,
-    );
+    let mut io = Trickle {
+        out: vec![],
+        room: usize::MAX,
+    };
+    let mut wire = Wire::new(2);
     let mut queue = frames(&["a", "bb", "c"]);
     let metrics = herald_core::Metrics::new();
     let ws = metrics.transport(Transport::WebSocket);
     let mut stats = WriteStats::new(ws);
     let cx = &mut Context::from_waker(Waker::noop());
-    let flushed = wire.poll_flush(cx, &mut queue, &mut stats);
+    let flushed = wire.poll_flush(&mut io, cx, &mut queue, &mut stats);
     assert!(matches!(flushed, Poll::Ready(Ok(()))));
     assert!(queue.is_empty());
-    assert_eq!(wire.io.out, b"\x81\x04a\nbb\x81\x01c");
+    assert_eq!(io.out, b"\x81\x04a\nbb\x81\x01c");
     stats.flush();
     let counted = (
         ws.writes.get(),
@@ -76,33 +79,34 @@ fn coalesces_up_to_the_batch_into_one_message_each() {
 
 #[test]
 fn partial_writes_resume_where_they_stopped_and_control_frames_wait() {
-    let mut wire = Wire::new(
-        Trickle {
-            out: vec![],
-            room: 3,
-        },
-        8,
-    );
+    let mut io = Trickle {
+        out: vec![],
+        room: 3,
+    };
+    let mut wire = Wire::new(8);
     let mut queue = frames(&["hello", "world"]);
-    let first = flush(&mut wire, &mut queue);
+    let first = flush(&mut wire, &mut io, &mut queue);
     assert!(
         matches!(first, Poll::Ready(Ok(()))),
         "three bytes at a time, never pending"
     );
-    assert_eq!(wire.io.out, b"\x81\x0bhello\nworld");
+    assert_eq!(io.out, b"\x81\x0bhello\nworld");
 
-    wire.io = Trickle {
+    io = Trickle {
         out: vec![],
         room: 0,
     };
     let mut queue = frames(&["x"]);
-    assert!(flush(&mut wire, &mut queue).is_pending());
+    assert!(flush(&mut wire, &mut io, &mut queue).is_pending());
     assert_eq!(wire.frames_in_flight(), 1);
     wire.push_control(Kind::Pong, b"p");
-    queue.push_back(Bytes::from_static(b"y"));
-    wire.io.room = 1;
-    assert!(matches!(flush(&mut wire, &mut queue), Poll::Ready(Ok(()))));
-    assert_eq!(wire.io.out, b"\x81\x01x\x8a\x01p\x81\x01y");
+    queue.push_back(Frame::Json(Bytes::from_static(b"y")));
+    io.room = 1;
+    assert!(matches!(
+        flush(&mut wire, &mut io, &mut queue),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(io.out, b"\x81\x01x\x8a\x01p\x81\x01y");
     assert_eq!(wire.frames_in_flight(), 0);
 }
 
@@ -112,13 +116,13 @@ fn slices_skip_what_was_already_written() {
     let header = [0x81u8, 6];
     let mut slices = [IoSlice::new(&[]); 8];
     let join = |slices: &[IoSlice]| slices.iter().flat_map(|s| s.to_vec()).collect::<Vec<_>>();
-    let n = fill_slices(&mut slices, &header, parts.iter(), 0);
+    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), 0);
     assert_eq!(join(&slices[..n]), b"\x81\x06ab\ncde");
-    let n = fill_slices(&mut slices, &header, parts.iter(), 3);
+    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), 3);
     assert_eq!(join(&slices[..n]), b"b\ncde");
-    let n = fill_slices(&mut slices, &header, parts.iter(), 8);
+    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), 8);
     assert_eq!(n, 0);
     let mut few = [IoSlice::new(&[]); 2];
-    let n = fill_slices(&mut few, &header, parts.iter(), 1);
+    let n = fill_slices(&mut few, &header, parts.iter().map(|p| &p[..]), 1);
     assert_eq!(join(&few[..n]), b"\x06ab");
 }

@@ -1,0 +1,158 @@
+//! Renders a connection's typed frames as Server-Sent Events: pushes without
+//! the `push` wrapper (as Centrifugo's unidirectional transports send them),
+//! and an `id:` on every publication event that encodes the connection's
+//! stream positions, so the browser's own reconnect (`Last-Event-ID`)
+//! resumes without loss. Positions come from the typed frames, never from
+//! re-reading JSON.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::{BufMut, BytesMut};
+use herald_core::protocol::reply::{Body, ConnectResult, Push, SubscribeResult};
+use herald_core::publication::{encode_publication_push, push_body, Publication};
+use serde::Serialize;
+
+use crate::frame::Frame;
+
+/// Stream positions per channel: offset and epoch.
+pub type Positions = BTreeMap<String, (u64, String)>;
+
+/// One SSE stream's rendering state.
+#[derive(Debug, Default)]
+pub struct Events {
+    positions: Positions,
+    /// Channels by the id of the subscribe command the stream's request made.
+    requested: HashMap<u32, String>,
+}
+
+/// Why a frame ended the stream before it started: an error reply.
+pub type Refused = (u32, &'static str);
+
+#[derive(Serialize)]
+struct ConnectEvent<'a> {
+    connect: &'a ConnectResult,
+}
+
+#[derive(Serialize)]
+struct SubscribeEvent<'a> {
+    channel: &'a str,
+    subscribe: &'a SubscribeResult,
+}
+
+impl Events {
+    /// Remembers that the subscribe command `id` asked for `channel`.
+    pub fn requested(&mut self, id: u32, channel: &str) {
+        self.requested.insert(id, channel.to_owned());
+    }
+
+    /// Appends the events for one frame; an error reply is returned.
+    pub fn render(&mut self, frame: Frame, out: &mut BytesMut) -> Result<(), Refused> {
+        match frame {
+            Frame::Ping => out.put_slice(b": ping\n\n"),
+            Frame::Channel(push) => {
+                let id = (push.offset > 0).then(|| {
+                    if let Some(position) = self.positions.get_mut(&*push.channel) {
+                        position.0 = push.offset;
+                    }
+                    encode_positions(&self.positions)
+                });
+                event(out, id.as_deref(), &push_body(&push.json));
+            }
+            Frame::Push(push) => {
+                if let Push::Subscribe { channel, result } = &*push {
+                    self.track(channel, result);
+                }
+                event(out, None, &push.encode_body());
+            }
+            Frame::Json(json) => event(out, None, &json),
+            Frame::Reply(reply) => match reply.body {
+                Body::Error(e) => return Err((e.code(), e.message())),
+                Body::Connect(mut connect) => {
+                    let mut recovered = Vec::new();
+                    for (channel, result) in &mut connect.subs {
+                        self.track(channel, result);
+                        let publications = std::mem::take(&mut result.publications);
+                        recovered.push((channel.clone(), publications));
+                    }
+                    let json = serde_json::to_vec(&ConnectEvent { connect: &connect });
+                    event(out, None, &json.expect("replies always serialize"));
+                    for (channel, publications) in recovered {
+                        self.replay(out, &channel, publications);
+                    }
+                }
+                Body::Subscribe(mut subscribe) => {
+                    let channel = self.requested.get(&reply.id).cloned().unwrap_or_default();
+                    self.track(&channel, &subscribe);
+                    let publications = std::mem::take(&mut subscribe.publications);
+                    let json = serde_json::to_vec(&SubscribeEvent {
+                        channel: &channel,
+                        subscribe: &subscribe,
+                    });
+                    event(out, None, &json.expect("replies always serialize"));
+                    self.replay(out, &channel, publications);
+                }
+                _ => {}
+            },
+        }
+        Ok(())
+    }
+
+    /// Starts tracking a recoverable channel at the position before its replayed publications.
+    fn track(&mut self, channel: &str, result: &SubscribeResult) {
+        if result.recoverable && !result.epoch.is_empty() {
+            let replayed = result.publications.len() as u64;
+            self.positions.insert(
+                channel.to_owned(),
+                (result.offset.saturating_sub(replayed), result.epoch.clone()),
+            );
+        }
+    }
+
+    fn replay(&mut self, out: &mut BytesMut, channel: &str, publications: Vec<Publication>) {
+        for publication in publications {
+            if let Some(position) = self.positions.get_mut(channel) {
+                position.0 = position.0.max(publication.offset);
+            }
+            let id = encode_positions(&self.positions);
+            let frame = encode_publication_push(channel, &publication);
+            event(out, Some(&id), &push_body(&frame));
+        }
+    }
+}
+
+/// One event: an optional `id:` line, one `data:` line.
+pub fn event(out: &mut BytesMut, id: Option<&str>, data: &[u8]) {
+    if let Some(id) = id {
+        out.put_slice(b"id: ");
+        out.put_slice(id.as_bytes());
+        out.put_u8(b'\n');
+    }
+    out.put_slice(b"data: ");
+    out.put_slice(data);
+    out.put_slice(b"\n\n");
+}
+
+/// `offset:epoch:channel` entries joined by `,` (channel names contain no `,`).
+pub fn encode_positions(positions: &Positions) -> String {
+    positions
+        .iter()
+        .map(|(channel, (offset, epoch))| format!("{offset}:{epoch}:{channel}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Positions from a `Last-Event-ID`; unreadable entries are left out.
+pub fn decode_positions(id: &str) -> Positions {
+    id.split(',')
+        .filter_map(|entry| {
+            let mut parts = entry.splitn(3, ':');
+            let offset = parts.next()?.parse().ok()?;
+            let epoch = parts.next()?.to_owned();
+            let channel = parts.next()?.to_owned();
+            Some((channel, (offset, epoch)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! The WebSocket writer: owns the upgraded socket and the connection's write
+//! state ([`Wire`] and the frames it took from the outbox). A flusher runs it
+//! (see [`crate::flusher`]); while the socket is full the connection's task
+//! writes instead. The outbox's lock is only held to move frames out, never
+//! across a system call. The connection's task reads through it too.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll, Waker};
+
+use herald_core::metrics::TransportMetrics;
+use herald_core::protocol::Disconnect;
+use rustix::net::{SendAncillaryBuffer, SendFlags};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::codec::Kind;
+use super::wire::Wire;
+use crate::flusher::{Flush, Shard};
+use crate::frame_queue::FrameQueue;
+use crate::outbox::Outbox;
+use crate::write_stats::WriteStats;
+
+/// A WebSocket connection's socket and write side.
+pub struct Writer {
+    socket: TcpStream,
+    outbox: Arc<Outbox>,
+    state: Mutex<State>,
+}
+
+/// What is being written: the message in progress and the frames taken out of the outbox.
+struct State {
+    wire: Wire,
+    frames: FrameQueue,
+}
+
+impl Writer {
+    /// Takes over writing `outbox`'s frames to `socket`, run by the flusher `shard`.
+    pub fn attach(
+        socket: TcpStream,
+        outbox: Arc<Outbox>,
+        shard: Arc<Shard>,
+        batch: usize,
+    ) -> Arc<Writer> {
+        let writer = Arc::new(Writer {
+            socket,
+            outbox: outbox.clone(),
+            state: Mutex::new(State {
+                wire: Wire::new(batch),
+                frames: FrameQueue::default(),
+            }),
+        });
+        let flush: Arc<dyn Flush> = writer.clone();
+        outbox.attach(Arc::downgrade(&flush), shard);
+        writer
+    }
+
+    /// Hands the outbox back to the connection's task; the socket closes
+    /// once the last reference (the task's, a flusher's) is gone.
+    pub fn detach(&self) {
+        self.outbox.detach();
+    }
+
+    /// Writes from the connection's task until everything queued is out,
+    /// counting into `metrics` (through counts of its own for this call: the
+    /// task writes only while the socket is full, the flushers otherwise).
+    pub fn poll_flush(
+        &self,
+        cx: &mut Context<'_>,
+        metrics: &TransportMetrics,
+    ) -> Poll<io::Result<()>> {
+        let mut state = self.state.lock().expect("poisoned");
+        let State { wire, frames } = &mut *state;
+        let mut stats = WriteStats::new(metrics);
+        loop {
+            self.outbox.take_for_task(frames);
+            match wire.poll_flush(&mut Socket(&self.socket), cx, frames, &mut stats) {
+                Poll::Ready(Ok(())) => {
+                    if self.outbox.task_wrote_all() {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                Poll::Pending => {
+                    self.outbox.written(frames.len(), true);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+
+    /// Queues a control frame (pong, close) for the connection's task to write.
+    pub fn push_control(&self, kind: Kind, payload: &[u8]) {
+        self.state
+            .lock()
+            .expect("poisoned")
+            .wire
+            .push_control(kind, payload);
+        self.outbox.hand_to_task();
+    }
+
+    /// Drops the frames that have not started to go out (a message partly
+    /// written is finished, or the stream would be corrupt).
+    pub fn drop_unsent(&self) {
+        let mut state = self.state.lock().expect("poisoned");
+        let keep = state.wire.frames_in_flight();
+        state.frames.truncate(keep);
+        self.outbox.drop_queued();
+        self.outbox.written(state.frames.len(), false);
+    }
+
+    /// Reads from the socket (the connection's task).
+    pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.socket.poll_read_ready(cx))?;
+            match self.socket.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl Flush for Writer {
+    fn flush_now(&self, stats: &mut WriteStats) {
+        let mut state = self.state.lock().expect("poisoned");
+        let State { wire, frames } = &mut *state;
+        if !self.outbox.take_for_flusher(frames) {
+            return;
+        }
+        let cx = &mut Context::from_waker(Waker::noop());
+        match wire.poll_flush(&mut Socket(&self.socket), cx, frames, stats) {
+            Poll::Ready(Ok(())) => self.outbox.written(0, false),
+            Poll::Pending => self.outbox.written(frames.len(), true),
+            Poll::Ready(Err(_)) => {
+                self.outbox.written(frames.len(), false);
+                self.outbox.close(Disconnect::WRITE_ERROR);
+            }
+        }
+    }
+}
+
+/// Writes to a shared socket: straight to the socket while it takes them,
+/// without consulting the runtime's readiness state; only a full socket
+/// registers for writability.
+struct Socket<'a>(&'a TcpStream);
+
+impl Socket<'_> {
+    fn sendmsg(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // A system call of its own rather than libc's `sendmsg`, which wraps
+        // every call in thread-cancellation bookkeeping.
+        rustix::net::sendmsg(
+            self.0,
+            bufs,
+            &mut SendAncillaryBuffer::default(),
+            SendFlags::NOSIGNAL,
+        )
+        .map_err(io::Error::from)
+    }
+
+    fn poll_send(&self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.sendmsg(bufs) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            result => return Poll::Ready(result),
+        }
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            // Clears the runtime's readiness when the socket is still full.
+            match self.0.try_io(Interest::WRITABLE, || self.sendmsg(bufs)) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Socket<'_> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_send(cx, &[IoSlice::new(buf)])
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_send(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// The read side the connection's task holds.
+pub struct ReadHalf(pub Arc<Writer>);
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.0.poll_read(cx, buf)
+    }
+}
