@@ -130,6 +130,7 @@ def test_batch_replies_are_top_level_one_per_command(herald, name):
         {"batch": {"commands": []}},
         {},
         None,
+        {"info": {}, "channels": {}},
         {"history_remove": {"channel": f"feed:{name}"}},
     ], "parallel": True})
     assert status == 200
@@ -139,6 +140,7 @@ def test_batch_replies_are_top_level_one_per_command(herald, name):
         {"error": {"code": 104, "message": "method not found"}},
         {"error": {"code": 104, "message": "method not found"}},
         {"error": {"code": 104, "message": "method not found"}},
+        {"error": {"code": 107, "message": "bad request"}},
         {"error": {"code": 107, "message": "bad request"}},
         {"history_remove": {}},
     ]}

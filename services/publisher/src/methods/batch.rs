@@ -61,25 +61,21 @@ pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
 /// Runs one command; whatever goes wrong is that command's error reply.
 async fn answer(api: &Publisher, command: Command) -> Result<Reply, ApiError> {
     // Centrifugo: a `null` command is a bad request.
-    let Some(mut command) = command else {
+    let Some(command) = command else {
         return error_reply(Error::BadRequest.into());
     };
-    let outcome = match command.len() {
+    let mut methods = command.into_iter();
+    let outcome = match (methods.next(), methods.next()) {
         // Centrifugo: a command naming no method it knows is "not found".
-        0 => Err(Error::MethodNotFound.into()),
+        (None, _) => Err(Error::MethodNotFound.into()),
         // Which of several methods was meant is anyone's guess.
-        2.. => Err(Error::BadRequest.into()),
-        1 => {
-            let (method, body) = command.drain().next().expect("one entry");
-            // Centrifugo's `Command` has no `batch`: not found, never recursion.
-            if method == "batch" {
-                Err(Error::MethodNotFound.into())
-            } else {
-                api.dispatch(&method, body.get())
-                    .await
-                    .map(|result| (method, result))
-            }
-        }
+        (Some(_), Some(_)) => Err(Error::BadRequest.into()),
+        // Centrifugo's `Command` has no `batch`: not found, never recursion.
+        (Some((method, _)), None) if method == "batch" => Err(Error::MethodNotFound.into()),
+        (Some((method, body)), None) => api
+            .dispatch(&method, body.get())
+            .await
+            .map(|result| (method, result)),
     };
     match outcome {
         Ok((key, value)) => Ok(Reply { key, value }),
