@@ -110,7 +110,7 @@ impl Publisher {
                 headers
                     .get(header::AUTHORIZATION)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.strip_prefix("apikey "))
+                    .and_then(apikey_credential)
             });
         given.is_some_and(|g| constant_time_eq(g.as_bytes(), key.as_bytes()))
     }
@@ -136,6 +136,14 @@ fn known_method(method: &str) -> &str {
     } else {
         "unknown"
     }
+}
+
+/// The key in `Authorization: apikey <key>`; the scheme is case-insensitive
+/// and blanks around the key do not count, as in Centrifugo.
+fn apikey_credential(value: &str) -> Option<&str> {
+    let mut parts = value.split_whitespace();
+    let (scheme, key) = (parts.next()?, parts.next()?);
+    (scheme.eq_ignore_ascii_case("apikey") && parts.next().is_none()).then_some(key)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -184,6 +192,8 @@ async fn handle(
         spans::failed(&span, e.error.code());
     }
     match result {
+        // Centrifugo answers a batch with its `replies` bare, not under `result`.
+        Ok(result) if method == "batch" => json_response(StatusCode::OK, &result),
         Ok(result) => json_response(StatusCode::OK, &Envelope::Result(&result)),
         Err(e) if transport_mode => error_response(e.transport_status(), e.error, true),
         Err(e) => error_response(e.status, e.error, false),
@@ -207,5 +217,20 @@ fn error_response(status: StatusCode, error: Error, bare: bool) -> Response {
         json_response(status, &error)
     } else {
         json_response(status, &Envelope::Error(error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::apikey_credential;
+
+    #[test]
+    fn the_apikey_scheme_is_case_insensitive() {
+        assert_eq!(apikey_credential("apikey k1"), Some("k1"));
+        assert_eq!(apikey_credential("ApiKey  k1 "), Some("k1"));
+        assert_eq!(apikey_credential("APIKEY k1"), Some("k1"));
+        assert_eq!(apikey_credential("Bearer k1"), None);
+        assert_eq!(apikey_credential("apikey"), None);
+        assert_eq!(apikey_credential("apikey k1 k2"), None);
     }
 }
