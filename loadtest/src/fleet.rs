@@ -284,7 +284,9 @@ async fn run(ctx: &FleetCtx, user: usize, mut st: Subscriber, mut s: Connection)
         if !reconnect::is_advised(code) {
             break Some(reason);
         }
-        let Some((conn, recovered)) = resume::redial(ctx, backoff, user, resume, code).await else {
+        let (dialer, timeout, cancel) = (&ctx.dialer, ctx.connect_timeout, &ctx.cancel);
+        let redialed = resume::redial(dialer, timeout, cancel, backoff, user, resume, code).await;
+        let Some((conn, recovered)) = redialed else {
             break None;
         };
         s = conn;

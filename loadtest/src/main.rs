@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod fleet;
 mod floor;
+mod headline;
 mod ledger;
 mod limits;
 mod merge;
@@ -19,6 +20,7 @@ mod report;
 mod scenario;
 mod stats;
 mod summary;
+mod verdict;
 
 use std::process::ExitCode;
 
@@ -29,13 +31,13 @@ use crate::cli::{Cli, Command, RunArgs};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::FloorChild(args)) => floor::run_child(args),
-        Some(Command::Report(args)) => report::run(&args),
-        Some(Command::Merge(args)) => merge::run(&args),
+        Some(Command::FloorChild(args)) => floor::run_child(args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Report(args)) => report::run(&args).map(|()| ExitCode::SUCCESS),
+        Some(Command::Merge(args)) => merge::run(&args).map(|()| ExitCode::SUCCESS),
         None => run(cli.run),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("herald-loadtest: {e:#}");
             ExitCode::FAILURE
@@ -43,7 +45,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: RunArgs) -> anyhow::Result<()> {
+/// Runs a scenario, writes its summary and plots, prints the headline; a run whose figures do
+/// not describe the load asked for (see `verdict`) ends with one `error:` line and exit code 1.
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let nofile = limits::raise_nofile();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.threads {
@@ -62,84 +66,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => eprintln!("plots not written: {e:#}"),
         }
     }
-    print_summary(s);
+    headline::print(s);
     rt.shutdown_background();
-    Ok(())
-}
-
-/// Prints the headline figures of a summary on stderr.
-pub(crate) fn print_summary(s: &summary::Summary) {
-    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
-    let l = &s.latency_ms;
-    let transport = match s.transport.as_str() {
-        "sse" => " over SSE",
-        _ => "",
-    };
-    eprintln!(
-        "{} {}{transport}: {} connections ({:.0}/s), published {}, delivered {}/{} (lost {}, \
-         duplicates {}), {:.0} deliveries/s, latency ms p50 {} p90 {} p99 {} p99.9 {} max {}",
-        s.target,
-        s.scenario,
-        s.connections,
-        s.connects_per_sec,
-        s.published,
-        s.delivered,
-        s.expected_deliveries,
-        s.lost,
-        s.duplicates,
-        s.deliveries_per_sec,
-        ms(l.p50),
-        ms(l.p90),
-        ms(l.p99),
-        ms(l.p999),
-        ms(l.max),
-    );
-    if let (Some(cpu), Some(rss)) = (s.server.cpu_seconds, s.server.rss_bytes) {
-        let per = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
-        eprintln!(
-            "server: {cpu:.2} CPU s, RSS {:.1} MiB, {} bytes/connection, {} CPU us/delivery, {} CPU us/connect",
-            rss as f64 / 1_048_576.0,
-            s.server.rss_bytes_per_connection.map_or_else(|| "-".to_owned(), |v| format!("{v:.0}")),
-            per(s.cpu_us_per_delivery),
-            per(s.cpu_us_per_connect),
-        );
-    }
-    if let Some(c) = &s.connect_accept {
-        eprintln!(
-            "floor: storm {} CPU us/accept (accepting end) + {} CPU us/connect (load generator); \
-             {} CPU us/connect+accept counting both ends in one process ({} connections in \
-             {:.1}s on {} threads, {:.0}/s)",
-            s.cpu_us_per_accept
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
-            s.loadgen_cpu_us_per_connect
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
-            c.cpu_us_per_connect_accept
-                .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
-            c.connections,
-            c.wall_s,
-            c.threads,
-            c.per_sec,
-        );
-    }
-    if let (Some(n), Some(ooo)) = (s.reconnects, s.out_of_order) {
-        let or0 = |v: Option<u64>| v.unwrap_or(0);
-        eprintln!(
-            "reconnect: {n} reconnects ({} recovered, {} unrecovered, {} publications recovered, \
-             {} failed attempts), {ooo} out of order, {} publish errors",
-            or0(s.recovered),
-            or0(s.unrecovered),
-            or0(s.recovered_publications),
-            or0(s.reconnect_failures),
-            s.publish.errors,
-        );
-    }
-    if !s.publish.rate_met && s.publish.target_rate > 0.0 {
-        eprintln!(
-            "warning: target rate {}/s not met: {:.1}/s accepted, {} skipped (in-flight bound), {} errors",
-            s.publish.target_rate, s.publish.achieved_rate, s.publish.skipped, s.publish.errors
-        );
-    }
-    for e in &s.errors {
-        eprintln!("  {e}");
-    }
+    Ok(match verdict::check(s) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {failure}");
+            ExitCode::FAILURE
+        }
+    })
 }

@@ -4,18 +4,22 @@
 //! pooled histograms when every part embeds one (`--save-histogram`); otherwise each is the
 //! largest of the parts', an upper bound, since a quantile of pooled samples never exceeds the
 //! largest of the parts' quantiles. Connect latency and the per-second latency of the timeline
-//! always take that upper bound.
+//! always take that upper bound. The figures of reconnecting runs and of the floor are combined
+//! in `merge::extras`.
+
+mod combine;
+mod extras;
 
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 
+use self::combine::{merge_servers, merge_timelines, upper_bound};
 use crate::cli::MergeArgs;
-use crate::monitor::Point;
 use crate::stats::{new_histogram, Percentiles};
 use crate::summary::{
-    decode_histogram, encode_histogram, us_per, Loadgen, PublishStats, Receive, Server, Summary,
+    decode_histogram, encode_histogram, us_per, Loadgen, PublishStats, Receive, Summary,
 };
 
 /// Errors of each part quoted in the merged summary.
@@ -38,7 +42,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    crate::print_summary(&summary);
+    crate::headline::print(&summary);
     Ok(())
 }
 
@@ -91,7 +95,7 @@ pub fn merge(
                 .map(|e| format!("part {}: {e}", i + 1)),
         );
     }
-    let summary = Summary {
+    let mut summary = Summary {
         scenario: scenario.to_owned(),
         target: first.target.clone(),
         transport: first.transport.clone(),
@@ -108,7 +112,9 @@ pub fn merge(
         cpu_us_per_delivery: us_per(server.cpu_seconds, delivered),
         user_cpu_us_per_delivery: us_per(server.user_cpu_seconds, delivered),
         system_cpu_us_per_delivery: us_per(server.system_cpu_seconds, delivered),
-        cpu_us_per_connect: us_per(server.connect_cpu_seconds, connections),
+        // The floor leaves it out: its storm measures the accepting end only.
+        cpu_us_per_connect: us_per(server.connect_cpu_seconds, connections)
+            .filter(|_| parts.iter().any(|p| p.cpu_us_per_connect.is_some())),
         server,
         connections_requested: sum(|p| p.connections_requested),
         connect_failures: sum(|p| p.connect_failures),
@@ -127,6 +133,7 @@ pub fn merge(
             errors: sum(|p| p.publish.errors),
             skipped: sum(|p| p.publish.skipped),
             rate_met: parts.iter().all(|p| p.publish.rate_met),
+            first_error: parts.iter().find_map(|p| p.publish.first_error.clone()),
         },
         loadgen: Loadgen {
             cpu_seconds: sumf(|p| p.loadgen.cpu_seconds),
@@ -143,6 +150,8 @@ pub fn merge(
         latency_pooled: pooled.is_some(),
         ..Summary::default()
     };
+    extras::add_reconnects(&mut summary, parts);
+    extras::add_floor(&mut summary, parts);
     Ok((summary, pooled))
 }
 
@@ -161,78 +170,13 @@ fn pool_latency(parts: &[Summary]) -> anyhow::Result<Option<Histogram<u64>>> {
     Ok(Some(pooled))
 }
 
-/// Each percentile the largest of the parts'.
-fn upper_bound<'a>(all: impl Iterator<Item = &'a Percentiles> + Clone) -> Percentiles {
-    let max = |f: fn(&Percentiles) -> Option<f64>| all.clone().filter_map(f).reduce(f64::max);
-    Percentiles {
-        p50: max(|p| p.p50),
-        p90: max(|p| p.p90),
-        p99: max(|p| p.p99),
-        p999: max(|p| p.p999),
-        max: max(|p| p.max),
-    }
-}
-
-/// Sum of a figure every part has; `None` if any part lacks it.
-fn sum_all<T: std::iter::Sum<T>>(values: impl Iterator<Item = Option<T>>) -> Option<T> {
-    values.sum()
-}
-
-/// The nodes' figures summed. Peak RSS is the sum of each node's peak (an upper bound of the
-/// peak of the sum); RSS per connection is the summed growth over all connections.
-fn merge_servers(parts: &[Summary], connections: u64) -> Server {
-    let servers = || parts.iter().map(|p| &p.server);
-    let growth = sum_all(parts.iter().map(|p| {
-        p.server
-            .rss_bytes_per_connection
-            .map(|per| per * p.connections as f64)
-    }));
-    Server {
-        rss_bytes: sum_all(servers().map(|s| s.rss_bytes)),
-        rss_bytes_per_connection: growth
-            .filter(|_| connections > 0)
-            .map(|g| g / connections as f64),
-        cpu_seconds: sum_all(servers().map(|s| s.cpu_seconds)),
-        user_cpu_seconds: sum_all(servers().map(|s| s.user_cpu_seconds)),
-        system_cpu_seconds: sum_all(servers().map(|s| s.system_cpu_seconds)),
-        baseline_rss_bytes: sum_all(servers().map(|s| s.baseline_rss_bytes)),
-        peak_rss_bytes: sum_all(servers().map(|s| s.peak_rss_bytes)),
-        connect_cpu_seconds: sum_all(servers().map(|s| s.connect_cpu_seconds)),
-        pids: servers().flat_map(|s| s.pids.iter().copied()).collect(),
-    }
-}
-
-/// Timelines aligned second by second (the parts start together): counts and rates summed,
-/// server figures summed where every part has them, latency the largest of the parts'.
-fn merge_timelines(parts: &[Summary]) -> Vec<Point> {
-    let len = parts.iter().map(|p| p.timeline.len()).max().unwrap_or(0);
-    (0..len)
-        .map(|k| {
-            let points: Vec<&Point> = parts.iter().filter_map(|p| p.timeline.get(k)).collect();
-            let sum = |f: fn(&Point) -> u64| points.iter().map(|p| f(p)).sum::<u64>();
-            let sumf = |f: fn(&Point) -> f64| points.iter().map(|p| f(p)).sum::<f64>();
-            let complete = points.len() == parts.len();
-            Point {
-                t_s: points.iter().map(|p| p.t_s).fold(0.0, f64::max),
-                connections: sum(|p| p.connections),
-                published: sum(|p| p.published),
-                delivered: sum(|p| p.delivered),
-                publishes_per_sec: sumf(|p| p.publishes_per_sec),
-                deliveries_per_sec: sumf(|p| p.deliveries_per_sec),
-                connects_per_sec: sumf(|p| p.connects_per_sec),
-                latency_ms: upper_bound(points.iter().map(|p| &p.latency_ms)),
-                server_rss_bytes: sum_all(points.iter().map(|p| p.server_rss_bytes))
-                    .filter(|_| complete),
-                server_cpu_cores: sum_all(points.iter().map(|p| p.server_cpu_cores))
-                    .filter(|_| complete),
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::Point;
+    use crate::reconnect::Event;
+    use crate::summary::{ConnectAccept, Server};
+    use serde_json::Value;
 
     fn part(seed: u64, latencies_us: &[u64], save: bool) -> Summary {
         let mut h = new_histogram();
@@ -354,5 +298,98 @@ mod tests {
             m.server.cpu_seconds, None,
             "a sum over some nodes only would mislead"
         );
+    }
+
+    /// A part with every figure a run can write set (the floor's and the reconnect figures
+    /// together, which no single run has).
+    fn full_part() -> Summary {
+        let mut s = part(2, &[1_000, 2_000], true);
+        s.transport = "ws".into();
+        s.duplicates = 1;
+        s.connects_per_sec = 100.0;
+        s.server = Server {
+            rss_bytes: Some(1),
+            rss_bytes_per_connection: Some(1.0),
+            cpu_seconds: Some(1.0),
+            user_cpu_seconds: Some(0.5),
+            system_cpu_seconds: Some(0.5),
+            baseline_rss_bytes: Some(1),
+            peak_rss_bytes: Some(1),
+            connect_cpu_seconds: Some(0.1),
+            pids: vec![7],
+        };
+        s.cpu_us_per_connect = Some(500.0);
+        s.cpu_us_per_accept = Some(10.0);
+        s.loadgen_cpu_us_per_connect = Some(20.0);
+        s.connect_accept = Some(ConnectAccept::new(1_000, 2, 1.0, 0.01, 0.02));
+        s.cpu_us_per_connect_accept = Some(30.0);
+        s.connections_requested = 200;
+        s.connect_failures = 1;
+        s.disconnects = 1;
+        s.misrouted = 1;
+        s.receive = Receive::new(20, 10, 5);
+        s.connect_latency_ms = s.latency_ms;
+        s.publish.sent = 21;
+        s.publish.errors = 1;
+        s.publish.skipped = 1;
+        s.publish.first_error = Some("404 Not Found at http://h/api/publish: ".into());
+        s.loadgen = Loadgen {
+            cpu_seconds: 1.0,
+            rss_bytes: 1,
+        };
+        s.host_load = [Some(0.5), Some(0.7)];
+        s.command = vec!["herald-loadtest".into()];
+        s.started_at = 1_700_000_000;
+        s.timeline[0] = Point {
+            t_s: 1.0,
+            connections: 200,
+            published: 20,
+            delivered: 20,
+            publishes_per_sec: 20.0,
+            deliveries_per_sec: 20.0,
+            connects_per_sec: 1.0,
+            latency_ms: s.latency_ms,
+            server_rss_bytes: Some(1),
+            server_cpu_cores: Some(0.5),
+        };
+        s.reconnects = Some(2);
+        s.recovered = Some(1);
+        s.unrecovered = Some(1);
+        s.recovered_publications = Some(3);
+        s.reconnect_failures = Some(1);
+        s.out_of_order = Some(1);
+        s.reconnect_events = Some(vec![Event::default(); 2]);
+        s
+    }
+
+    /// Paths of the JSON leaves that hold something (not null, zero, false or empty).
+    fn set_leaves(v: &Value, path: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => m
+                .iter()
+                .for_each(|(k, v)| set_leaves(v, &format!("{path}.{k}"), out)),
+            Value::Array(a) if !a.is_empty() => out.push(path.to_owned()),
+            Value::Number(n) if n.as_f64() != Some(0.0) => out.push(path.to_owned()),
+            Value::String(s) if !s.is_empty() => out.push(path.to_owned()),
+            Value::Bool(true) => out.push(path.to_owned()),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_figure_a_run_writes_survives_the_merge() {
+        let part = full_part();
+        let (m, _) = merge("multinode", &[part.clone(), part.clone()]).unwrap();
+        let (mut written, mut merged) = (Vec::new(), Vec::new());
+        set_leaves(&serde_json::to_value(&part).unwrap(), "", &mut written);
+        set_leaves(&serde_json::to_value(&m).unwrap(), "", &mut merged);
+        let dropped: Vec<_> = written.iter().filter(|k| !merged.contains(k)).collect();
+        assert!(dropped.is_empty(), "merge drops {dropped:?}");
+        assert_eq!(m.reconnects, Some(4));
+        assert_eq!(m.reconnect_events.as_ref().map(Vec::len), Some(4));
+        assert_eq!(m.publish.first_error, part.publish.first_error);
+        assert_eq!(m.connect_accept.unwrap().connections, 2_000);
+        assert!((m.cpu_us_per_accept.unwrap() - 10.0).abs() < 1e-9);
+        assert!((m.loadgen_cpu_us_per_connect.unwrap() - 20.0).abs() < 1e-9);
     }
 }

@@ -299,8 +299,11 @@ async fn publish_one(target: &HttpTarget, channel: &str, seq: u64) -> anyhow::Re
     let status = resp.status();
     let bytes = resp.bytes().await?;
     if !status.is_success() {
-        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
-        anyhow::bail!("HTTP {status}: {text}");
+        let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+        match text.trim() {
+            "" => anyhow::bail!("{status} at {}", target.url),
+            text => anyhow::bail!("{status} at {}: {text}", target.url),
+        }
     }
     let v: Value = serde_json::from_slice(&bytes).context("publish reply is not JSON")?;
     if let Some(e) = v.get("error") {

@@ -197,6 +197,8 @@ pub struct PublishStats {
     pub skipped: u64,
     /// Whether at least 99% of the scheduled publications were accepted.
     pub rate_met: bool,
+    /// The first failed request's error (status and URL, or what failed on the way).
+    pub first_error: Option<String>,
 }
 
 /// The floor's connect-to-self loop: bare TCP connections with both ends in one process.

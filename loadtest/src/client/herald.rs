@@ -1,17 +1,23 @@
-//! Herald (Centrifugo client protocol, JSON): HS256 connection tokens, the connect and subscribe
-//! commands, and decoding of `\n`-batched reply frames; over Server-Sent Events, the events of
-//! `/connection/sse` (pushes without the `push` wrapper). Only what the load generator needs.
+//! Herald (Centrifugo client protocol, JSON) up to a ready subscriber: HS256 connection tokens,
+//! the connect and subscribe commands and their replies; over Server-Sent Events, the connect
+//! and subscribe events of `/connection/sse`. Decoding what follows is `client::herald::decode`.
+//! Only what the load generator needs.
 
-use std::borrow::Cow;
+mod decode;
+
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::{Connection, Event, Msg, Payload, Replayed};
+use self::decode::Publication;
+use super::conn::{Connection, Position, Replayed, Subscribed};
+use super::wire::Msg;
+
+pub use self::decode::{decode, decode_sse};
 
 /// Connection tokens outlive any run.
 const TOKEN_TTL_SECS: u64 = 6 * 3600;
@@ -34,28 +40,6 @@ pub fn mint(key: &EncodingKey, user: &str) -> anyhow::Result<String> {
         &claims,
         key,
     )?)
-}
-
-/// A position in a channel's stream: its epoch and the offset of the last publication seen.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Position {
-    /// The stream's epoch (it changes when the stream restarts, e.g. after its history expired).
-    pub epoch: String,
-    /// Offset of the last publication.
-    pub offset: u64,
-}
-
-/// The topic subscription as its subscribe reply described it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Subscribed {
-    /// Where the reply leaves the subscriber: live publications follow this position.
-    pub position: Position,
-    /// Whether a recovery was asked for.
-    pub was_recovering: bool,
-    /// Whether the server recovered everything since the position asked for.
-    pub recovered: bool,
-    /// The publications recovered (empty unless `recovered`), in stream order.
-    pub publications: Vec<(Payload, Option<u64>)>,
 }
 
 /// The topic to subscribe after connecting, and the position to recover from, if any.
@@ -242,84 +226,6 @@ pub async fn setup_sse(
     }
 }
 
-#[derive(Deserialize)]
-struct Frame {
-    push: Option<Push>,
-}
-
-#[derive(Deserialize)]
-struct Push {
-    #[serde(rename = "pub")]
-    publication: Option<Publication>,
-    disconnect: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct Publication {
-    data: Payload,
-    #[serde(default)]
-    offset: Option<u64>,
-}
-
-/// Decodes one frame: publications, pings (`{}`, answered with `{}`) and disconnect pushes.
-pub fn decode(text: &str, out: &mut Vec<Event>) {
-    for line in text.split('\n').map(str::trim).filter(|l| !l.is_empty()) {
-        if line == "{}" {
-            out.push(Event::Reply("{}"));
-            continue;
-        }
-        let Ok(Frame { push: Some(push) }) = serde_json::from_str::<Frame>(line) else {
-            continue;
-        };
-        if let Some(p) = push.publication {
-            out.push(Event::Pub(p.data, p.offset));
-        } else if let Some(d) = push.disconnect {
-            out.push(Event::Closed(code_of(&d), format!("disconnect push {d}")));
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct SseEvent<'a> {
-    #[serde(borrow)]
-    channel: Option<Cow<'a, str>>,
-    #[serde(rename = "pub")]
-    publication: Option<SsePublication>,
-    disconnect: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct SsePublication {
-    data: Payload,
-    #[serde(default)]
-    offset: u64,
-}
-
-/// Decodes the data of one Server-Sent Event: publications (except a replay at or below
-/// `replayed`) and disconnects. Pings are comments, which the transport already skipped.
-pub fn decode_sse(text: &str, replayed: Option<&Replayed>, out: &mut Vec<Event>) {
-    let Ok(event) = serde_json::from_str::<SseEvent<'_>>(text) else {
-        return;
-    };
-    if let Some(p) = event.publication {
-        let replay = replayed
-            .is_some_and(|r| p.offset <= r.offset && event.channel.as_deref() == Some(&*r.channel));
-        if !replay {
-            out.push(Event::Pub(p.data, (p.offset > 0).then_some(p.offset)));
-        }
-    } else if let Some(d) = event.disconnect {
-        out.push(Event::Closed(code_of(&d), format!("disconnect event {d}")));
-    }
-}
-
-/// The `code` of a disconnect object.
-fn code_of(disconnect: &Value) -> Option<u16> {
-    disconnect
-        .get("code")
-        .and_then(Value::as_u64)
-        .and_then(|c| u16::try_from(c).ok())
-}
-
 /// Fails unless a connect result holds the server-side subscription to `user:<user>`.
 fn check_personal(connect: &Value, user: impl std::fmt::Display) -> anyhow::Result<()> {
     let personal = format!("user:{user}");
@@ -336,40 +242,9 @@ fn check_personal(connect: &Value, user: impl std::fmt::Display) -> anyhow::Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::{Event, Payload};
     use jsonwebtoken::{DecodingKey, Validation};
-
-    #[test]
-    fn sse_events_skip_the_subscribe_replay() {
-        let replayed = Replayed {
-            channel: Arc::from("stock:LOAD"),
-            offset: 9,
-        };
-        let mut out = Vec::new();
-        for text in [
-            r#"{"channel":"stock:LOAD","pub":{"offset":9,"data":{"seq":1,"ts":2}}}"#,
-            r#"{"channel":"stock:LOAD","pub":{"offset":10,"data":{"seq":3,"ts":4}}}"#,
-            r#"{"channel":"user:lt-1","pub":{"offset":2,"data":{"seq":5,"ts":6}}}"#,
-            r#"{"channel":"stock:LOAD","subscribe":{"offset":9}}"#,
-            r#"{"disconnect":{"code":3001,"reason":"shutdown"}}"#,
-        ] {
-            decode_sse(text, Some(&replayed), &mut out);
-        }
-        assert_eq!(out[0], Event::Pub(Payload { seq: 3, ts: 4 }, Some(10)));
-        assert_eq!(out[1], Event::Pub(Payload { seq: 5, ts: 6 }, Some(2)));
-        assert!(matches!(&out[2], Event::Closed(Some(3001), r) if r.contains("shutdown")));
-        assert_eq!(out.len(), 3);
-        out.clear();
-        decode_sse(
-            r#"{"channel":"stock:LOAD","pub":{"offset":9,"data":{"seq":1,"ts":2}}}"#,
-            None,
-            &mut out,
-        );
-        assert_eq!(
-            out.len(),
-            1,
-            "without a replayed position nothing is skipped"
-        );
-    }
+    use serde::Deserialize;
 
     #[test]
     fn recovered_publications_come_from_a_recovering_reply_only() {
@@ -422,16 +297,6 @@ mod tests {
         assert_eq!(alone.rest, None);
         assert!(scan_for_reply("{\"id\":7}", 2).unwrap().reply.is_none());
         assert!(scan_for_reply("{\"id\":2,\"error\":{\"code\":103}}", 2).is_err());
-    }
-
-    #[test]
-    fn disconnect_pushes_carry_their_code() {
-        let mut out = Vec::new();
-        decode(
-            r#"{"push":{"disconnect":{"code":3001,"reason":"shutdown"}}}"#,
-            &mut out,
-        );
-        assert!(matches!(&out[0], Event::Closed(Some(3001), _)));
     }
 
     #[test]

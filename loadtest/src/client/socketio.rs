@@ -5,7 +5,7 @@ use anyhow::bail;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use super::{Connection, Event, Payload};
+use super::conn::{Connection, Event, Payload};
 
 /// Waits for the open packet, joins the default namespace and subscribes `topic`.
 pub async fn setup(s: &mut Connection, topic: Option<&str>) -> anyhow::Result<()> {

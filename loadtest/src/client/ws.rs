@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Connection, Event, Payload};
+use super::conn::{Connection, Event, Payload};
 
 /// Waits for the greeting and subscribes `topic`.
 pub async fn setup(s: &mut Connection, topic: Option<&str>) -> anyhow::Result<()> {

@@ -3,11 +3,13 @@
 //! subscribe with recovery from that position). Accounting of the recovered publications is
 //! the caller's, through the same path as live ones.
 
-use crate::client::{Connection, Payload, Position, Subscribed};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{Connection, Dialer, Payload, Position, Subscribed};
 use crate::ledger::Order;
 use crate::reconnect::{Backoff, Event, Tally};
-
-use super::FleetCtx;
 
 /// A reconnecting subscriber's position, order check and reconnect record.
 pub(super) struct Resume {
@@ -62,10 +64,12 @@ impl Resume {
 
 /// Opens a new connection for `user` after the previous one ended with `code`, resuming the
 /// topic from `r`'s position: waits a backoff delay before each attempt and retries failed
-/// ones. Returns the connection and the publications its subscribe reply recovered; `None` if
-/// the run ended meanwhile.
+/// ones, each within `connect_timeout`. Returns the connection and the publications its
+/// subscribe reply recovered; `None` if the run ended (`cancel`) meanwhile.
 pub(super) async fn redial(
-    ctx: &FleetCtx,
+    dialer: &Dialer,
+    connect_timeout: Duration,
+    cancel: &CancellationToken,
     backoff: Backoff,
     user: usize,
     r: &mut Resume,
@@ -77,14 +81,10 @@ pub(super) async fn redial(
         let delay = backoff.delay(step, rand::random::<f64>());
         let attempt = async {
             tokio::time::sleep(delay).await;
-            tokio::time::timeout(
-                ctx.connect_timeout,
-                ctx.dialer.open_at(user, Some(&r.position)),
-            )
-            .await
+            tokio::time::timeout(connect_timeout, dialer.open_at(user, Some(&r.position))).await
         };
         let opened = tokio::select! {
-            _ = ctx.cancel.cancelled() => return None,
+            _ = cancel.cancelled() => return None,
             opened = attempt => opened,
         };
         step += 1;

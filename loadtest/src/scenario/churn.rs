@@ -1,6 +1,7 @@
 //! Connect/disconnect storm: workers each open a connection (full handshake, as a client would),
 //! close it politely and start over until the time is up. Measures completed handshakes per
-//! second and server CPU per handshake. `storm` is shared with the floor's bare connect/accept.
+//! second and server CPU per handshake. `storm` also drives the floor's bare connect/accept
+//! storm (`bare_connect_storm`).
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
@@ -9,11 +10,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tokio::task::JoinSet;
 
-use super::{cpu_between, endpoint, sample, server_pids, Outcome, MAX_ERRORS};
+use super::measure::{cpu_between, sample, server_pids, Outcome, MAX_ERRORS};
+use super::target::endpoint;
 use crate::cli::RunArgs;
-use crate::client::Dialer;
+use crate::client::{Dialer, Proto};
 use crate::monitor;
-use crate::procstat;
+use crate::procstat::{self, CpuDelta};
 use crate::stats::{new_histogram, unix_micros, Live, Percentiles};
 use crate::summary::{us_per, Loadgen, Server, Summary};
 
@@ -138,6 +140,53 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
     Ok(Outcome {
         summary,
         latency: report.latency,
+    })
+}
+
+/// What the floor's bare connect/accept/close storm did.
+pub struct BareStorm {
+    /// The storm itself.
+    pub storm: Storm,
+    /// Completed connections.
+    pub connects: u64,
+    /// CPU of the floor process (the accepting end).
+    pub acceptor_cpu: Option<CpuDelta>,
+    /// CPU of this process (the connecting end) over the storm.
+    pub loadgen_cpu: CpuDelta,
+}
+
+/// Floor only: connect/accept/close storm against the floor process, which by now closes every
+/// new connection right after accepting it.
+pub async fn bare_connect_storm(
+    args: &RunArgs,
+    url: &str,
+    sources: Vec<Ipv4Addr>,
+    pids: &[u32],
+) -> anyhow::Result<BareStorm> {
+    let dialer = Arc::new(Dialer::new(Proto::Raw, url, sources, "", None, false).await?);
+    let live = Arc::new(Live::new(1));
+    eprintln!(
+        "bare connect/accept storm: {} workers for {:?}",
+        args.floor_churn_workers, args.floor_churn
+    );
+    let before = sample(pids)?;
+    let self_before = procstat::sample_self();
+    let storm = storm(
+        dialer,
+        0,
+        args.floor_churn_workers,
+        args.floor_churn,
+        args.connect_timeout,
+        live.clone(),
+    )
+    .await;
+    let loadgen_cpu = procstat::sample_self().cpu_since(&self_before);
+    let acceptor_cpu = cpu_between(before, sample(pids)?);
+    Ok(BareStorm {
+        storm,
+        connects: Live::get(&live.connects),
+        acceptor_cpu,
+        loadgen_cpu,
     })
 }
 
