@@ -23,6 +23,32 @@ pub enum Incoming {
     Close(Option<u16>),
 }
 
+/// A complete message with a binary message's payload kept, as
+/// [`Decoder::decode_message`] returns it. Herald's own endpoint has no use for
+/// binary payloads ([`Incoming::Binary`]); the test echo endpoint sends them back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping; the payload goes back in the pong.
+    Ping(Vec<u8>),
+    /// The client closes, with its close code if it sent one.
+    Close(Option<u16>),
+}
+
+impl From<Message> for Incoming {
+    fn from(message: Message) -> Incoming {
+        match message {
+            Message::Text(text) => Incoming::Text(text),
+            Message::Binary(_) => Incoming::Binary,
+            Message::Ping(payload) => Incoming::Ping(payload),
+            Message::Close(code) => Incoming::Close(code),
+        }
+    }
+}
+
 /// Why the client's bytes cannot be read further.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -47,7 +73,7 @@ pub struct Decoder {
 }
 
 /// Result of decoding from a byte slice.
-type Decoded = Result<(usize, Option<Incoming>), DecodeError>;
+type Decoded = Result<(usize, Option<Message>), DecodeError>;
 
 impl Decoder {
     /// A decoder that starts with bytes read before the WebSocket began
@@ -69,6 +95,15 @@ impl Decoder {
     /// `input` is consumed: what follows the returned message is buffered and
     /// comes out of later calls with an empty `input`.
     pub fn decode(&mut self, input: &[u8], limit: usize) -> Result<Option<Incoming>, DecodeError> {
+        Ok(self.decode_message(input, limit)?.map(Incoming::from))
+    }
+
+    /// [`Decoder::decode`], keeping a binary message's payload.
+    pub fn decode_message(
+        &mut self,
+        input: &[u8],
+        limit: usize,
+    ) -> Result<Option<Message>, DecodeError> {
         if self.partial.is_empty() {
             let (used, message) = self.decode_frames(input, limit)?;
             self.partial.extend_from_slice(&input[used..]);
@@ -139,16 +174,16 @@ impl Decoder {
         opcode: OpCode,
         fin: bool,
         payload: Vec<u8>,
-    ) -> Result<Option<Incoming>, DecodeError> {
+    ) -> Result<Option<Message>, DecodeError> {
         match opcode {
             OpCode::Control(control) => {
                 if !fin || payload.len() > 125 {
                     return Err(DecodeError::Protocol("fragmented or long control frame"));
                 }
                 Ok(match control {
-                    Control::Ping => Some(Incoming::Ping(payload)),
+                    Control::Ping => Some(Message::Ping(payload)),
                     Control::Pong => None,
-                    Control::Close => Some(Incoming::Close(close_code(&payload)?)),
+                    Control::Close => Some(Message::Close(close_code(&payload)?)),
                     Control::Reserved(_) => return Err(DecodeError::Protocol("reserved opcode")),
                 })
             }
@@ -179,12 +214,12 @@ impl Decoder {
     }
 }
 
-fn message(payload: Vec<u8>, text: bool) -> Result<Incoming, DecodeError> {
+fn message(payload: Vec<u8>, text: bool) -> Result<Message, DecodeError> {
     if !text {
-        return Ok(Incoming::Binary);
+        return Ok(Message::Binary(payload));
     }
     String::from_utf8(payload)
-        .map(Incoming::Text)
+        .map(Message::Text)
         .map_err(|_| DecodeError::InvalidUtf8)
 }
 
@@ -224,6 +259,8 @@ pub const MAX_HEADER: usize = 10;
 pub enum Kind {
     /// Text message.
     Text,
+    /// Binary message (only the test echo endpoint sends one).
+    Binary,
     /// Close.
     Close,
     /// Pong.
@@ -234,6 +271,7 @@ pub enum Kind {
 pub fn header(kind: Kind, length: usize) -> ([u8; MAX_HEADER], usize) {
     let opcode = match kind {
         Kind::Text => OpCode::Data(Data::Text),
+        Kind::Binary => OpCode::Data(Data::Binary),
         Kind::Close => OpCode::Control(Control::Close),
         Kind::Pong => OpCode::Control(Control::Pong),
     };
