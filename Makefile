@@ -1,7 +1,7 @@
 # Herald task runner. `make run` starts Herald (dev mode, embedded engine);
 # `make test` installs what the tests need and runs the whole suite.
 
-.PHONY: run test test-rust test-js chart k8s observability rules dashboards lint bench loadtest fmt
+.PHONY: run test test-rust test-js autobahn chart k8s observability rules dashboards lint bench loadtest fmt
 
 run:
 	cargo run --release -p herald
@@ -14,6 +14,11 @@ test-rust:
 
 test-js:
 	scripts/test.sh js
+
+# RFC 6455 conformance: the Autobahn cases against a test-only echo endpoint;
+# report in target/autobahn/report/.
+autobahn:
+	scripts/autobahn/test.sh
 
 chart:
 	scripts/chart/test.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite on a fresh Debian machine: installs what is
 # missing (redis-server, promtool, Chromium, Node packages, iproute2, iptables),
-# builds, then runs the Rust tests (network fault drills included), the Node
+# builds, then runs the Rust tests (network fault drills included), the Autobahn
+# WebSocket conformance cases (report in target/autobahn/report/), the Node
 # suites (official centrifuge SDK, raw protocol, demo page in headless Chromium,
 # rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
 # each installs its own tools: Go + Sprig, kubectl, kubernetes-validate,
@@ -36,6 +37,8 @@ export HERALD_BIN="$PWD/target/debug/herald"
 if [ "${1:-all}" != js ]; then
   say "rust tests"
   cargo test --workspace
+  say "WebSocket conformance: Autobahn cases against the test-only echo endpoint"
+  scripts/autobahn/test.sh
 fi
 
 say "node tests (centrifuge SDK, protocol, demo page in Chromium, rolling restart)"
