@@ -195,6 +195,9 @@ impl Decoder {
                 if fin {
                     return message(payload, text).map(Some);
                 }
+                if text {
+                    check_utf8_so_far(&payload, payload.len())?;
+                }
                 self.fragments = Some((payload, text));
                 Ok(None)
             }
@@ -205,6 +208,9 @@ impl Decoder {
                 whole.extend_from_slice(&payload);
                 if fin {
                     return message(whole, text).map(Some);
+                }
+                if text {
+                    check_utf8_so_far(&whole, payload.len())?;
                 }
                 self.fragments = Some((whole, text));
                 Ok(None)
@@ -221,6 +227,25 @@ fn message(payload: Vec<u8>, text: bool) -> Result<Message, DecodeError> {
     String::from_utf8(payload)
         .map(Message::Text)
         .map_err(|_| DecodeError::InvalidUtf8)
+}
+
+/// Fails a fragmented text message as soon as it can no longer be UTF-8
+/// (RFC 6455 8.1), not only once its last fragment is in: checks `text` from
+/// the last character boundary before its `fresh` newest bytes. A code point
+/// cut off at the end may still be finished by the next fragment.
+fn check_utf8_so_far(text: &[u8], fresh: usize) -> Result<(), DecodeError> {
+    let old = text.len() - fresh;
+    // The bytes before `old` passed this check: at most the first three bytes
+    // of a code point are unfinished there, so a boundary is at most 3 back.
+    let is_boundary = |i: &usize| text[*i] & 0xC0 != 0x80;
+    let start = (old.saturating_sub(3)..old)
+        .rev()
+        .find(is_boundary)
+        .unwrap_or(old);
+    match std::str::from_utf8(&text[start..]) {
+        Err(e) if e.error_len().is_some() => Err(DecodeError::InvalidUtf8),
+        _ => Ok(()),
+    }
 }
 
 fn close_code(payload: &[u8]) -> Result<Option<u16>, DecodeError> {

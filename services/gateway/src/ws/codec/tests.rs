@@ -175,6 +175,35 @@ fn decode_message_keeps_binary_payloads_across_fragments() {
 }
 
 #[test]
+fn a_fragmented_text_fails_at_the_first_fragment_that_cannot_be_utf8() {
+    // Autobahn 6.4.1/6.4.2: the message is failed before its last fragment.
+    let mut d = Decoder::default();
+    assert_eq!(d.decode(&client_frame(0x1, false, b"ok"), LIMIT), Ok(None));
+    let bad = client_frame(0x0, false, &[0xce, 0xba, 0xf4, 0x90]);
+    assert_eq!(d.decode(&bad, LIMIT), Err(DecodeError::InvalidUtf8));
+    let first = Decoder::default().decode(&client_frame(0x1, false, &[0xff]), LIMIT);
+    assert_eq!(first, Err(DecodeError::InvalidUtf8));
+}
+
+#[test]
+fn a_code_point_cut_between_fragments_is_not_an_error() {
+    let word = "κόσμε€𝄞".as_bytes();
+    for cut in 1..word.len() {
+        let mut d = Decoder::default();
+        let (head, tail) = word.split_at(cut);
+        let first = d.decode(&client_frame(0x1, false, head), LIMIT);
+        assert_eq!(first, Ok(None), "cut at {cut}");
+        let mut bytes = Vec::new();
+        for byte in tail {
+            bytes.extend(client_frame(0x0, false, std::slice::from_ref(byte)));
+        }
+        bytes.extend(client_frame(0x0, true, b""));
+        let got = d.decode(&bytes, LIMIT);
+        assert_eq!(got, Ok(Some(text("κόσμε€𝄞"))), "cut at {cut}");
+    }
+}
+
+#[test]
 fn close_codes_reserved_or_undefined_are_protocol_errors() {
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         let got = Decoder::default().decode(&client_frame(0x8, true, &code.to_be_bytes()), LIMIT);
