@@ -43,7 +43,7 @@ pub fn accepts(request: &httparse::Request<'_, '_>, gw: &Gateway) -> Option<Acce
 
 /// Answers the upgrade (`pending` holds what the client sent behind its
 /// request) and echoes messages until the client closes, the connection
-/// fails, or `stop` is cancelled.
+/// fails, or `stop` (the node draining) is cancelled.
 pub async fn serve(
     mut stream: TcpStream,
     accepted: &Accepted,
@@ -57,7 +57,8 @@ pub async fn serve(
     let mut decoder = Decoder::with_pending(pending);
     let close = tokio::select! {
         close = echo(&mut stream, &mut decoder) => close,
-        () = stop.cancelled() => Ok(Some(close_payload(Disconnect::SHUTDOWN))),
+        // A frame may be half written: the connection is dropped without a close frame.
+        () = stop.cancelled() => Ok(None),
     };
     match close {
         Ok(Some(payload)) => {
