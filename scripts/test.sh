@@ -2,7 +2,8 @@
 # Runs Herald's whole test suite on a fresh Debian machine: installs what is
 # missing (redis-server, promtool, Chromium, Node packages, iproute2, iptables),
 # builds, then runs the Rust tests (network fault drills included), the server
-# API suite (Centrifugo's Python client `cent`, memory and Redis engines), the Node
+# API suite (Centrifugo's Python client `cent`, memory and Redis engines), the
+# Autobahn WebSocket conformance cases (report in target/autobahn/report/), the Node
 # suites (official centrifuge SDK, raw protocol, demo page in headless Chromium,
 # rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
 # each installs its own tools: Go + Sprig, kubectl, kubernetes-validate,
@@ -39,6 +40,8 @@ if [ "${1:-all}" != js ]; then
   cargo test --workspace
   say "server API with the official cent client"
   scripts/api/test.sh
+  say "WebSocket conformance: Autobahn cases against the test-only echo endpoint"
+  scripts/autobahn/test.sh
 fi
 
 say "node tests (centrifuge SDK, protocol, demo page in Chromium, rolling restart)"

@@ -111,6 +111,12 @@ enum First {
         /// Length of the request head; bytes after it are the client's first frames.
         head: usize,
     },
+    /// An upgrade to the test-only echo endpoint ([`ws::echo`]).
+    #[cfg(feature = "autobahn-echo")]
+    Echo {
+        accepted: handshake::Accepted,
+        head: usize,
+    },
     /// Anything else: hyper serves it.
     Http,
 }
@@ -136,6 +142,10 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketA
                 let _ = stream.write_all(refusal.raw_response().as_bytes()).await;
             }
         },
+        #[cfg(feature = "autobahn-echo")]
+        Ok(Ok(First::Echo { accepted, head })) => {
+            ws::echo::serve(stream, &accepted, &buf[head..], shared.stop.clone()).await;
+        }
         Ok(Ok(First::Http)) => {
             let io = Prefixed::new(buf, stream);
             shared
@@ -172,6 +182,10 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
         Ok(httparse::Status::Partial) => return None,
         Err(_) => return Some(First::Http),
     };
+    #[cfg(feature = "autobahn-echo")]
+    if let Some(accepted) = ws::echo::accepts(&request, gw) {
+        return Some(First::Echo { accepted, head });
+    }
     let path = request.path.unwrap_or_default();
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     if request.method != Some("GET") || request.version != Some(1) || path != ws::PATH {

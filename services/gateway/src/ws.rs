@@ -12,6 +12,8 @@
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
 
 mod codec;
+#[cfg(feature = "autobahn-echo")]
+pub mod echo;
 pub mod handshake;
 mod wire;
 pub mod writer;

@@ -23,6 +23,32 @@ pub enum Incoming {
     Close(Option<u16>),
 }
 
+/// A complete message with a binary message's payload kept, as
+/// [`Decoder::decode_message`] returns it. Herald's own endpoint has no use for
+/// binary payloads ([`Incoming::Binary`]); the test echo endpoint sends them back.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    /// A text message.
+    Text(String),
+    /// A binary message.
+    Binary(Vec<u8>),
+    /// A ping; the payload goes back in the pong.
+    Ping(Vec<u8>),
+    /// The client closes, with its close code if it sent one.
+    Close(Option<u16>),
+}
+
+impl From<Message> for Incoming {
+    fn from(message: Message) -> Incoming {
+        match message {
+            Message::Text(text) => Incoming::Text(text),
+            Message::Binary(_) => Incoming::Binary,
+            Message::Ping(payload) => Incoming::Ping(payload),
+            Message::Close(code) => Incoming::Close(code),
+        }
+    }
+}
+
 /// Why the client's bytes cannot be read further.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -47,7 +73,7 @@ pub struct Decoder {
 }
 
 /// Result of decoding from a byte slice.
-type Decoded = Result<(usize, Option<Incoming>), DecodeError>;
+type Decoded = Result<(usize, Option<Message>), DecodeError>;
 
 impl Decoder {
     /// A decoder that starts with bytes read before the WebSocket began
@@ -69,6 +95,15 @@ impl Decoder {
     /// `input` is consumed: what follows the returned message is buffered and
     /// comes out of later calls with an empty `input`.
     pub fn decode(&mut self, input: &[u8], limit: usize) -> Result<Option<Incoming>, DecodeError> {
+        Ok(self.decode_message(input, limit)?.map(Incoming::from))
+    }
+
+    /// [`Decoder::decode`], keeping a binary message's payload.
+    pub fn decode_message(
+        &mut self,
+        input: &[u8],
+        limit: usize,
+    ) -> Result<Option<Message>, DecodeError> {
         if self.partial.is_empty() {
             let (used, message) = self.decode_frames(input, limit)?;
             self.partial.extend_from_slice(&input[used..]);
@@ -139,16 +174,16 @@ impl Decoder {
         opcode: OpCode,
         fin: bool,
         payload: Vec<u8>,
-    ) -> Result<Option<Incoming>, DecodeError> {
+    ) -> Result<Option<Message>, DecodeError> {
         match opcode {
             OpCode::Control(control) => {
                 if !fin || payload.len() > 125 {
                     return Err(DecodeError::Protocol("fragmented or long control frame"));
                 }
                 Ok(match control {
-                    Control::Ping => Some(Incoming::Ping(payload)),
+                    Control::Ping => Some(Message::Ping(payload)),
                     Control::Pong => None,
-                    Control::Close => Some(Incoming::Close(close_code(&payload)?)),
+                    Control::Close => Some(Message::Close(close_code(&payload)?)),
                     Control::Reserved(_) => return Err(DecodeError::Protocol("reserved opcode")),
                 })
             }
@@ -159,6 +194,9 @@ impl Decoder {
                 let text = data == Data::Text;
                 if fin {
                     return message(payload, text).map(Some);
+                }
+                if text {
+                    check_utf8_so_far(&payload, payload.len())?;
                 }
                 self.fragments = Some((payload, text));
                 Ok(None)
@@ -171,6 +209,9 @@ impl Decoder {
                 if fin {
                     return message(whole, text).map(Some);
                 }
+                if text {
+                    check_utf8_so_far(&whole, payload.len())?;
+                }
                 self.fragments = Some((whole, text));
                 Ok(None)
             }
@@ -179,13 +220,32 @@ impl Decoder {
     }
 }
 
-fn message(payload: Vec<u8>, text: bool) -> Result<Incoming, DecodeError> {
+fn message(payload: Vec<u8>, text: bool) -> Result<Message, DecodeError> {
     if !text {
-        return Ok(Incoming::Binary);
+        return Ok(Message::Binary(payload));
     }
     String::from_utf8(payload)
-        .map(Incoming::Text)
+        .map(Message::Text)
         .map_err(|_| DecodeError::InvalidUtf8)
+}
+
+/// Fails a fragmented text message as soon as it can no longer be UTF-8
+/// (RFC 6455 8.1), not only once its last fragment is in: checks `text` from
+/// the last character boundary before its `fresh` newest bytes. A code point
+/// cut off at the end may still be finished by the next fragment.
+fn check_utf8_so_far(text: &[u8], fresh: usize) -> Result<(), DecodeError> {
+    let old = text.len() - fresh;
+    // The bytes before `old` passed this check: at most the first three bytes
+    // of a code point are unfinished there, so a boundary is at most 3 back.
+    let is_boundary = |i: &usize| text[*i] & 0xC0 != 0x80;
+    let start = (old.saturating_sub(3)..old)
+        .rev()
+        .find(is_boundary)
+        .unwrap_or(old);
+    match std::str::from_utf8(&text[start..]) {
+        Err(e) if e.error_len().is_some() => Err(DecodeError::InvalidUtf8),
+        _ => Ok(()),
+    }
 }
 
 fn close_code(payload: &[u8]) -> Result<Option<u16>, DecodeError> {
@@ -224,6 +284,8 @@ pub const MAX_HEADER: usize = 10;
 pub enum Kind {
     /// Text message.
     Text,
+    /// Binary message (only the test echo endpoint sends one).
+    Binary,
     /// Close.
     Close,
     /// Pong.
@@ -234,6 +296,7 @@ pub enum Kind {
 pub fn header(kind: Kind, length: usize) -> ([u8; MAX_HEADER], usize) {
     let opcode = match kind {
         Kind::Text => OpCode::Data(Data::Text),
+        Kind::Binary => OpCode::Data(Data::Binary),
         Kind::Close => OpCode::Control(Control::Close),
         Kind::Pong => OpCode::Control(Control::Pong),
     };

@@ -162,6 +162,48 @@ fn close_frames_carry_their_code() {
 }
 
 #[test]
+fn decode_message_keeps_binary_payloads_across_fragments() {
+    let mut bytes = client_frame(0x2, false, b"\x00\xff");
+    bytes.extend(client_frame(0x9, true, b"p"));
+    bytes.extend(client_frame(0x0, true, b"\x80"));
+    let mut d = Decoder::default();
+    let ping = d.decode_message(&bytes, LIMIT);
+    assert_eq!(ping, Ok(Some(Message::Ping(b"p".to_vec()))));
+    let binary = d.decode_message(&[], LIMIT);
+    assert_eq!(binary, Ok(Some(Message::Binary(b"\x00\xff\x80".to_vec()))));
+    assert_eq!(d.decode_message(&[], LIMIT), Ok(None));
+}
+
+#[test]
+fn a_fragmented_text_fails_at_the_first_fragment_that_cannot_be_utf8() {
+    // Autobahn 6.4.1/6.4.2: the message is failed before its last fragment.
+    let mut d = Decoder::default();
+    assert_eq!(d.decode(&client_frame(0x1, false, b"ok"), LIMIT), Ok(None));
+    let bad = client_frame(0x0, false, &[0xce, 0xba, 0xf4, 0x90]);
+    assert_eq!(d.decode(&bad, LIMIT), Err(DecodeError::InvalidUtf8));
+    let first = Decoder::default().decode(&client_frame(0x1, false, &[0xff]), LIMIT);
+    assert_eq!(first, Err(DecodeError::InvalidUtf8));
+}
+
+#[test]
+fn a_code_point_cut_between_fragments_is_not_an_error() {
+    let word = "κόσμε€𝄞".as_bytes();
+    for cut in 1..word.len() {
+        let mut d = Decoder::default();
+        let (head, tail) = word.split_at(cut);
+        let first = d.decode(&client_frame(0x1, false, head), LIMIT);
+        assert_eq!(first, Ok(None), "cut at {cut}");
+        let mut bytes = Vec::new();
+        for byte in tail {
+            bytes.extend(client_frame(0x0, false, std::slice::from_ref(byte)));
+        }
+        bytes.extend(client_frame(0x0, true, b""));
+        let got = d.decode(&bytes, LIMIT);
+        assert_eq!(got, Ok(Some(text("κόσμε€𝄞"))), "cut at {cut}");
+    }
+}
+
+#[test]
 fn close_codes_reserved_or_undefined_are_protocol_errors() {
     for code in [0u16, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000] {
         let got = Decoder::default().decode(&client_frame(0x8, true, &code.to_be_bytes()), LIMIT);
@@ -186,4 +228,6 @@ fn server_headers_use_the_shortest_length_form() {
     assert_eq!(&h[..n], &[0x88, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
     let (h, n) = header(Kind::Pong, 0);
     assert_eq!(&h[..n], &[0x8A, 0]);
+    let (h, n) = header(Kind::Binary, 2);
+    assert_eq!(&h[..n], &[0x82, 2]);
 }
