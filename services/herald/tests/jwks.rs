@@ -1,7 +1,8 @@
 //! Tokens verified with a JWK Set (`auth.jwks_url`) served by a small HTTP
 //! server in the test, which counts its requests: RS256, ES256 and EdDSA by
 //! `kid`, key rotation found by one early fetch, forged kids bounded, HS
-//! tokens only by the shared secret, `Cache-Control: max-age` honoured.
+//! tokens only by the shared secret, `Cache-Control: max-age` honoured, an
+//! oversize set refused with the previous keys kept.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +34,8 @@ struct JwksServer {
 
 struct Served {
     keys: Vec<Value>,
+    /// A body served instead of the keys.
+    raw: Option<String>,
     cache_control: &'static str,
 }
 
@@ -45,6 +48,7 @@ impl JwksServer {
         );
         let state = Arc::new(Mutex::new(Served {
             keys: Vec::new(),
+            raw: None,
             cache_control,
         }));
         let (tx, hits) = watch::channel(Vec::new());
@@ -66,7 +70,8 @@ impl JwksServer {
                     tx.send_modify(|hits| hits.push(Instant::now()));
                     let (body, cc) = {
                         let s = state.lock().unwrap();
-                        (json!({ "keys": s.keys }).to_string(), s.cache_control)
+                        let keys = json!({ "keys": s.keys }).to_string();
+                        (s.raw.clone().unwrap_or(keys), s.cache_control)
                     };
                     let response = format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
@@ -88,6 +93,11 @@ impl JwksServer {
             .map(|j| serde_json::from_str(j).unwrap())
             .collect();
         self.state.lock().unwrap().keys = keys;
+    }
+
+    /// Serves `body` instead of the keys from now on.
+    fn serve_raw(&self, body: String) {
+        self.state.lock().unwrap().raw = Some(body);
     }
 
     fn requests(&self) -> usize {
@@ -309,6 +319,34 @@ async fn cache_control_max_age_decides_when_the_set_is_fetched_again() {
         assert!(gap >= Duration::from_millis(900), "refetched after {gap:?}");
     }
     assert_eq!(long.requests(), 1, "max-age=3600 still fresh");
+}
+
+#[tokio::test]
+async fn an_oversize_set_is_refused_and_the_previous_keys_stay() {
+    let server = JwksServer::start(&[fixture!("rsa-1.jwk.json")], "max-age=1").await;
+    let h = herald_on(&server, &[("HERALD_AUTH__JWKS_MIN_TTL", "1s")]).await;
+    let key = rsa(fixture!("rsa-1.pem"));
+    server.serve_raw(format!(
+        "{{\"keys\":[],\"pad\":\"{}\"}}",
+        "x".repeat(1 << 20)
+    ));
+    // Fetches follow one another: the fourth begins after the third failed.
+    server.wait_requests(4).await;
+    accepted(
+        &h,
+        &sign(Algorithm::RS256, "rsa-1", &key, connect_claims("a")),
+    )
+    .await;
+    let metrics = h.metrics().await;
+    assert!(
+        metrics.contains("herald_jwks_refreshes_total{result=\"error\"} 2")
+            || metrics.contains("herald_jwks_refreshes_total{result=\"error\"} 3"),
+        "{metrics}"
+    );
+    let log = h.log();
+    let warnings = log.matches("jwks fetch failed").count();
+    assert_eq!(warnings, 1, "once per failure streak:\n{log}");
+    assert!(log.contains("body larger than"), "{log}");
 }
 
 #[tokio::test]
