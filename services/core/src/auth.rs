@@ -1,12 +1,20 @@
 //! Token authentication: connection and subscription JWTs (HS256/384/512 with a
-//! shared secret, RS256/ES256 with a PEM public key), claims as Centrifugo
-//! defines them, and minting for `herald gentoken` and dev mode.
+//! shared secret, RS256/ES256 with a PEM public key, RS/ES/EdDSA with the keys
+//! of a JWK Set, see [`jwks`]), claims as Centrifugo defines them, and minting
+//! for `herald gentoken` and dev mode.
 
+pub mod jwks;
+
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// The `[auth]` configuration section.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -16,6 +24,13 @@ pub struct Config {
     pub hmac_secret: Option<String>,
     /// PEM public key (RSA or EC) for RS256/ES256 tokens.
     pub public_key: Option<String>,
+    /// JWK Set URL (http or https): RS/ES/EdDSA tokens are verified with the
+    /// key their `kid` names. Coexists with `hmac_secret`, not with `public_key`.
+    pub jwks_url: Option<String>,
+    /// Shortest time the JWK Set is cached, whatever its `Cache-Control` says
+    /// (default 60 s); a failed fetch is retried after this long.
+    #[serde(default, deserialize_with = "crate::config::opt_duration")]
+    pub jwks_min_ttl: Option<Duration>,
     /// Browser origins allowed to open connections; `*` allows all (dev only).
     #[serde(default, deserialize_with = "crate::config::string_list")]
     pub allowed_origins: Vec<String>,
@@ -43,6 +58,22 @@ pub enum AuthError {
     /// Neither a secret nor a public key is configured.
     #[error("no verification key configured")]
     NoKey,
+    /// The `[auth]` section cannot work as written.
+    #[error("{key}: {reason}")]
+    BadConfig {
+        /// The setting at fault, `auth.public_key` say.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl AuthError {
+    fn invalid(reason: impl Into<String>) -> AuthError {
+        AuthError::InvalidToken {
+            reason: reason.into(),
+        }
+    }
 }
 
 /// Claims of a connection token.
@@ -84,88 +115,237 @@ pub struct SubscribeClaims {
     pub client: Option<String>,
 }
 
-/// Verifies tokens with the configured key.
+/// A verification key and the rules it verifies with: the algorithms come
+/// from the key (its configuration or its JWK), never from a token's header.
+#[derive(Clone)]
+pub(crate) struct Keyed {
+    pub(crate) key: DecodingKey,
+    pub(crate) validation: Validation,
+}
+
+impl Keyed {
+    fn decode<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, AuthError> {
+        jsonwebtoken::decode::<T>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature
+                | jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::TokenExpired,
+                _ => AuthError::invalid(e.to_string()),
+            })
+    }
+}
+
+/// The claim rules of every key (`aud`, `iss`, `exp`, `nbf`), for `algorithms`.
+pub(crate) fn validation(base: &Validation, algorithms: &[Algorithm]) -> Validation {
+    let mut validation = base.clone();
+    validation.algorithms = algorithms.to_vec();
+    validation
+}
+
+fn base_validation(config: &Config) -> Validation {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.leeway = 0;
+    validation.validate_nbf = true;
+    validation.required_spec_claims = HashSet::new();
+    match &config.audience {
+        Some(aud) => validation.set_audience(&[aud]),
+        None => validation.validate_aud = false,
+    }
+    if let Some(iss) = &config.issuer {
+        validation.set_issuer(&[iss]);
+    }
+    validation
+}
+
+/// Verifies tokens. The header's algorithm family picks the key: HS* the
+/// shared secret, RS/ES/EdDSA the JWK Set entry named by `kid` (or the PEM
+/// public key); the key then accepts only its own algorithms.
 #[derive(Clone)]
 pub struct Verifier {
-    key: Option<DecodingKey>,
-    validation: Validation,
+    hmac: Option<Arc<Keyed>>,
+    pem: Option<Arc<Keyed>>,
+    jwks: Option<Arc<jwks::Jwks>>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Verifier")
-            .field("algorithms", &self.validation.algorithms)
+            .field("hmac", &self.hmac.is_some())
+            .field("public_key", &self.pem.is_some())
+            .field("jwks", &self.jwks)
             .finish()
     }
 }
 
-impl Verifier {
-    /// Builds a verifier; fails on an unreadable public key.
-    pub fn new(config: &Config) -> Result<Verifier, AuthError> {
-        let (key, algorithms) = if let Some(pem) = &config.public_key {
-            let pem = pem.as_bytes();
-            if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
-                (
-                    Some(k),
-                    vec![Algorithm::RS256, Algorithm::RS384, Algorithm::RS512],
-                )
-            } else {
-                let k = DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::InvalidToken {
-                    reason: format!("public_key: {e}"),
-                })?;
-                (Some(k), vec![Algorithm::ES256, Algorithm::ES384])
+/// Which key verifies a token.
+enum Route<'a> {
+    Key(Arc<Keyed>),
+    /// A `kid` the cached JWK Set lacks.
+    Refresh(&'a jwks::Jwks, String),
+}
+
+/// Token headers up to this size are decoded on the stack: picking the key
+/// allocates nothing beyond what `jsonwebtoken::decode` does anyway.
+const STACK_HEADER: usize = 512;
+
+/// The header fields that pick the key.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    alg: Algorithm,
+    #[serde(default, borrow)]
+    kid: Option<Kid<'a>>,
+}
+
+/// A `kid`, borrowed from the decoded header unless it has escapes (serde
+/// would copy an `Option<Cow<str>>` always).
+struct Kid<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Kid<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
             }
-        } else if let Some(secret) = &config.hmac_secret {
-            (
-                Some(DecodingKey::from_secret(secret.as_bytes())),
-                vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
-            )
-        } else {
-            (None, vec![Algorithm::HS256])
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+        }
+        deserializer.deserialize_str(Visitor).map(Kid)
+    }
+}
+
+impl Verifier {
+    /// Builds a verifier; fails on an unreadable public key or JWKS URL, or
+    /// on `jwks_url` together with `public_key`.
+    pub fn new(config: &Config) -> Result<Verifier, AuthError> {
+        if config.jwks_url.is_some() && config.public_key.is_some() {
+            return Err(AuthError::BadConfig {
+                key: "auth.jwks_url",
+                reason: "set either auth.jwks_url or auth.public_key, not both".into(),
+            });
+        }
+        let base = base_validation(config);
+        let pem = match &config.public_key {
+            Some(pem) => Some(Arc::new(pem_key(pem.as_bytes(), &base)?)),
+            None => None,
         };
-        let mut validation = Validation::new(algorithms[0]);
-        validation.algorithms = algorithms;
-        validation.leeway = 0;
-        validation.validate_nbf = true;
-        validation.required_spec_claims = HashSet::new();
-        match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+        // A PEM public key replaces the shared secret (as it always has); a
+        // JWK Set does not: HS tokens keep being verified with the secret.
+        let hmac = match (&config.hmac_secret, &pem) {
+            (Some(secret), None) => Some(Arc::new(Keyed {
+                key: DecodingKey::from_secret(secret.as_bytes()),
+                validation: validation(
+                    &base,
+                    &[Algorithm::HS256, Algorithm::HS384, Algorithm::HS512],
+                ),
+            })),
+            _ => None,
+        };
+        let jwks = match &config.jwks_url {
+            Some(url) => Some(Arc::new(jwks::Jwks::new(url, config.jwks_min_ttl, base)?)),
+            None => None,
+        };
+        Ok(Verifier { hmac, pem, jwks })
+    }
+
+    /// Keeps the JWK Set (if configured) fresh on `tasks` until `cancel`, and
+    /// registers its refresh counter in `registry`.
+    pub fn spawn_refresh(
+        &self,
+        tasks: &TaskTracker,
+        cancel: &CancellationToken,
+        registry: &prometheus::Registry,
+    ) {
+        if let Some(jwks) = &self.jwks {
+            jwks.register(registry);
+            tasks.spawn(jwks.clone().run(cancel.clone()));
         }
-        if let Some(iss) = &config.issuer {
-            validation.set_issuer(&[iss]);
-        }
-        Ok(Verifier { key, validation })
     }
 
     /// Verifies a connection token.
-    pub fn verify_connect(&self, token: &str) -> Result<ConnectClaims, AuthError> {
-        let claims: ConnectClaims = self.decode(token)?;
+    pub async fn verify_connect(&self, token: &str) -> Result<ConnectClaims, AuthError> {
+        let claims: ConnectClaims = self.decode(token).await?;
         if claims.channel.is_some() {
-            return Err(AuthError::InvalidToken {
-                reason: "connection token carries a channel claim".into(),
-            });
+            return Err(AuthError::invalid(
+                "connection token carries a channel claim",
+            ));
         }
         Ok(claims)
     }
 
     /// Verifies a subscription token.
-    pub fn verify_subscribe(&self, token: &str) -> Result<SubscribeClaims, AuthError> {
-        self.decode(token)
+    pub async fn verify_subscribe(&self, token: &str) -> Result<SubscribeClaims, AuthError> {
+        self.decode(token).await
     }
 
-    fn decode<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, AuthError> {
-        let key = self.key.as_ref().ok_or(AuthError::NoKey)?;
-        jsonwebtoken::decode::<T>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature
-                | jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::TokenExpired,
-                _ => AuthError::InvalidToken {
-                    reason: e.to_string(),
-                },
-            })
+    async fn decode<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, AuthError> {
+        let keyed = match self.route(token)? {
+            Route::Key(keyed) => keyed,
+            Route::Refresh(jwks, kid) => jwks
+                .key_after_refresh(&kid)
+                .await
+                .ok_or_else(|| AuthError::invalid("unknown kid"))?,
+        };
+        keyed.decode(token)
     }
+
+    fn route(&self, token: &str) -> Result<Route<'_>, AuthError> {
+        if self.hmac.is_none() && self.pem.is_none() && self.jwks.is_none() {
+            return Err(AuthError::NoKey);
+        }
+        let encoded = token.split_once('.').map_or(token, |(header, _)| header);
+        let b64 = &base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let bad_header = |e: &dyn std::fmt::Display| AuthError::invalid(format!("header: {e}"));
+        let mut stack = [0u8; STACK_HEADER];
+        let heap: Vec<u8>;
+        let json = if encoded.len() / 4 * 3 + 3 <= STACK_HEADER {
+            let n = b64
+                .decode_slice(encoded, &mut stack)
+                .map_err(|e| bad_header(&e))?;
+            &stack[..n]
+        } else {
+            heap = b64.decode(encoded).map_err(|e| bad_header(&e))?;
+            &heap[..]
+        };
+        let header: Peek<'_> = serde_json::from_slice(json).map_err(|e| bad_header(&e))?;
+        let not_accepted = || AuthError::invalid(format!("{:?} tokens not accepted", header.alg));
+        match header.alg {
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
+                self.hmac.clone().map(Route::Key).ok_or_else(not_accepted)
+            }
+            _ => match (&self.jwks, &header.kid) {
+                (Some(jwks), Some(Kid(kid))) => Ok(match jwks.cached(kid) {
+                    Some(keyed) => Route::Key(keyed),
+                    None => Route::Refresh(jwks, kid.to_string()),
+                }),
+                (Some(_), None) => Err(AuthError::invalid("token has no kid")),
+                (None, _) => self.pem.clone().map(Route::Key).ok_or_else(not_accepted),
+            },
+        }
+    }
+}
+
+fn pem_key(pem: &[u8], base: &Validation) -> Result<Keyed, AuthError> {
+    if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+        let rs = [Algorithm::RS256, Algorithm::RS384, Algorithm::RS512];
+        return Ok(Keyed {
+            key,
+            validation: validation(base, &rs),
+        });
+    }
+    let key = DecodingKey::from_ec_pem(pem).map_err(|e| AuthError::BadConfig {
+        key: "auth.public_key",
+        reason: e.to_string(),
+    })?;
+    Ok(Keyed {
+        key,
+        validation: validation(base, &[Algorithm::ES256, Algorithm::ES384]),
+    })
 }
 
 /// Seconds since the Unix epoch.
@@ -202,61 +382,4 @@ pub fn mint_connect(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn verifier() -> Verifier {
-        Verifier::new(&Config {
-            hmac_secret: Some("s3cret".into()),
-            ..Config::default()
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn accepts_valid_and_refuses_expired_or_forged_tokens() {
-        let v = verifier();
-        let t = mint_connect("s3cret", "42", Some(Duration::from_secs(60)), vec![]);
-        assert_eq!(v.verify_connect(&t).unwrap().sub, "42");
-        let no_exp = mint_connect("s3cret", "7", None, vec![]);
-        assert_eq!(v.verify_connect(&no_exp).unwrap().exp, None);
-        let expired = mint(
-            "s3cret",
-            &ConnectClaims {
-                sub: "42".into(),
-                exp: Some(now_secs() - 5),
-                ..Default::default()
-            },
-        );
-        assert_eq!(
-            v.verify_connect(&expired).unwrap_err(),
-            AuthError::TokenExpired
-        );
-        let forged = mint_connect("other", "42", None, vec![]);
-        assert!(matches!(
-            v.verify_connect(&forged),
-            Err(AuthError::InvalidToken { .. })
-        ));
-    }
-
-    #[test]
-    fn refuses_alg_none_and_channel_claims() {
-        let v = verifier();
-        // {"alg":"none","typ":"JWT"}.{"sub":"42"}.
-        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiI0MiJ9.";
-        assert!(matches!(
-            v.verify_connect(none),
-            Err(AuthError::InvalidToken { .. })
-        ));
-        let sub_token = mint(
-            "s3cret",
-            &SubscribeClaims {
-                sub: "42".into(),
-                channel: "secret:1".into(),
-                ..Default::default()
-            },
-        );
-        assert!(v.verify_connect(&sub_token).is_err());
-        assert_eq!(v.verify_subscribe(&sub_token).unwrap().channel, "secret:1");
-    }
-}
+mod tests;

@@ -84,9 +84,11 @@ impl Gateway {
         parts: Parts,
     ) -> Result<Gateway, auth::AuthError> {
         let admission = admission::Admission::new(config.max_connections, config.connect_rate);
+        let verifier = Verifier::new(auth)?;
+        verifier.spawn_refresh(&parts.tasks, &parts.cancel, parts.metrics.registry());
         Ok(Gateway {
             config,
-            verifier: Verifier::new(auth)?,
+            verifier,
             allowed_origins: auth.allowed_origins.clone(),
             anonymous: auth.anonymous,
             hub: parts.hub,

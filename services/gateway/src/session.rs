@@ -185,9 +185,10 @@ impl Session {
             Request::History(r) => self.history(r).await.map(Body::History),
             Request::Ping => Ok(Body::Ping(reply::Empty {})),
             Request::Rpc(_) => Err(Error::MethodNotFound),
-            Request::Refresh(r) => self.refresh(&r.token)?.map(Body::Refresh),
+            Request::Refresh(r) => self.refresh(&r.token).await?.map(Body::Refresh),
             Request::SubRefresh(r) => self
-                .sub_refresh(&r.channel, &r.token)?
+                .sub_refresh(&r.channel, &r.token)
+                .await?
                 .map(Body::SubRefresh),
             Request::Pong | Request::Send(_) => unreachable!("handled above"),
         };
@@ -228,7 +229,7 @@ impl Session {
             }
             Default::default()
         } else {
-            match self.gw.verifier.verify_connect(&request.token) {
+            match self.gw.verifier.verify_connect(&request.token).await {
                 Ok(claims) => claims,
                 Err(e) => return self.token_refused("connect token", &e),
             }

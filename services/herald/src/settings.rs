@@ -134,7 +134,7 @@ impl Settings {
         self.client.validate().map_err(|e| e.to_string())?;
         self.resolved_namespaces =
             Some(Namespaces::from_config(&self.namespaces).map_err(|e| e.to_string())?);
-        auth::Verifier::new(&self.auth).map_err(|e| format!("auth.public_key: {e}"))?;
+        auth::Verifier::new(&self.auth).map_err(|e| e.to_string())?;
         if let Some(url) = &self.engine.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err("engine.redis_url: must start with redis:// or rediss://".into());
@@ -151,7 +151,9 @@ impl Settings {
         if matches!(&self.auth.hmac_secret, Some(s) if s.is_empty()) {
             return Err("auth.hmac_secret: must not be empty".into());
         }
-        self.dev_mode = self.auth.hmac_secret.is_none() && self.auth.public_key.is_none();
+        self.dev_mode = self.auth.hmac_secret.is_none()
+            && self.auth.public_key.is_none()
+            && self.auth.jwks_url.is_none();
         if self.dev_mode {
             if self.server.role != Role::All {
                 return Err("auth.hmac_secret: required with role gateway or publisher (dev mode runs only as role all)".into());

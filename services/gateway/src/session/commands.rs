@@ -96,8 +96,8 @@ impl Session {
         .map_err(|f| self.failed(f))
     }
 
-    pub(super) fn refresh(&mut self, token: &str) -> Answer<RefreshResult> {
-        let claims = match self.gw.verifier.verify_connect(token) {
+    pub(super) async fn refresh(&mut self, token: &str) -> Answer<RefreshResult> {
+        let claims = match self.gw.verifier.verify_connect(token).await {
             Ok(c) => c,
             Err(e) => return self.token_refused("refresh token", &e),
         };
@@ -113,8 +113,12 @@ impl Session {
         }))
     }
 
-    pub(super) fn sub_refresh(&mut self, channel: &str, token: &str) -> Answer<SubRefreshResult> {
-        let claims = match self.gw.verifier.verify_subscribe(token) {
+    pub(super) async fn sub_refresh(
+        &mut self,
+        channel: &str,
+        token: &str,
+    ) -> Answer<SubRefreshResult> {
+        let claims = match self.gw.verifier.verify_subscribe(token).await {
             Ok(c) => c,
             Err(e) => return self.token_refused("subscription token", &e),
         };

@@ -28,7 +28,7 @@ impl Session {
         id: u32,
         request: SubscribeRequest,
     ) -> Result<Result<(), Error>, Disconnect> {
-        let (channel, expires_at, chan_info) = match self.authorize(&request)? {
+        let (channel, expires_at, chan_info) = match self.authorize(&request).await? {
             Ok(granted) => granted,
             Err(e) => return Ok(Err(e)),
         };
@@ -59,7 +59,7 @@ impl Session {
 
     /// Checks a client subscribe request. The outer error ends the connection.
     #[allow(clippy::type_complexity)]
-    fn authorize(
+    async fn authorize(
         &self,
         request: &SubscribeRequest,
     ) -> Result<Result<(Channel, Option<i64>, Option<RawJson>), Error>, Disconnect> {
@@ -75,7 +75,7 @@ impl Session {
         }
         let user = self.user.as_deref().unwrap_or_default();
         if !request.token.is_empty() {
-            let claims = match self.gw.verifier.verify_subscribe(&request.token) {
+            let claims = match self.gw.verifier.verify_subscribe(&request.token).await {
                 Ok(c) => c,
                 Err(e) => return self.token_refused("subscription token", &e),
             };
