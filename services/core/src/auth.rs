@@ -128,12 +128,18 @@ impl Verifier {
         validation.leeway = 0;
         validation.validate_nbf = true;
         validation.required_spec_claims = HashSet::new();
+        // A configured audience or issuer is required: jsonwebtoken checks
+        // `aud` and `iss` only when they are present and well-formed.
         match &config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                validation.required_spec_claims.insert("aud".into());
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".into());
         }
         Ok(Verifier { key, validation })
     }
@@ -162,10 +168,27 @@ impl Verifier {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature
                 | jsonwebtoken::errors::ErrorKind::ImmatureSignature => AuthError::TokenExpired,
                 _ => AuthError::InvalidToken {
-                    reason: e.to_string(),
+                    reason: bounded(e.to_string()),
                 },
             })
     }
+}
+
+/// Longest refusal reason kept, in bytes: jsonwebtoken quotes the header's
+/// and the claims' text in its errors, and reasons are logged.
+const REASON_MAX: usize = 120;
+
+/// `reason` cut to [`REASON_MAX`] bytes (at a character boundary).
+fn bounded(mut reason: String) -> String {
+    if reason.len() > REASON_MAX {
+        let mut end = REASON_MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
 }
 
 /// Seconds since the Unix epoch.
