@@ -1,7 +1,7 @@
 # Herald task runner. `make run` starts Herald (dev mode, embedded engine);
 # `make test` installs what the tests need and runs the whole suite.
 
-.PHONY: run test test-rust test-js api autobahn chart k8s observability rules dashboards lint bench loadtest fmt
+.PHONY: run test test-rust test-js api autobahn fuzz chart k8s observability rules dashboards lint bench loadtest fmt
 
 run:
 	cargo run --release -p herald
@@ -23,6 +23,10 @@ api:
 # report in target/autobahn/report/.
 autobahn:
 	scripts/autobahn/test.sh
+
+# The parsers' fuzz properties, 200,000 cases each (FUZZ_CASES=n to change).
+fuzz:
+	scripts/test.sh fuzz
 
 chart:
 	scripts/chart/test.sh

@@ -8,12 +8,23 @@
 # rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
 # each installs its own tools: Go + Sprig, kubectl, kubernetes-validate,
 # promtool) and the observability suite (a real Prometheus scraping a live
-# cluster). `scripts/test.sh js` runs only the Node suites.
+# cluster). `scripts/test.sh js` runs only the Node suites; `scripts/test.sh
+# fuzz` only the parsers' fuzz properties, FUZZ_CASES (200,000) cases each
+# (`cargo test` runs them too, with a few thousand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/toolchain.sh
 
 say() { printf '\n== %s\n' "$*"; }
+
+if [ "${1:-all}" = fuzz ]; then
+  export PROPTEST_CASES="${FUZZ_CASES:-200000}"
+  say "fuzz: first requests, handshakes and WebSocket frames, $PROPTEST_CASES cases each"
+  cargo test -p herald-gateway --lib properties
+  say "fuzz: command frames, command fields and tokens, $PROPTEST_CASES cases each"
+  cargo test -p herald-core --test fuzz_command --test fuzz_command_fields --test fuzz_token
+  exit 0
+fi
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)

@@ -71,7 +71,7 @@ pub enum AuthError {
 impl AuthError {
     fn invalid(reason: impl Into<String>) -> AuthError {
         AuthError::InvalidToken {
-            reason: reason.into(),
+            reason: bounded(reason.into()),
         }
     }
 }
@@ -147,12 +147,18 @@ fn base_validation(config: &Config) -> Validation {
     validation.leeway = 0;
     validation.validate_nbf = true;
     validation.required_spec_claims = HashSet::new();
+    // A configured audience or issuer is required: jsonwebtoken checks
+    // `aud` and `iss` only when they are present and well-formed.
     match &config.audience {
-        Some(aud) => validation.set_audience(&[aud]),
+        Some(aud) => {
+            validation.set_audience(&[aud]);
+            validation.required_spec_claims.insert("aud".into());
+        }
         None => validation.validate_aud = false,
     }
     if let Some(iss) = &config.issuer {
         validation.set_issuer(&[iss]);
+        validation.required_spec_claims.insert("iss".into());
     }
     validation
 }
@@ -346,6 +352,23 @@ fn pem_key(pem: &[u8], base: &Validation) -> Result<Keyed, AuthError> {
         key,
         validation: validation(base, &[Algorithm::ES256, Algorithm::ES384]),
     })
+}
+
+/// Longest refusal reason kept, in bytes: jsonwebtoken quotes the header's
+/// and the claims' text in its errors, and reasons are logged.
+const REASON_MAX: usize = 120;
+
+/// `reason` cut to [`REASON_MAX`] bytes (at a character boundary).
+fn bounded(mut reason: String) -> String {
+    if reason.len() > REASON_MAX {
+        let mut end = REASON_MAX;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push('…');
+    }
+    reason
 }
 
 /// Seconds since the Unix epoch.

@@ -165,22 +165,25 @@ async fn read_first(stream: &mut TcpStream, buf: &mut Vec<u8>, gw: &Gateway) -> 
         if stream.read_buf(buf).await? == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        match classify(buf, gw) {
-            Some(first) => return Ok(first),
-            None if buf.len() < FIRST_HEAD_MAX => {}
-            None => return Ok(First::Http),
+        if let Some(first) = classify(buf, |o, h| gw.is_origin_allowed(o, h)) {
+            return Ok(first);
         }
     }
 }
 
-/// `None` while the head is incomplete.
-fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
+/// `None` while the head is incomplete and shorter than [`FIRST_HEAD_MAX`];
+/// a longer head, complete or not, is left to hyper (which refuses one over
+/// [`HEAD_MAX`]). `origin_allowed` is [`Gateway::is_origin_allowed`].
+fn classify(
+    buf: &[u8],
+    origin_allowed: impl FnOnce(Option<&str>, Option<&str>) -> bool,
+) -> Option<First> {
     let mut headers = [httparse::EMPTY_HEADER; FIRST_HEADERS_MAX];
     let mut request = httparse::Request::new(&mut headers);
     let head = match request.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return None,
-        Err(_) => return Some(First::Http),
+        Ok(httparse::Status::Complete(n)) if n <= FIRST_HEAD_MAX => n,
+        Ok(httparse::Status::Partial) if buf.len() < FIRST_HEAD_MAX => return None,
+        _ => return Some(First::Http),
     };
     #[cfg(feature = "autobahn-echo")]
     if let Some(accepted) = ws::echo::accepts(&request, gw) {
@@ -192,7 +195,7 @@ fn classify(buf: &[u8], gw: &Gateway) -> Option<First> {
         return Some(First::Http);
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
-    match handshake::check(|o, h| gw.is_origin_allowed(o, h), headers) {
+    match handshake::check(origin_allowed, headers) {
         Ok(accepted) => Some(First::WebSocket { accepted, head }),
         Err(_) => Some(First::Http),
     }
@@ -233,3 +236,6 @@ async fn pause_after(error: &io::Error) {
     warn!(error = %error, "accept failed; pausing the listener for 100 ms");
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
+
+#[cfg(test)]
+mod properties;

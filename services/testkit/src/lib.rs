@@ -1,7 +1,9 @@
 //! Herald's test kit (dev only): real processes on free ports for integration
-//! tests. Each module owns one kind of process or client.
+//! tests. Each module owns one kind of process or client; `fuzz` owns the
+//! corpus and mutations of the parsers' property tests.
 
 pub mod client;
+pub mod fuzz;
 pub mod herald;
 pub mod netns;
 pub mod otlp;

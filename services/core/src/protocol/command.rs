@@ -7,24 +7,26 @@ use serde::Deserialize;
 
 use crate::publication::RawJson;
 
-/// One command as received.
+/// One command as received. Request bodies are boxed: a frame of `{}` lines
+/// holds one `Command` per 3 bytes, and unboxed they would make it take 190
+/// times its size in memory before the caller can count them.
 #[derive(Debug, Default, Deserialize)]
 pub struct Command {
     /// Client-chosen id echoed in the reply; 0 only for `send` and pong.
     #[serde(default)]
     pub id: u32,
-    connect: Option<ConnectRequest>,
-    subscribe: Option<SubscribeRequest>,
-    unsubscribe: Option<ChannelRequest>,
-    publish: Option<PublishRequest>,
-    presence: Option<ChannelRequest>,
-    presence_stats: Option<ChannelRequest>,
-    history: Option<HistoryRequest>,
+    connect: Option<Box<ConnectRequest>>,
+    subscribe: Option<Box<SubscribeRequest>>,
+    unsubscribe: Option<Box<ChannelRequest>>,
+    publish: Option<Box<PublishRequest>>,
+    presence: Option<Box<ChannelRequest>>,
+    presence_stats: Option<Box<ChannelRequest>>,
+    history: Option<Box<HistoryRequest>>,
     ping: Option<Empty>,
-    send: Option<SendRequest>,
-    rpc: Option<RpcRequest>,
-    refresh: Option<RefreshRequest>,
-    sub_refresh: Option<SubRefreshRequest>,
+    send: Option<Box<SendRequest>>,
+    rpc: Option<Box<RpcRequest>>,
+    refresh: Option<Box<RefreshRequest>>,
+    sub_refresh: Option<Box<SubRefreshRequest>>,
 }
 
 /// The request carried by a command.
@@ -62,29 +64,29 @@ impl Command {
     /// Splits the command into its id and request, taking the first request field set.
     pub fn into_request(self) -> (u32, Request) {
         let request = if let Some(r) = self.connect {
-            Request::Connect(r)
+            Request::Connect(*r)
         } else if let Some(r) = self.subscribe {
-            Request::Subscribe(r)
+            Request::Subscribe(*r)
         } else if let Some(r) = self.unsubscribe {
-            Request::Unsubscribe(r)
+            Request::Unsubscribe(*r)
         } else if let Some(r) = self.publish {
-            Request::Publish(r)
+            Request::Publish(*r)
         } else if let Some(r) = self.presence {
-            Request::Presence(r)
+            Request::Presence(*r)
         } else if let Some(r) = self.presence_stats {
-            Request::PresenceStats(r)
+            Request::PresenceStats(*r)
         } else if let Some(r) = self.history {
-            Request::History(r)
+            Request::History(*r)
         } else if self.ping.is_some() {
             Request::Ping
         } else if let Some(r) = self.send {
-            Request::Send(r)
+            Request::Send(*r)
         } else if let Some(r) = self.rpc {
-            Request::Rpc(r)
+            Request::Rpc(*r)
         } else if let Some(r) = self.refresh {
-            Request::Refresh(r)
+            Request::Refresh(*r)
         } else if let Some(r) = self.sub_refresh {
-            Request::SubRefresh(r)
+            Request::SubRefresh(*r)
         } else {
             Request::Pong
         };

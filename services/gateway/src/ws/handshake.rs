@@ -149,6 +149,9 @@ impl IntoResponse for Refusal {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
