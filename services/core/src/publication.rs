@@ -240,7 +240,6 @@ mod tests {
         );
     }
 
-
     #[test]
     fn sanitize_strips_raw_newlines_only() {
         let s = sanitize(raw("{\n\"a\": \"x\\ny\"\r\n}"));
