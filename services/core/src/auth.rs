@@ -3,9 +3,9 @@
 //! of a JWK Set, see [`jwks`]), claims as Centrifugo defines them, and minting
 //! for `herald gentoken` and dev mode.
 
+mod header;
 pub mod jwks;
 
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use header::{Kid, Peek, STACK_HEADER};
 
 /// The `[auth]` configuration section.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -188,41 +190,6 @@ enum Route<'a> {
     Key(Arc<Keyed>),
     /// A `kid` the cached JWK Set lacks.
     Refresh(&'a jwks::Jwks, String),
-}
-
-/// Token headers up to this size are decoded on the stack: picking the key
-/// allocates nothing beyond what `jsonwebtoken::decode` does anyway.
-const STACK_HEADER: usize = 512;
-
-/// The header fields that pick the key.
-#[derive(Deserialize)]
-struct Peek<'a> {
-    alg: Algorithm,
-    #[serde(default, borrow)]
-    kid: Option<Kid<'a>>,
-}
-
-/// A `kid`, borrowed from the decoded header unless it has escapes (serde
-/// would copy an `Option<Cow<str>>` always).
-struct Kid<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Kid<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Cow<'de, str>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Cow::Borrowed(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Cow::Owned(v.to_owned()))
-            }
-        }
-        deserializer.deserialize_str(Visitor).map(Kid)
-    }
 }
 
 impl Verifier {

@@ -4,6 +4,7 @@
 //! vocabularies in [`labels`]; hot paths keep handles resolved once.
 
 pub mod labels;
+mod register;
 mod transport;
 
 use std::collections::HashMap;
@@ -11,11 +12,12 @@ use std::sync::Arc;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    IntGaugeVec, Registry, TextEncoder,
 };
 
 use crate::namespace::{self, Namespaces};
 use labels::{RecoveryFrom, Source, Transport, API_METHODS, CLIENT_METHODS};
+use register::{counters, gauges, histograms, reg};
 pub use transport::TransportMetrics;
 
 /// Sub-millisecond to seconds: request and command latencies.
@@ -81,31 +83,6 @@ pub struct Metrics {
     pub engine_up: IntGauge,
     /// Nodes this node sees (`herald_nodes`).
     pub nodes: IntGauge,
-}
-
-/// Registers a metric and hands it back.
-fn reg<M: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: M) -> M {
-    r.register(Box::new(m.clone())).expect("unique metric");
-    m
-}
-
-fn counters(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    reg(
-        r,
-        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
-    )
-}
-
-fn gauges(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    reg(
-        r,
-        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
-    )
-}
-
-fn histograms(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
-    let opts = HistogramOpts::new(name, help).buckets(b.to_vec());
-    reg(r, HistogramVec::new(opts, labels).expect("valid metric"))
 }
 
 fn methods(

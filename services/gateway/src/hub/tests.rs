@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::frame::Frame;
+use herald_core::engine::Handler;
+use herald_core::publication::Publication;
 use serde_json::value::RawValue;
 
 #[test]
