@@ -156,3 +156,17 @@ pub fn run<S: Strategy>(
         panic!("fuzz {name}: {e}");
     }
 }
+
+/// `name` with each letter's case chosen by a bit of `mask`.
+pub fn recase(name: &str, mask: u64) -> String {
+    name.chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if (mask >> (i % 64)) & 1 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect()
+}

@@ -2,24 +2,11 @@
 //! handshake's grammar with right and wrong values, and valid handshakes in
 //! any header order, case, whitespace and line ending.
 
+use herald_testkit::fuzz::recase;
 use proptest::prelude::*;
 use proptest::sample::select;
 
 use crate::ws;
-
-/// `name` with each letter's case chosen by a bit of `mask`.
-fn recase(name: &str, mask: u64) -> String {
-    name.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if (mask >> (i % 64)) & 1 == 1 {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
-}
 
 /// A header line: the name in random case, the value with optional whitespace around it.
 pub(super) fn line(name: &str, value: &str) -> impl Strategy<Value = String> {

@@ -2,6 +2,7 @@
 //! names in any case, values of any bytes) is judged as RFC 6455 section
 //! 4.2.1 says, refusals in the order the listener answers them.
 
+use herald_testkit::fuzz::recase;
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -71,20 +72,6 @@ fn header() -> impl Strategy<Value = (String, Vec<u8>)> {
     let value = prop::collection::vec(word, 0..5).prop_map(|w| w.concat());
     let value = prop_oneof![value, prop::collection::vec(any::<u8>(), 0..12)];
     (name, any::<u64>(), value).prop_map(|(name, mask, value)| (recase(name, mask), value))
-}
-
-/// `name` with each letter's case chosen by a bit of `mask`.
-fn recase(name: &str, mask: u64) -> String {
-    name.chars()
-        .enumerate()
-        .map(|(i, c)| {
-            if (mask >> (i % 64)) & 1 == 1 {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            }
-        })
-        .collect()
 }
 
 /// The headers a handshake needs, each usually there and usually right, so
