@@ -14,15 +14,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 scripts/apt-install.sh "${missing[@]}"
 
 venv=target/api/venv
-if [ ! -x "$venv/bin/python" ]; then
-  say "python venv"
-  python3 -m venv "$venv"
-fi
-if ! cmp -s tests/api/requirements.txt "$venv/requirements.txt"; then
-  say "python packages (cent, websockets, pytest)"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/api/requirements.txt
-  cp tests/api/requirements.txt "$venv/requirements.txt"
-fi
+scripts/venv.sh "$venv" tests/api/requirements.txt
 
 export HERALD_BIN="${HERALD_BIN:-$PWD/target/debug/herald}"
 if [ ! -x "$HERALD_BIN" ]; then

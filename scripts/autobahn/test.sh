@@ -18,15 +18,7 @@ scripts/apt-install.sh "${missing[@]}"
 
 out=target/autobahn
 venv=$out/venv
-if [ ! -x "$venv/bin/python" ]; then
-  say "python venv $venv"
-  python3 -m venv "$venv"
-fi
-if ! cmp -s scripts/autobahn/requirements.txt "$venv/requirements.txt"; then
-  say "python packages (kosoku)"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r scripts/autobahn/requirements.txt
-  cp scripts/autobahn/requirements.txt "$venv/requirements.txt"
-fi
+scripts/venv.sh "$venv" scripts/autobahn/requirements.txt
 
 say "build herald with the echo endpoint"
 # A target directory of its own: with the feature in target/debug, the next plain build would

@@ -32,15 +32,7 @@ if [ ! -x "$out/render" ] || [ scripts/chart/render.go -nt "$out/render" ]; then
 fi
 
 venv=$out/venv
-if [ ! -x "$venv/bin/python" ]; then
-  say "python venv"
-  python3 -m venv "$venv"
-fi
-if ! cmp -s tests/chart/requirements.txt "$venv/requirements.txt"; then
-  say "python packages"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/chart/requirements.txt
-  cp tests/chart/requirements.txt "$venv/requirements.txt"
-fi
+scripts/venv.sh "$venv" tests/chart/requirements.txt
 
 if ! cmp -s tests/chart/package-lock.json tests/chart/node_modules/.package-lock.json 2>/dev/null; then
   say "npm packages (CRD schemas)"

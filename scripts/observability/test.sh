@@ -21,15 +21,7 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 scripts/apt-install.sh "${missing[@]}"
 
 venv=target/observability/venv
-if [ ! -x "$venv/bin/python" ]; then
-  say "python venv"
-  python3 -m venv "$venv"
-fi
-if ! cmp -s tests/observability/requirements.txt "$venv/requirements.txt"; then
-  say "python packages"
-  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/observability/requirements.txt
-  cp tests/observability/requirements.txt "$venv/requirements.txt"
-fi
+scripts/venv.sh "$venv" tests/observability/requirements.txt
 
 if [ ! tests/js/node_modules/.package-lock.json -nt tests/js/package-lock.json ]; then
   say "node packages (centrifuge SDK)"
