@@ -39,6 +39,12 @@ pub struct Shard {
     wake: Notify,
 }
 
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").finish_non_exhaustive()
+    }
+}
+
 impl Flushers {
     /// Starts `count` flusher tasks on `tasks`; they stop on `cancel`.
     pub fn start(

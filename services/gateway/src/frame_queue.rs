@@ -33,13 +33,13 @@ impl FrameQueue {
         }
     }
 
-    /// Moves every frame of `other` behind these.
-    pub fn append(&mut self, other: &mut FrameQueue) {
-        if self.is_empty() {
-            std::mem::swap(self, other);
+    /// Puts `front` before these frames.
+    pub fn prepend(&mut self, mut front: FrameQueue) {
+        if front.is_empty() {
             return;
         }
-        for frame in std::mem::take(other) {
+        std::mem::swap(self, &mut front);
+        for frame in front {
             self.push_back(frame);
         }
     }

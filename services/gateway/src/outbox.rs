@@ -13,7 +13,6 @@
 pub mod hold;
 pub mod mailbox;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use herald_core::control;
@@ -45,8 +44,8 @@ pub fn flushes_before_close(reason: Disconnect) -> bool {
 #[derive(Debug)]
 pub struct Outbox {
     queue: Mutex<Queue>,
-    /// Frames a writer took out and has not written yet: they still count.
-    taken: AtomicU32,
+    /// The flusher that runs the connection's writer, once one is attached.
+    shard: OnceLock<Arc<Shard>>,
     capacity: usize,
     closing: OnceLock<Disconnect>,
     /// Wakes the connection's task: commands, closing, and frames when it writes them.
@@ -59,10 +58,10 @@ pub struct Outbox {
 #[derive(Default)]
 struct Queue {
     frames: FrameQueue,
-    /// At least as many as the replies among the queued and taken frames
-    /// (clamped to their number before each use): room they take is not the client's lag.
+    /// At least as many as the replies among the queued frames (clamped to
+    /// their number before each use): room they take is not the client's lag.
     replies: u32,
-    /// The most frames queued and taken at once.
+    /// The most frames queued at once.
     high_water: u32,
     writer: Writer,
 }
@@ -74,11 +73,7 @@ enum Writer {
     #[default]
     Task,
     /// A writer that a flusher runs.
-    Flusher {
-        shard: Arc<Shard>,
-        writer: Weak<dyn Flush>,
-        turn: Turn,
-    },
+    Flusher { writer: Weak<dyn Flush>, turn: Turn },
 }
 
 /// Whose turn it is to write, for a writer that a flusher runs.
@@ -106,7 +101,7 @@ impl Outbox {
     pub fn new(capacity: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             queue: Mutex::new(Queue::default()),
-            taken: AtomicU32::new(0),
+            shard: OnceLock::new(),
             capacity,
             closing: OnceLock::new(),
             wake: Notify::new(),
@@ -133,7 +128,7 @@ impl Outbox {
             return false;
         }
         let mut queue = self.queue.lock().expect("poisoned");
-        let len = queue.frames.len() + self.taken.load(Ordering::Relaxed) as usize;
+        let len = queue.frames.len();
         // Replies that left since the last look are gone from the allowance too.
         queue.replies = queue.replies.min(len as u32);
         let full = if reply {
@@ -155,18 +150,14 @@ impl Outbox {
                 self.wake.notify_one();
                 return true;
             }
-            Writer::Flusher {
-                shard,
-                writer,
-                turn,
-            } if *turn == Turn::Idle => {
+            Writer::Flusher { writer, turn } if *turn == Turn::Idle => {
                 *turn = Turn::Scheduled;
-                writer.upgrade().map(|w| (shard.clone(), w))
+                writer.upgrade()
             }
             Writer::Flusher { .. } => None,
         };
         drop(queue);
-        if let Some((shard, writer)) = schedule {
+        if let (Some(writer), Some(shard)) = (schedule, self.shard.get()) {
             shard.schedule(writer);
         }
         true
@@ -217,19 +208,15 @@ impl Outbox {
 
     /// From now on queued frames are written by `writer`, which the flusher `shard` runs.
     pub fn attach(&self, writer: Weak<dyn Flush>, shard: Arc<Shard>) {
+        let shard = self.shard.get_or_init(|| shard);
         let mut queue = self.queue.lock().expect("poisoned");
         let pending = !queue.frames.is_empty();
-        let schedule = pending.then(|| writer.upgrade()).flatten();
         let turn = if pending { Turn::Scheduled } else { Turn::Idle };
         // Under the lock: the flusher's first look must find the turn set below.
-        if let Some(writer) = schedule {
+        if let Some(writer) = pending.then(|| writer.upgrade()).flatten() {
             shard.schedule(writer);
         }
-        queue.writer = Writer::Flusher {
-            shard,
-            writer,
-            turn,
-        };
+        queue.writer = Writer::Flusher { writer, turn };
     }
 
     /// Forgets the writer: frames only wake the connection's task.
@@ -237,38 +224,33 @@ impl Outbox {
         self.queue.lock().expect("poisoned").writer = Writer::Task;
     }
 
-    /// The flusher's turn: moves the queued frames behind `pending` (what the
-    /// writer holds unwritten). False, moving nothing, when the connection's task writes.
-    pub fn take_for_flusher(&self, pending: &mut FrameQueue) -> bool {
+    /// The flusher's turn: the queued frames, oldest first (they still
+    /// count against the queue while being written: what is not written goes
+    /// back with [`Outbox::put_back`]). `None` when the connection's task writes.
+    pub fn take_for_flusher(&self) -> Option<FrameQueue> {
         let mut queue = self.queue.lock().expect("poisoned");
         if let Writer::Flusher { turn, .. } = &mut queue.writer {
             if *turn == Turn::Task {
-                return false;
+                return None;
             }
             *turn = Turn::Idle;
         }
-        self.take_into(&mut queue, pending);
-        true
+        Some(std::mem::take(&mut queue.frames))
     }
 
-    /// The connection task's turn: moves the queued frames behind `pending`.
-    pub fn take_for_task(&self, pending: &mut FrameQueue) {
-        self.take_into(&mut self.queue.lock().expect("poisoned"), pending);
+    /// The connection task's turn: the queued frames, oldest first.
+    pub fn take_for_task(&self) -> FrameQueue {
+        std::mem::take(&mut self.queue.lock().expect("poisoned").frames)
     }
 
-    fn take_into(&self, queue: &mut Queue, pending: &mut FrameQueue) {
-        pending.append(&mut queue.frames);
-        self.taken.store(pending.len() as u32, Ordering::Relaxed);
-    }
-
-    /// After a write: `left` frames are still with the writer. A `blocked`
-    /// writer (full socket) hands the writing to the connection's task.
-    pub fn written(&self, left: usize, blocked: bool) {
-        self.taken.store(left as u32, Ordering::Relaxed);
+    /// Puts what a writer took and did not write back in front of the queue.
+    /// A `blocked` writer (full socket) hands the writing to the connection's task.
+    pub fn put_back(&self, unwritten: FrameQueue, blocked: bool) {
+        let mut queue = self.queue.lock().expect("poisoned");
+        queue.frames.prepend(unwritten);
         if !blocked {
             return;
         }
-        let mut queue = self.queue.lock().expect("poisoned");
         if let Writer::Flusher { turn, .. } = &mut queue.writer {
             if *turn != Turn::Task {
                 *turn = Turn::Task;
@@ -281,7 +263,6 @@ impl Outbox {
     /// The connection's task wrote everything it took: true when nothing new
     /// was queued meanwhile (then the flusher writes again).
     pub fn task_wrote_all(&self) -> bool {
-        self.taken.store(0, Ordering::Relaxed);
         let mut queue = self.queue.lock().expect("poisoned");
         if !queue.frames.is_empty() {
             return false;
@@ -314,10 +295,11 @@ impl Outbox {
         }
     }
 
-    /// Drops the queued frames (not those a writer took: see its own rule).
-    pub fn drop_queued(&self) {
+    /// Drops the queued frames but the first `keep` (a message partly
+    /// written must be finished, or the stream would be corrupt).
+    pub fn drop_queued(&self, keep: usize) {
         let mut queue = self.queue.lock().expect("poisoned");
-        queue.frames = FrameQueue::default();
+        queue.frames.truncate(keep);
     }
 
     /// Asks the connection to close; the first reason wins (true when it is this one).

@@ -116,9 +116,8 @@ fn frames_schedule_the_writer_once_until_the_flusher_takes_them() {
     outbox.send(frame("a"));
     outbox.send(frame("b"));
     assert_eq!(shard.take_dirty().len(), 1, "one schedule for two frames");
-    let mut pending = FrameQueue::default();
-    assert!(outbox.take_for_flusher(&mut pending));
-    assert_eq!(pending.len(), 2);
+    let taken = outbox.take_for_flusher().expect("the flusher's turn");
+    assert_eq!(taken.len(), 2);
     outbox.send(frame("c"));
     assert_eq!(shard.take_dirty().len(), 1, "scheduled again once taken");
 }
@@ -127,42 +126,35 @@ fn frames_schedule_the_writer_once_until_the_flusher_takes_them() {
 fn a_full_socket_hands_the_writing_to_the_task_and_back() {
     let (outbox, shard, _writer) = attached(8);
     outbox.send(frame("a"));
-    let mut pending = FrameQueue::default();
-    assert!(outbox.take_for_flusher(&mut pending));
-    outbox.written(1, true);
-    assert!(outbox.task_writes());
+    let taken = outbox.take_for_flusher().unwrap();
     outbox.send(frame("b"));
+    outbox.put_back(taken, true);
+    assert!(outbox.task_writes());
     shard.take_dirty();
-    assert!(
-        !outbox.take_for_flusher(&mut pending),
-        "the flusher keeps off"
-    );
-    assert_eq!(pending.len(), 1);
-    outbox.take_for_task(&mut pending);
-    assert_eq!(pending.len(), 2);
+    outbox.send(frame("c"));
+    assert!(shard.take_dirty().is_empty(), "the task writes now");
+    assert!(outbox.take_for_flusher().is_none(), "the flusher keeps off");
+    assert_eq!(names(outbox.take_for_task()), ["a", "b", "c"]);
     assert!(outbox.task_wrote_all());
     assert!(!outbox.task_writes());
-    outbox.send(frame("c"));
+    outbox.send(frame("d"));
     assert_eq!(shard.take_dirty().len(), 1, "the flusher's turn again");
 }
 
 #[test]
-fn frames_a_writer_took_still_count_until_written() {
+fn unwritten_frames_go_back_in_front_and_count_again() {
     let (outbox, _shard, _writer) = attached(2);
     outbox.send(frame("a"));
     outbox.send(frame("b"));
-    let mut pending = FrameQueue::default();
-    outbox.take_for_flusher(&mut pending);
-    outbox.written(2, true);
-    assert!(!outbox.send(frame("c")), "two unwritten frames fill it");
+    let taken = outbox.take_for_flusher().unwrap();
+    outbox.send(frame("c"));
+    outbox.put_back(taken, true);
+    assert!(
+        !outbox.send(frame("d")),
+        "three unwritten frames overfill two"
+    );
     assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
-
-    let (outbox, _shard, _writer) = attached(2);
-    outbox.send(frame("a"));
-    outbox.send(frame("b"));
-    outbox.take_for_flusher(&mut pending);
-    outbox.written(0, false);
-    assert!(outbox.send(frame("c")), "written frames leave room");
+    assert_eq!(names(outbox.take_for_task()), ["a", "b", "c"]);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The WebSocket writer: owns the upgraded socket and the connection's write
-//! state ([`Wire`] and the frames it took from the outbox). A flusher runs it
-//! (see [`crate::flusher`]); while the socket is full the connection's task
-//! writes instead. The outbox's lock is only held to move frames out, never
-//! across a system call. The connection's task reads through it too.
+//! state ([`Wire`]). A flusher runs it (see [`crate::flusher`]); while the
+//! socket is full the connection's task writes instead. It takes the queued
+//! frames out of the outbox, writes them with the outbox unlocked (no
+//! system call while a producer could wait) and puts back what the socket did
+//! not take. The connection's task reads through it too.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -18,7 +19,6 @@ use tokio::net::TcpStream;
 use super::codec::Kind;
 use super::wire::Wire;
 use crate::flusher::{Flush, Shard};
-use crate::frame_queue::FrameQueue;
 use crate::outbox::Outbox;
 use crate::write_stats::WriteStats;
 
@@ -26,13 +26,7 @@ use crate::write_stats::WriteStats;
 pub struct Writer {
     socket: TcpStream,
     outbox: Arc<Outbox>,
-    state: Mutex<State>,
-}
-
-/// What is being written: the message in progress and the frames taken out of the outbox.
-struct State {
-    wire: Wire,
-    frames: FrameQueue,
+    wire: Mutex<Wire>,
 }
 
 impl Writer {
@@ -46,10 +40,7 @@ impl Writer {
         let writer = Arc::new(Writer {
             socket,
             outbox: outbox.clone(),
-            state: Mutex::new(State {
-                wire: Wire::new(batch),
-                frames: FrameQueue::default(),
-            }),
+            wire: Mutex::new(Wire::new(batch)),
         });
         let flush: Arc<dyn Flush> = writer.clone();
         outbox.attach(Arc::downgrade(&flush), shard);
@@ -70,19 +61,18 @@ impl Writer {
         cx: &mut Context<'_>,
         metrics: &TransportMetrics,
     ) -> Poll<io::Result<()>> {
-        let mut state = self.state.lock().expect("poisoned");
-        let State { wire, frames } = &mut *state;
+        let mut wire = self.wire.lock().expect("poisoned");
         let mut stats = WriteStats::new(metrics);
         loop {
-            self.outbox.take_for_task(frames);
-            match wire.poll_flush(&mut Socket(&self.socket), cx, frames, &mut stats) {
+            let mut frames = self.outbox.take_for_task();
+            match wire.poll_flush(&mut Socket(&self.socket), cx, &mut frames, &mut stats) {
                 Poll::Ready(Ok(())) => {
                     if self.outbox.task_wrote_all() {
                         return Poll::Ready(Ok(()));
                     }
                 }
                 Poll::Pending => {
-                    self.outbox.written(frames.len(), true);
+                    self.outbox.put_back(frames, true);
                     return Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -92,10 +82,9 @@ impl Writer {
 
     /// Queues a control frame (pong, close) for the connection's task to write.
     pub fn push_control(&self, kind: Kind, payload: &[u8]) {
-        self.state
+        self.wire
             .lock()
             .expect("poisoned")
-            .wire
             .push_control(kind, payload);
         self.outbox.hand_to_task();
     }
@@ -103,11 +92,8 @@ impl Writer {
     /// Drops the frames that have not started to go out (a message partly
     /// written is finished, or the stream would be corrupt).
     pub fn drop_unsent(&self) {
-        let mut state = self.state.lock().expect("poisoned");
-        let keep = state.wire.frames_in_flight();
-        state.frames.truncate(keep);
-        self.outbox.drop_queued();
-        self.outbox.written(state.frames.len(), false);
+        let wire = self.wire.lock().expect("poisoned");
+        self.outbox.drop_queued(wire.frames_in_flight());
     }
 
     /// Reads from the socket (the connection's task).
@@ -128,17 +114,15 @@ impl Writer {
 
 impl Flush for Writer {
     fn flush_now(&self, stats: &mut WriteStats) {
-        let mut state = self.state.lock().expect("poisoned");
-        let State { wire, frames } = &mut *state;
-        if !self.outbox.take_for_flusher(frames) {
+        let mut wire = self.wire.lock().expect("poisoned");
+        let Some(mut frames) = self.outbox.take_for_flusher() else {
             return;
-        }
+        };
         let cx = &mut Context::from_waker(Waker::noop());
-        match wire.poll_flush(&mut Socket(&self.socket), cx, frames, stats) {
-            Poll::Ready(Ok(())) => self.outbox.written(0, false),
-            Poll::Pending => self.outbox.written(frames.len(), true),
+        match wire.poll_flush(&mut Socket(&self.socket), cx, &mut frames, stats) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Pending => self.outbox.put_back(frames, true),
             Poll::Ready(Err(_)) => {
-                self.outbox.written(frames.len(), false);
                 self.outbox.close(Disconnect::WRITE_ERROR);
             }
         }
