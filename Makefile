@@ -49,6 +49,7 @@ dashboards:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p herald-gateway --features autobahn-echo --all-targets -- -D warnings
 
 fmt:
 	cargo fmt --all

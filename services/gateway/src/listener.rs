@@ -176,7 +176,7 @@ async fn read_first(stream: &mut TcpStream, buf: &mut Vec<u8>, gw: &Gateway) -> 
 /// [`HEAD_MAX`]). `origin_allowed` is [`Gateway::is_origin_allowed`].
 fn classify(
     buf: &[u8],
-    origin_allowed: impl FnOnce(Option<&str>, Option<&str>) -> bool,
+    origin_allowed: impl Fn(Option<&str>, Option<&str>) -> bool,
 ) -> Option<First> {
     let mut headers = [httparse::EMPTY_HEADER; FIRST_HEADERS_MAX];
     let mut request = httparse::Request::new(&mut headers);
@@ -186,7 +186,7 @@ fn classify(
         _ => return Some(First::Http),
     };
     #[cfg(feature = "autobahn-echo")]
-    if let Some(accepted) = ws::echo::accepts(&request, gw) {
+    if let Some(accepted) = ws::echo::accepts(&request, &origin_allowed) {
         return Some(First::Echo { accepted, head });
     }
     let path = request.path.unwrap_or_default();
@@ -195,7 +195,7 @@ fn classify(
         return Some(First::Http);
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
-    match handshake::check(origin_allowed, headers) {
+    match handshake::check(&origin_allowed, headers) {
         Ok(accepted) => Some(First::WebSocket { accepted, head }),
         Err(_) => Some(First::Http),
     }

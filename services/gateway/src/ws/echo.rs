@@ -14,7 +14,6 @@ use tracing::debug;
 
 use super::codec::{header, DecodeError, Decoder, Kind, Message};
 use super::handshake::{self, Accepted};
-use crate::Gateway;
 
 /// Path of the echo endpoint.
 pub const PATH: &str = "/autobahn/echo";
@@ -31,14 +30,17 @@ const CLOSE_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An acceptable upgrade request for [`PATH`]; `None` for anything else,
 /// which the listener hands to the HTTP server as usual.
-pub fn accepts(request: &httparse::Request<'_, '_>, gw: &Gateway) -> Option<Accepted> {
+pub fn accepts(
+    request: &httparse::Request<'_, '_>,
+    origin_allowed: impl Fn(Option<&str>, Option<&str>) -> bool,
+) -> Option<Accepted> {
     let path = request.path?;
     let path = path.split_once('?').map_or(path, |(p, _)| p);
     if request.method != Some("GET") || request.version != Some(1) || path != PATH {
         return None;
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
-    handshake::check(|o, h| gw.is_origin_allowed(o, h), headers).ok()
+    handshake::check(origin_allowed, headers).ok()
 }
 
 /// Answers the upgrade (`pending` holds what the client sent behind its
