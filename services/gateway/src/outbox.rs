@@ -13,6 +13,7 @@
 pub mod hold;
 pub mod mailbox;
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use herald_core::control;
@@ -44,6 +45,9 @@ pub fn flushes_before_close(reason: Disconnect) -> bool {
 #[derive(Debug)]
 pub struct Outbox {
     queue: Mutex<Queue>,
+    /// Frames a writer took out and has not finished writing: they still
+    /// count against the queue (and replies among them stay replies).
+    in_flight: AtomicU32,
     /// The flusher that runs the connection's writer, once one is attached.
     shard: OnceLock<Arc<Shard>>,
     capacity: usize,
@@ -58,10 +62,10 @@ pub struct Outbox {
 #[derive(Default)]
 struct Queue {
     frames: FrameQueue,
-    /// At least as many as the replies among the queued frames (clamped to
-    /// their number before each use): room they take is not the client's lag.
+    /// At least as many as the replies among the queued and in-flight frames
+    /// (clamped to their number before each use): room they take is not the client's lag.
     replies: u32,
-    /// The most frames queued at once.
+    /// The most frames queued and in flight at once.
     high_water: u32,
     writer: Writer,
 }
@@ -101,6 +105,7 @@ impl Outbox {
     pub fn new(capacity: usize) -> Arc<Outbox> {
         Arc::new(Outbox {
             queue: Mutex::new(Queue::default()),
+            in_flight: AtomicU32::new(0),
             shard: OnceLock::new(),
             capacity,
             closing: OnceLock::new(),
@@ -128,7 +133,7 @@ impl Outbox {
             return false;
         }
         let mut queue = self.queue.lock().expect("poisoned");
-        let len = queue.frames.len();
+        let len = queue.frames.len() + self.in_flight.load(Ordering::Relaxed) as usize;
         // Replies that left since the last look are gone from the allowance too.
         queue.replies = queue.replies.min(len as u32);
         let full = if reply {
@@ -235,18 +240,30 @@ impl Outbox {
             }
             *turn = Turn::Idle;
         }
-        Some(std::mem::take(&mut queue.frames))
+        Some(self.take(&mut queue))
     }
 
     /// The connection task's turn: the queued frames, oldest first.
     pub fn take_for_task(&self) -> FrameQueue {
-        std::mem::take(&mut self.queue.lock().expect("poisoned").frames)
+        self.take(&mut self.queue.lock().expect("poisoned"))
+    }
+
+    fn take(&self, queue: &mut Queue) -> FrameQueue {
+        let frames = std::mem::take(&mut queue.frames);
+        self.in_flight.store(frames.len() as u32, Ordering::Relaxed);
+        frames
+    }
+
+    /// A writer wrote everything it took.
+    pub fn written(&self) {
+        self.in_flight.store(0, Ordering::Relaxed);
     }
 
     /// Puts what a writer took and did not write back in front of the queue.
     /// A `blocked` writer (full socket) hands the writing to the connection's task.
     pub fn put_back(&self, unwritten: FrameQueue, blocked: bool) {
         let mut queue = self.queue.lock().expect("poisoned");
+        self.in_flight.store(0, Ordering::Relaxed);
         queue.frames.prepend(unwritten);
         if !blocked {
             return;
@@ -263,6 +280,7 @@ impl Outbox {
     /// The connection's task wrote everything it took: true when nothing new
     /// was queued meanwhile (then the flusher writes again).
     pub fn task_wrote_all(&self) -> bool {
+        self.in_flight.store(0, Ordering::Relaxed);
         let mut queue = self.queue.lock().expect("poisoned");
         if !queue.frames.is_empty() {
             return false;

@@ -142,19 +142,22 @@ fn a_full_socket_hands_the_writing_to_the_task_and_back() {
 }
 
 #[test]
-fn unwritten_frames_go_back_in_front_and_count_again() {
-    let (outbox, _shard, _writer) = attached(2);
+fn unwritten_frames_go_back_in_front_and_count_all_along() {
+    let (outbox, _shard, _writer) = attached(3);
     outbox.send(frame("a"));
     outbox.send(frame("b"));
     let taken = outbox.take_for_flusher().unwrap();
     outbox.send(frame("c"));
     outbox.put_back(taken, true);
-    assert!(
-        !outbox.send(frame("d")),
-        "three unwritten frames overfill two"
-    );
-    assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
     assert_eq!(names(outbox.take_for_task()), ["a", "b", "c"]);
+    outbox.put_back(FrameQueue::default(), false);
+
+    let (outbox, _shard, _writer) = attached(2);
+    outbox.send(frame("a"));
+    outbox.send(frame("b"));
+    let _taken = outbox.take_for_flusher().unwrap();
+    assert!(!outbox.send(frame("c")), "two frames in flight fill it");
+    assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
 }
 
 #[test]
@@ -163,4 +166,26 @@ fn only_slow_and_insufficient_state_closes_drop_queued_frames() {
     assert!(!flushes_before_close(Disconnect::INSUFFICIENT_STATE));
     assert!(flushes_before_close(Disconnect::SHUTDOWN));
     assert!(flushes_before_close(Disconnect::BAD_REQUEST));
+}
+
+#[test]
+fn replies_in_flight_or_put_back_stay_replies() {
+    let (outbox, _shard, _writer) = attached(2);
+    for _ in 0..5 {
+        outbox.reply(frame("reply"));
+    }
+    let taken = outbox.take_for_flusher().unwrap();
+    assert!(
+        outbox.send(frame("a")),
+        "five replies in flight leave the room"
+    );
+    outbox.put_back(taken, true);
+    assert!(outbox.send(frame("b")));
+    assert_eq!(
+        outbox.closing(),
+        None,
+        "a full socket with replies is not slow"
+    );
+    assert!(!outbox.send(frame("c")), "two deliveries fill it");
+    assert_eq!(outbox.closing(), Some(Disconnect::SLOW));
 }

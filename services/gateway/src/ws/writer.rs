@@ -75,7 +75,10 @@ impl Writer {
                     self.outbox.put_back(frames, true);
                     return Poll::Pending;
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => {
+                    self.outbox.written();
+                    return Poll::Ready(Err(e));
+                }
             }
         }
     }
@@ -120,9 +123,10 @@ impl Flush for Writer {
         };
         let cx = &mut Context::from_waker(Waker::noop());
         match wire.poll_flush(&mut Socket(&self.socket), cx, &mut frames, stats) {
-            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Ok(())) => self.outbox.written(),
             Poll::Pending => self.outbox.put_back(frames, true),
             Poll::Ready(Err(_)) => {
+                self.outbox.written();
                 self.outbox.close(Disconnect::WRITE_ERROR);
             }
         }
