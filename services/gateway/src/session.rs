@@ -100,14 +100,17 @@ impl Session {
 
     /// Handles one incoming text frame (one or more newline-separated commands).
     pub async fn handle_frame(&mut self, frame: &str) -> Outcome {
+        // Counted before decoding: a frame of many small commands would
+        // otherwise decode into many times its own size first.
+        let lines = frame.split('\n').filter(|l| !l.trim().is_empty()).count();
+        if lines > MAX_COMMANDS_PER_FRAME {
+            debug!(client = %self.client, commands = lines, "too many commands in one frame");
+            return Err(Disconnect::TOO_MANY_COMMANDS);
+        }
         let commands = parse_frame(frame).map_err(|e| {
             debug!(client = %self.client, error = %e, "malformed frame");
             Disconnect::BAD_REQUEST
         })?;
-        if commands.len() > MAX_COMMANDS_PER_FRAME {
-            debug!(client = %self.client, commands = commands.len(), "too many commands in one frame");
-            return Err(Disconnect::TOO_MANY_COMMANDS);
-        }
         for command in commands {
             let (id, request) = command.into_request();
             self.handle(id, request).await?;
