@@ -251,6 +251,19 @@ pub struct Loadgen {
     pub rss_bytes: u64,
 }
 
+impl Loadgen {
+    /// The load generator's use between two samples of itself.
+    pub fn between(
+        start: &crate::procstat::ProcSample,
+        end: &crate::procstat::ProcSample,
+    ) -> Loadgen {
+        Loadgen {
+            cpu_seconds: end.cpu_since(start).total_s(),
+            rss_bytes: end.rss_bytes,
+        }
+    }
+}
+
 impl Summary {
     /// Writes the summary as pretty JSON.
     pub fn write(&self, path: &Path) -> anyhow::Result<()> {

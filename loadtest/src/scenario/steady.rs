@@ -271,10 +271,7 @@ pub async fn run(
             wall_s,
             scenario,
         ),
-        loadgen: Loadgen {
-            cpu_seconds: self_end.cpu_since(&self_start).total_s(),
-            rss_bytes: self_end.rss_bytes,
-        },
+        loadgen: Loadgen::between(&self_start, &self_end),
         host_load: [load_start, procstat::loadavg()],
         errors,
         command: std::env::args().collect(),
