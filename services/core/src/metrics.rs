@@ -68,6 +68,9 @@ pub struct Metrics {
     registry: Registry,
     websocket: Arc<TransportMetrics>,
     sse: Arc<TransportMetrics>,
+    uni_websocket: Arc<TransportMetrics>,
+    uni_sse: Arc<TransportMetrics>,
+    uni_http_stream: Arc<TransportMetrics>,
     namespaces: Arc<HashMap<String, NamespaceMetrics>>,
     client_commands: IntCounterVec,
     client_methods: Arc<HashMap<&'static str, MethodMetrics>>,
@@ -251,6 +254,9 @@ impl Metrics {
         Metrics {
             websocket: Arc::new(TransportMetrics::new(&f, Transport::WebSocket)),
             sse: Arc::new(TransportMetrics::new(&f, Transport::Sse)),
+            uni_websocket: Arc::new(TransportMetrics::new(&f, Transport::UniWebSocket)),
+            uni_sse: Arc::new(TransportMetrics::new(&f, Transport::UniSse)),
+            uni_http_stream: Arc::new(TransportMetrics::new(&f, Transport::UniHttpStream)),
             namespaces: Arc::new(namespaces),
             client_methods: methods(&client_commands, &client_seconds, &CLIENT_METHODS),
             client_commands,
@@ -289,6 +295,9 @@ impl Metrics {
         match transport {
             Transport::WebSocket => &self.websocket,
             Transport::Sse => &self.sse,
+            Transport::UniWebSocket => &self.uni_websocket,
+            Transport::UniSse => &self.uni_sse,
+            Transport::UniHttpStream => &self.uni_http_stream,
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 use herald_core::auth::{now_secs, AuthError};
 use herald_core::channel::Channel;
 use herald_core::control;
+use herald_core::metrics::labels::Transport;
 use herald_core::protocol::command::parse_frame;
 use herald_core::protocol::reply::{self, Body, Push, Reply};
 use herald_core::protocol::{Disconnect, Error, Request, Unsubscribe};
@@ -54,6 +55,8 @@ pub struct Session {
     pong_deadline: Option<Instant>,
     connect_deadline: Instant,
     unidirectional: bool,
+    /// The transport, for metrics and logs.
+    transport: Transport,
     /// The client's address, for the log of refused tokens.
     peer: Option<SocketAddr>,
     /// Commands the client may still send (`client.commands_per_second`).
@@ -93,6 +96,7 @@ impl Session {
             subs: SmallMap::default(),
             pong_deadline: None,
             unidirectional: false,
+            transport: Transport::WebSocket,
             peer,
             budget,
         }
@@ -204,12 +208,7 @@ impl Session {
         kind: &str,
         error: &AuthError,
     ) -> Result<Result<T, Error>, Disconnect> {
-        let transport = if self.unidirectional {
-            "sse"
-        } else {
-            "websocket"
-        };
-        refusals::refused(kind, transport, error, self.peer);
+        refusals::refused(kind, self.transport.label(), error, self.peer);
         match error {
             AuthError::TokenExpired => Ok(Err(Error::TokenExpired)),
             _ => Err(Disconnect::INVALID_TOKEN),
@@ -329,6 +328,12 @@ impl Session {
     /// Marks a transport that cannot answer pings (SSE).
     pub fn set_unidirectional(&mut self) {
         self.unidirectional = true;
+        self.transport = Transport::Sse;
+    }
+
+    /// Names the transport in metrics and logs (after [`Session::set_unidirectional`]).
+    pub fn set_transport(&mut self, transport: Transport) {
+        self.transport = transport;
     }
 
     /// The connection id the client sees.

@@ -9,17 +9,32 @@ pub enum Transport {
     WebSocket,
     /// `/connection/sse`.
     Sse,
+    /// `/connection/uni_websocket`.
+    UniWebSocket,
+    /// `/connection/uni_sse`.
+    UniSse,
+    /// `/connection/uni_http_stream`.
+    UniHttpStream,
 }
 
 impl Transport {
-    /// Both transports.
-    pub const ALL: [Transport; 2] = [Transport::WebSocket, Transport::Sse];
+    /// Every transport.
+    pub const ALL: [Transport; 5] = [
+        Transport::WebSocket,
+        Transport::Sse,
+        Transport::UniWebSocket,
+        Transport::UniSse,
+        Transport::UniHttpStream,
+    ];
 
     /// The label value.
     pub const fn label(self) -> &'static str {
         match self {
             Transport::WebSocket => "websocket",
             Transport::Sse => "sse",
+            Transport::UniWebSocket => "uni_websocket",
+            Transport::UniSse => "uni_sse",
+            Transport::UniHttpStream => "uni_http_stream",
         }
     }
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use herald_core::metrics::labels::Transport;
 use herald_core::metrics::TransportMetrics;
 use herald_core::protocol::{Disconnect, Error, Request};
 use tokio::time::Instant;
@@ -13,12 +12,7 @@ use super::Session;
 impl Session {
     /// The series of this connection's transport.
     pub(super) fn transport_metrics(&self) -> &TransportMetrics {
-        let transport = if self.unidirectional {
-            Transport::Sse
-        } else {
-            Transport::WebSocket
-        };
-        self.gw.metrics.transport(transport)
+        self.gw.metrics.transport(self.transport)
     }
 
     /// Counts a handled command: `ok`, its error code, or the close code
