@@ -93,6 +93,10 @@ pub struct ConnectClaims {
     /// Extra server-side subscriptions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<String>,
+    /// Centrifugo's `subs` claim: more server-side subscriptions, by channel
+    /// (their per-channel options are not applied; the channel's namespace decides).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub subs: std::collections::BTreeMap<String, serde_json::Value>,
     /// Must be absent: a subscription token is not a connection token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,

@@ -60,6 +60,7 @@ impl Session {
             );
         }
         channels.extend(claims.channels);
+        channels.extend(claims.subs.into_keys());
         let mut requests = request.subs;
         let mut subs = HashMap::new();
         let mut released = Vec::new();
