@@ -1,4 +1,4 @@
-//! CORS for the SSE endpoint: a page on an origin the gateway accepts (see
+//! CORS for the SSE and HTTP-streaming endpoints: a page on an origin the gateway accepts (see
 //! [`Gateway::is_origin_allowed`]) may read the stream cross-origin, with
 //! credentials (a cookie may carry the token). WebSocket needs none of this:
 //! browsers do not apply CORS to it, the handshake's Origin check suffices.
@@ -54,7 +54,12 @@ pub fn allow(response: &mut Response, origin: Option<HeaderValue>) {
 /// `OPTIONS /connection/sse`: the preflight of a cross-origin `EventSource`
 /// (or `fetch`) that sends headers such as `Last-Event-ID`.
 pub async fn preflight(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    let origin = match check(&gw, &headers) {
+    preflight_for(&gw, &headers, "GET")
+}
+
+/// The answer to a preflight of an endpoint that takes `methods`.
+pub fn preflight_for(gw: &Gateway, headers: &HeaderMap, methods: &'static str) -> Response {
+    let origin = match check(gw, headers) {
         Ok(origin) => origin,
         Err(refused) => return refused.into_response(),
     };
@@ -62,7 +67,7 @@ pub async fn preflight(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Re
     let out = response.headers_mut();
     out.insert(
         header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
+        HeaderValue::from_static(methods),
     );
     out.insert(
         header::ACCESS_CONTROL_MAX_AGE,

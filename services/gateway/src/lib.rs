@@ -1,6 +1,7 @@
-//! Herald's gateway: terminates client connections (WebSocket, SSE),
-//! authenticates them, keeps the node's subscriptions in the [`hub::Hub`] and
-//! fans publications out to local sockets. It does not serve the server API.
+//! Herald's gateway: terminates client connections (WebSocket, SSE and
+//! Centrifugo's unidirectional transports), authenticates them, keeps the
+//! node's subscriptions in the [`hub::Hub`] and fans publications out to
+//! local sockets. It does not serve the server API.
 
 pub mod admission;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod session;
 pub mod small_map;
 pub mod sse;
 mod subscribers;
+pub mod uni;
 pub mod write_stats;
 pub mod ws;
 
@@ -25,7 +27,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use herald_core::auth::{self, Verifier};
 use herald_core::metrics::labels::Transport;
@@ -157,11 +159,23 @@ impl Gateway {
     }
 }
 
-/// The client-facing routes: `/connection/websocket`, `/connection/sse`, `/health` and the demo page.
+/// The client-facing routes: `/connection/websocket`, `/connection/sse`, the
+/// unidirectional `/connection/uni_*` ([`uni`]), `/health` and the demo page.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(ws::PATH, get(ws::upgrade))
         .route("/connection/sse", get(sse::stream).options(cors::preflight))
+        .route(uni::websocket::PATH, get(uni::websocket::upgrade))
+        .route(
+            uni::http::SSE_PATH,
+            get(uni::http::sse_get)
+                .post(uni::http::sse_post)
+                .options(uni::http::sse_preflight),
+        )
+        .route(
+            uni::http::STREAM_PATH,
+            post(uni::http::stream_post).options(uni::http::stream_preflight),
+        )
         .route("/health", get(|| async { "ok" }))
         .with_state(gateway)
         .merge(demo::router())

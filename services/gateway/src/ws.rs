@@ -11,7 +11,7 @@
 //! An idle connection holds no buffers: reads go through a buffer on the
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
 
-mod codec;
+pub(crate) mod codec;
 #[cfg(feature = "autobahn-echo")]
 pub mod echo;
 pub mod handshake;
@@ -113,21 +113,29 @@ pub async fn serve_upgraded(
 }
 
 /// The read side of an upgraded socket with its decoder state.
-struct Reader<R> {
+pub(crate) struct Reader<R> {
     io: R,
     decoder: Decoder,
     limit: usize,
 }
 
 /// Why reading ended with an error.
-enum ReadError {
+pub(crate) enum ReadError {
     Io,
     Decode(DecodeError),
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
+    /// Reads messages of at most `limit` bytes from `io`, after what `decoder` holds.
+    pub(crate) fn new(io: R, decoder: Decoder, limit: usize) -> Reader<R> {
+        Reader { io, decoder, limit }
+    }
+
     /// The next complete message; `None` at end of stream.
-    fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Incoming>, ReadError>> {
+    pub(crate) fn poll_message(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<Incoming>, ReadError>> {
         if self.decoder.has_partial() {
             if let Some(message) = self
                 .decoder
@@ -154,7 +162,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
 
 /// The socket behind a completed upgrade, and a decoder holding the bytes the
 /// client sent right behind its upgrade request (read by the HTTP server).
-async fn upgraded(on_upgrade: OnUpgrade) -> Option<(TcpStream, Decoder)> {
+pub(crate) async fn upgraded(on_upgrade: OnUpgrade) -> Option<(TcpStream, Decoder)> {
     let upgraded = on_upgrade
         .await
         .map_err(|e| debug!(error = %e, "WebSocket upgrade failed"))
