@@ -181,6 +181,10 @@ pub struct RunArgs {
     /// reported, so the schedule never slows down (open loop).
     #[arg(long, default_value_t = 256)]
     pub max_inflight: usize,
+    /// Publications per API request: above 1, the publications due together go out in
+    /// `POST /api/batch` requests (`parallel`) of up to this many, one HTTP round trip for all.
+    #[arg(long, default_value_t = 1)]
+    pub publish_batch: usize,
     /// `floor`: publications written per writev call to each socket.
     #[arg(long, default_value_t = 1)]
     pub floor_batch: usize,

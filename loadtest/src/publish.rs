@@ -3,6 +3,7 @@
 //! child's stdin. In-flight requests are bounded; a publication that finds no slot is skipped
 //! and counted, so an overloaded server shows up as "rate not met" instead of a slower schedule.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,33 +22,35 @@ const MAX_QUOTED_ERRORS: usize = 5;
 
 /// Where publications go.
 pub enum Sink {
-    /// `POST {api}/api/publish` with `X-API-Key`.
-    Http {
-        /// Pooled client.
-        client: reqwest::Client,
-        /// Full publish URL.
-        url: String,
-        /// API key.
-        key: String,
-    },
+    /// `POST {api}/api/publish` (or `/api/batch`) with `X-API-Key`.
+    Http(HttpTarget),
     /// `floor`: `"<seq> <ts>\n"` lines to the acceptor process.
     Pipe(ChildStdin),
 }
 
 impl Sink {
-    /// HTTP sink for the API at `api_url` with a pool sized for `max_inflight` requests.
-    pub fn http(api_url: &str, key: &str, max_inflight: usize) -> anyhow::Result<Sink> {
+    /// HTTP sink for the API at `api_url` with a pool sized for `max_inflight` requests,
+    /// sending up to `batch` publications per request.
+    pub fn http(
+        api_url: &str,
+        key: &str,
+        max_inflight: usize,
+        batch: usize,
+    ) -> anyhow::Result<Sink> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(max_inflight)
             .tcp_nodelay(true)
             .timeout(Duration::from_secs(10))
             .build()?;
-        let url = format!("{}/api/publish", api_url.trim_end_matches('/'));
-        Ok(Sink::Http {
+        let api = api_url.trim_end_matches('/');
+        let batch = batch.max(1);
+        let method = if batch == 1 { "publish" } else { "batch" };
+        Ok(Sink::Http(HttpTarget {
             client,
-            url,
+            url: format!("{api}/api/{method}"),
             key: key.to_owned(),
-        })
+            batch,
+        }))
     }
 }
 
@@ -106,10 +109,7 @@ pub struct Published {
 pub async fn run(sink: Sink, plan: Plan, live: Arc<Live>) -> anyhow::Result<Published> {
     match sink {
         Sink::Pipe(stdin) => run_pipe(stdin, plan, live).await,
-        Sink::Http { client, url, key } => {
-            let target = Arc::new(HttpTarget { client, url, key });
-            run_http(target, plan, live).await
-        }
+        Sink::Http(target) => run_http(Arc::new(target), plan, live).await,
     }
 }
 
@@ -197,8 +197,7 @@ async fn run_pipe(mut stdin: ChildStdin, plan: Plan, live: Arc<Live>) -> anyhow:
             .write_all(lines.as_bytes())
             .await
             .context("floor writer is gone")?;
-        live.published
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        live.published.fetch_add(n, Ordering::Relaxed);
     }
     stdin
         .write_all(format!("{}\n", crate::floor::END).as_bytes())
@@ -213,10 +212,12 @@ async fn run_pipe(mut stdin: ChildStdin, plan: Plan, live: Arc<Live>) -> anyhow:
     })
 }
 
-struct HttpTarget {
+/// The publish API: where requests go and how many publications each carries.
+pub struct HttpTarget {
     client: reqwest::Client,
     url: String,
     key: String,
+    batch: usize,
 }
 
 async fn run_http(
@@ -230,36 +231,43 @@ async fn run_http(
     let slots = Arc::new(Semaphore::new(max_inflight));
     let mut schedule = Schedule::new(plan.rate, plan.duration);
     let mut sent = 0u64;
-    while let Some(n) = schedule.due().await {
-        for _ in 0..n {
+    while let Some(mut due) = schedule.due().await {
+        while due > 0 {
+            let n = due.min(target.batch as u64);
+            due -= n;
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                Live::incr(&live.publish_skipped);
+                live.publish_skipped.fetch_add(n, Ordering::Relaxed);
                 continue;
             };
-            let seq = sent;
-            sent += 1;
-            let channel = plan.channels.for_seq(seq);
+            let seqs: Vec<u64> = (sent..sent + n).collect();
+            sent += n;
+            let channels: Vec<String> = seqs.iter().map(|&s| plan.channels.for_seq(s)).collect();
             let (target, live) = (target.clone(), live.clone());
             let (accepted, errors) = (accepted.clone(), errors.clone());
             tokio::spawn(async move {
-                let result = publish_one(&target, &channel, seq).await;
-                match result {
-                    Ok(()) => {
-                        accepted
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(seq);
-                        Live::incr(&live.published);
-                    }
-                    Err(e) => {
-                        Live::incr(&live.publish_errors);
-                        let mut errors = errors.lock().unwrap_or_else(|e| e.into_inner());
-                        if errors.len() < MAX_QUOTED_ERRORS {
-                            errors.push(format!("{e:#}"));
+                let outcomes = match target.batch {
+                    1 => vec![publish_one(&target, &channels[0], seqs[0]).await],
+                    _ => publish_batch(&target, &channels, &seqs).await,
+                };
+                for (seq, outcome) in seqs.into_iter().zip(outcomes) {
+                    match outcome {
+                        Ok(()) => {
+                            accepted
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .insert(seq);
+                            Live::incr(&live.published);
+                        }
+                        Err(e) => {
+                            Live::incr(&live.publish_errors);
+                            let mut errors = errors.lock().unwrap_or_else(|e| e.into_inner());
+                            if errors.len() < MAX_QUOTED_ERRORS {
+                                errors.push(format!("{e:#}"));
+                            }
                         }
                     }
                 }
-                // Released only once the outcome is recorded: the end of the phase waits for
+                // Released only once the outcomes are recorded: the end of the phase waits for
                 // every slot, so nothing may be recorded after that.
                 drop(permit);
             });
@@ -287,13 +295,14 @@ fn body(channel: &str, seq: u64, ts: u64) -> String {
     )
 }
 
-async fn publish_one(target: &HttpTarget, channel: &str, seq: u64) -> anyhow::Result<()> {
+/// Sends `body` to the API; the reply as JSON, or why there is none.
+async fn post(target: &HttpTarget, body: String) -> anyhow::Result<Value> {
     let resp = target
         .client
         .post(&target.url)
         .header("X-API-Key", &target.key)
         .header("Content-Type", "application/json")
-        .body(body(channel, seq, unix_micros()))
+        .body(body)
         .send()
         .await?;
     let status = resp.status();
@@ -305,7 +314,11 @@ async fn publish_one(target: &HttpTarget, channel: &str, seq: u64) -> anyhow::Re
             text => anyhow::bail!("{status} at {}: {text}", target.url),
         }
     }
-    let v: Value = serde_json::from_slice(&bytes).context("publish reply is not JSON")?;
+    serde_json::from_slice(&bytes).context("publish reply is not JSON")
+}
+
+async fn publish_one(target: &HttpTarget, channel: &str, seq: u64) -> anyhow::Result<()> {
+    let v = post(target, body(channel, seq, unix_micros())).await?;
     if let Some(e) = v.get("error") {
         anyhow::bail!("publish error reply: {e}");
     }
@@ -313,6 +326,49 @@ async fn publish_one(target: &HttpTarget, channel: &str, seq: u64) -> anyhow::Re
         anyhow::bail!("publish reply without result: {v}");
     }
     Ok(())
+}
+
+/// Body of a batch request: one `publish` command per publication, run in parallel.
+fn batch_body(channels: &[String], seqs: &[u64], ts: u64) -> String {
+    let mut body = String::from(r#"{"parallel":true,"commands":["#);
+    for (i, (channel, &seq)) in channels.iter().zip(seqs).enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(r#"{"publish":"#);
+        body.push_str(&self::body(channel, seq, ts));
+        body.push('}');
+    }
+    body.push_str("]}");
+    body
+}
+
+/// One `/api/batch` request for the publications `seqs`; each one's outcome, in order (a
+/// failed request fails them all).
+async fn publish_batch(
+    target: &HttpTarget,
+    channels: &[String],
+    seqs: &[u64],
+) -> Vec<anyhow::Result<()>> {
+    let reply = post(target, batch_body(channels, seqs, unix_micros())).await;
+    let replies = reply.and_then(|v| match v.get("replies").and_then(Value::as_array) {
+        Some(r) if r.len() == seqs.len() => Ok(r.clone()),
+        _ => anyhow::bail!("batch reply without one reply per publication: {v}"),
+    });
+    match replies {
+        Ok(replies) => replies
+            .iter()
+            .map(|r| match (r.get("publish"), r.get("error")) {
+                (Some(_), None) => Ok(()),
+                (_, Some(e)) => anyhow::bail!("publish error reply: {e}"),
+                _ => anyhow::bail!("batch reply item without publish result: {r}"),
+            })
+            .collect(),
+        Err(e) => {
+            let e = format!("{e:#}");
+            seqs.iter().map(|_| Err(anyhow::anyhow!("{e}"))).collect()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -335,6 +391,19 @@ mod tests {
             offset: 15_000,
         };
         assert_eq!(shifted.for_seq(6), "user:lt-15002");
+    }
+
+    #[test]
+    fn batch_body_is_one_publish_command_per_publication() {
+        let channels = ["user:lt-1".to_owned(), "user:lt-2".to_owned()];
+        let v: Value = serde_json::from_str(&batch_body(&channels, &[5, 6], 9)).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"parallel": true, "commands": [
+                {"publish": {"channel": "user:lt-1", "data": {"seq": 5, "ts": 9}}},
+                {"publish": {"channel": "user:lt-2", "data": {"seq": 6, "ts": 9}}},
+            ]})
+        );
     }
 
     #[tokio::test(start_paused = true)]

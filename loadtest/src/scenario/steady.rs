@@ -63,7 +63,12 @@ pub async fn run(
                 .api_url
                 .as_deref()
                 .ok_or_else(|| anyhow!("--api-url is required"))?;
-            Some(Sink::http(api, &args.api_key, args.max_inflight)?)
+            Some(Sink::http(
+                api,
+                &args.api_key,
+                args.max_inflight,
+                args.publish_batch,
+            )?)
         }
         _ => None,
     };

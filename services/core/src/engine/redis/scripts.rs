@@ -24,11 +24,13 @@ if KEYS[3] then
     return {tonumber(string.sub(done, 1, sep - 1)), string.sub(done, sep + 1)}
   end
 end
-if redis.call('hsetnx', KEYS[2], 'e', ARGV[4]) == 1 then
-  redis.call('del', KEYS[1])
-end
 local offset = redis.call('hincrby', KEYS[2], 's', 1)
 local epoch = redis.call('hget', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[4]
+  redis.call('hset', KEYS[2], 'e', epoch)
+  redis.call('del', KEYS[1])
+end
 redis.call('expire', KEYS[2], ARGV[5])
 local id = string.format('%d-0', offset)
 local added = redis.pcall('xadd', KEYS[1], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
