@@ -3,9 +3,10 @@
 # missing (redis-server, promtool, Chromium, Node packages, iproute2, iptables),
 # builds, then runs the Rust tests (network fault drills included), the server
 # API suite (Centrifugo's Python client `cent`, memory and Redis engines), the
+# Python client SDK suite (centrifuge-python, JSON and Protobuf), the
 # Autobahn WebSocket conformance cases (report in target/autobahn/report/), the Node
-# suites (official centrifuge SDK, raw protocol, demo page in headless Chromium,
-# rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
+# suites (official centrifuge SDK on the JSON and Protobuf wires, raw protocol,
+# demo page in headless Chromium, rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
 # each installs its own tools: Go + Sprig, kubectl, kubernetes-validate,
 # promtool) and the observability suite (a real Prometheus scraping a live
 # cluster). `scripts/test.sh js` runs only the Node suites; `scripts/test.sh
@@ -51,6 +52,8 @@ if [ "${1:-all}" != js ]; then
   cargo test --workspace
   say "server API with the official cent client"
   scripts/api/test.sh
+  say "client SDK centrifuge-python, JSON and Protobuf"
+  scripts/sdk-python/test.sh
   say "WebSocket conformance: Autobahn cases against the test-only echo endpoint"
   scripts/autobahn/test.sh
 fi
