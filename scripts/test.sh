@@ -22,8 +22,8 @@ if [ "${1:-all}" = fuzz ]; then
   export PROPTEST_CASES="${FUZZ_CASES:-200000}"
   say "fuzz: first requests, handshakes and WebSocket frames, $PROPTEST_CASES cases each"
   cargo test -p herald-gateway --lib properties
-  say "fuzz: command frames, command fields and tokens, $PROPTEST_CASES cases each"
-  cargo test -p herald-core --test fuzz_command --test fuzz_command_fields --test fuzz_token
+  say "fuzz: command frames (JSON and Protobuf), command fields and tokens, $PROPTEST_CASES cases each"
+  cargo test -p herald-core --test fuzz_command --test fuzz_command_fields --test fuzz_protobuf --test fuzz_token
   exit 0
 fi
 
