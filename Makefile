@@ -1,7 +1,7 @@
 # Herald task runner. `make run` starts Herald (dev mode, embedded engine);
 # `make test` installs what the tests need and runs the whole suite.
 
-.PHONY: run test test-rust test-js api autobahn fuzz chart k8s observability rules dashboards lint bench loadtest fmt
+.PHONY: run test test-rust test-js api sdk-python autobahn fuzz chart k8s observability rules dashboards lint bench loadtest fmt
 
 run:
 	cargo run --release -p herald
@@ -18,6 +18,10 @@ test-js:
 # Every server API method through Centrifugo's official Python client, memory and Redis engines.
 api:
 	scripts/api/test.sh
+
+# Centrifugo's official Python client SDK, centrifuge-python, on the JSON and Protobuf wires.
+sdk-python:
+	scripts/sdk-python/test.sh
 
 # RFC 6455 conformance: the Autobahn cases against a test-only echo endpoint;
 # report in target/autobahn/report/.

@@ -3,9 +3,10 @@
 # missing (redis-server, promtool, Chromium, Node packages, iproute2, iptables),
 # builds, then runs the Rust tests (network fault drills included), the server
 # API suite (Centrifugo's Python client `cent`, memory and Redis engines), the
+# Python client SDK suite (centrifuge-python, JSON and Protobuf), the
 # Autobahn WebSocket conformance cases (report in target/autobahn/report/), the Node
-# suites (official centrifuge SDK, raw protocol, demo page in headless Chromium,
-# rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
+# suites (official centrifuge SDK on the JSON and Protobuf wires, raw protocol,
+# demo page in headless Chromium, rolling restart), the deployment suites (Helm chart, kustomize, Dockerfile;
 # each installs its own tools: Go + Sprig, kubectl, kubernetes-validate,
 # promtool) and the observability suite (a real Prometheus scraping a live
 # cluster). `scripts/test.sh js` runs only the Node suites; `scripts/test.sh
@@ -21,8 +22,8 @@ if [ "${1:-all}" = fuzz ]; then
   export PROPTEST_CASES="${FUZZ_CASES:-200000}"
   say "fuzz: first requests, handshakes and WebSocket frames, $PROPTEST_CASES cases each"
   cargo test -p herald-gateway --lib properties
-  say "fuzz: command frames, command fields and tokens, $PROPTEST_CASES cases each"
-  cargo test -p herald-core --test fuzz_command --test fuzz_command_fields --test fuzz_token
+  say "fuzz: command frames (JSON and Protobuf), command fields and tokens, $PROPTEST_CASES cases each"
+  cargo test -p herald-core --test fuzz_command --test fuzz_command_fields --test fuzz_protobuf --test fuzz_token
   exit 0
 fi
 
@@ -51,6 +52,8 @@ if [ "${1:-all}" != js ]; then
   cargo test --workspace
   say "server API with the official cent client"
   scripts/api/test.sh
+  say "client SDK centrifuge-python, JSON and Protobuf"
+  scripts/sdk-python/test.sh
   say "WebSocket conformance: Autobahn cases against the test-only echo endpoint"
   scripts/autobahn/test.sh
 fi

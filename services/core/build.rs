@@ -1,6 +1,8 @@
-//! Names the commit Herald is built from in `HERALD_COMMIT` (for
-//! `herald_build_info`): the environment's `HERALD_COMMIT` when set, else
-//! `git rev-parse --short HEAD`, else `unknown`.
+//! Build steps of `herald-core`: generates the Protobuf client protocol's
+//! types from `proto/client.proto` (prost, with the protoc that the
+//! `protoc-bin-vendored` crate ships), and names the commit Herald is built
+//! from in `HERALD_COMMIT` (for `herald_build_info`): the environment's
+//! `HERALD_COMMIT` when set, else `git rev-parse --short HEAD`, else `unknown`.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,7 +13,19 @@ fn git(args: &[&str]) -> Option<String> {
     (out.status.success() && !text.is_empty()).then_some(text)
 }
 
+fn protobuf() {
+    println!("cargo:rerun-if-changed=proto/client.proto");
+    let protoc = protoc_bin_vendored::protoc_bin_path()
+        .expect("protoc-bin-vendored has no protoc for this platform");
+    prost_build::Config::new()
+        .protoc_executable(protoc)
+        .bytes(["."])
+        .compile_protos(&["proto/client.proto"], &["proto"])
+        .expect("proto/client.proto compiles");
+}
+
 fn main() {
+    protobuf();
     println!("cargo:rerun-if-env-changed=HERALD_COMMIT");
     // HEAD moves on checkout, the branch's ref on commit (worktrees keep HEAD apart).
     let head = git(&["rev-parse", "--git-path", "HEAD"]);

@@ -1,12 +1,14 @@
 //! What a connection is sent, typed: channel pushes that the hub encodes once
 //! and shares between a channel's local subscribers, and the session's replies
 //! and pushes of its own. Transports render frames for their wire: WebSocket
-//! as JSON text ([`Frame::encode_json`]), SSE as events.
+//! in the connection's format ([`Frame::encode`]: JSON text or
+//! length-delimited Protobuf), SSE as events.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use herald_core::protocol::reply::{self, Push, Reply};
+use herald_core::protocol::{protobuf, Format};
 
 /// One frame of a connection's queue.
 #[derive(Debug)]
@@ -21,6 +23,8 @@ pub enum Frame {
     Ping,
     /// A reply or push already encoded as JSON (see [`Frame::encode_json`]).
     Json(Bytes),
+    /// A reply or push already encoded as a length-delimited Protobuf `Reply`.
+    Protobuf(Bytes),
 }
 
 /// A channel push as the hub fans it out.
@@ -35,26 +39,68 @@ pub struct ChannelPush {
     pub time: Option<i64>,
     /// `{"push":{..}}`, encoded once for every subscriber.
     pub json: Bytes,
+    /// The Protobuf encoding, made from `json` by the first Protobuf
+    /// connection that writes the push (JSON-only channels never make it).
+    protobuf: OnceLock<Bytes>,
+}
+
+impl ChannelPush {
+    /// A push encoded as JSON.
+    pub fn new(channel: Arc<str>, offset: u64, time: Option<i64>, json: Bytes) -> ChannelPush {
+        ChannelPush {
+            channel,
+            offset,
+            time,
+            json,
+            protobuf: OnceLock::new(),
+        }
+    }
+
+    /// The push as a length-delimited Protobuf `Reply`, encoded on first use.
+    pub fn protobuf(&self) -> &Bytes {
+        self.protobuf
+            .get_or_init(|| protobuf::channel_push_from_json(&self.json))
+    }
 }
 
 impl Frame {
     /// Encodes a typed reply or push as JSON, in place; other frames are JSON already.
     pub fn encode_json(&mut self) {
-        match self {
-            Frame::Reply(reply) => *self = Frame::Json(reply.encode()),
-            Frame::Push(push) => *self = Frame::Json(push.encode()),
-            Frame::Channel(_) | Frame::Ping | Frame::Json(_) => {}
-        }
+        self.encode(Format::Json);
+    }
+
+    /// Encodes a typed reply or push in `format`, in place; other frames
+    /// are encoded already (a connection's frames all have its format).
+    pub fn encode(&mut self, format: Format) {
+        let encoded = match (&*self, format) {
+            (Frame::Reply(reply), Format::Json) => Frame::Json(reply.encode()),
+            (Frame::Push(push), Format::Json) => Frame::Json(push.encode()),
+            (Frame::Reply(reply), Format::Protobuf) => {
+                Frame::Protobuf(protobuf::encode_reply(reply))
+            }
+            (Frame::Push(push), Format::Protobuf) => Frame::Protobuf(protobuf::encode_push(push)),
+            _ => return,
+        };
+        *self = encoded;
     }
 
     /// The frame as JSON; empty for a typed reply or push not encoded yet
     /// (writers encode a frame before they measure or write it).
     pub fn json(&self) -> &[u8] {
-        match self {
-            Frame::Channel(push) => &push.json,
-            Frame::Json(json) => json,
-            Frame::Ping => reply::PING,
-            Frame::Reply(_) | Frame::Push(_) => &[],
+        self.bytes(Format::Json)
+    }
+
+    /// The frame's bytes in `format`; empty for a typed reply or push not
+    /// encoded yet, or one encoded in the other format.
+    pub fn bytes(&self, format: Format) -> &[u8] {
+        match (self, format) {
+            (Frame::Channel(push), Format::Json) => &push.json,
+            (Frame::Channel(push), Format::Protobuf) => push.protobuf(),
+            (Frame::Json(json), Format::Json) => json,
+            (Frame::Protobuf(bytes), Format::Protobuf) => bytes,
+            (Frame::Ping, Format::Json) => reply::PING,
+            (Frame::Ping, Format::Protobuf) => protobuf::PING,
+            _ => &[],
         }
     }
 
@@ -108,6 +154,27 @@ mod tests {
             .json()
             .starts_with(br#"{"push":{"channel":"c","unsubscribe""#));
         assert_eq!(Frame::Ping.json(), b"{}");
+    }
+
+    #[test]
+    fn protobuf_frames_are_length_delimited_and_channel_pushes_encode_once() {
+        let mut frame = Frame::from(Reply {
+            id: 3,
+            body: Body::Publish(Empty {}),
+        });
+        frame.encode(Format::Protobuf);
+        assert!(frame.json().is_empty(), "not JSON");
+        let encoded = frame.bytes(Format::Protobuf);
+        assert_eq!(usize::from(encoded[0]), encoded.len() - 1);
+        assert_eq!(Frame::Ping.bytes(Format::Protobuf), [0]);
+        let push = Arc::new(ChannelPush::new(
+            "c".into(),
+            1,
+            None,
+            Bytes::from_static(br#"{"push":{"channel":"c","pub":{"offset":1,"data":{}}}}"#),
+        ));
+        let first = push.protobuf().as_ptr();
+        assert_eq!(push.protobuf().as_ptr(), first, "encoded once, then shared");
     }
 
     #[test]

@@ -189,13 +189,15 @@ fn classify(
     if let Some(accepted) = ws::echo::accepts(&request, &origin_allowed) {
         return Some(First::Echo { accepted, head });
     }
-    let path = request.path.unwrap_or_default();
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let target = request.path.unwrap_or_default();
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
     if request.method != Some("GET") || request.version != Some(1) || path != ws::PATH {
         return Some(First::Http);
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
-    match handshake::check(&origin_allowed, headers) {
+    match handshake::check(&origin_allowed, query, headers) {
         Ok(accepted) => Some(First::WebSocket { accepted, head }),
         Err(_) => Some(First::Http),
     }

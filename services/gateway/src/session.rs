@@ -20,6 +20,7 @@ use herald_core::channel::Channel;
 use herald_core::control;
 use herald_core::metrics::labels::Transport;
 use herald_core::protocol::command::parse_frame;
+use herald_core::protocol::protobuf;
 use herald_core::protocol::reply::{self, Body, Push, Reply};
 use herald_core::protocol::{Disconnect, Error, Request, Unsubscribe};
 use herald_core::publication::{ClientInfo, RawJson};
@@ -117,6 +118,24 @@ impl Session {
         })?;
         for command in commands {
             let (id, request) = command.into_request();
+            self.handle(id, request).await?;
+        }
+        Ok(())
+    }
+
+    /// Handles one incoming binary frame of the Protobuf format (one or more
+    /// length-delimited commands).
+    pub async fn handle_protobuf_frame(&mut self, frame: &[u8]) -> Outcome {
+        let malformed = |e: protobuf::DecodeError| {
+            debug!(client = %self.client, error = %e, "malformed frame");
+            Disconnect::BAD_REQUEST
+        };
+        let count = protobuf::count_messages(frame, MAX_COMMANDS_PER_FRAME).map_err(malformed)?;
+        if count > MAX_COMMANDS_PER_FRAME {
+            debug!(client = %self.client, "too many commands in one frame");
+            return Err(Disconnect::TOO_MANY_COMMANDS);
+        }
+        for (id, request) in protobuf::parse_frame(frame).map_err(malformed)? {
             self.handle(id, request).await?;
         }
         Ok(())

@@ -137,12 +137,12 @@ mod tests {
             trace: None,
         };
         let frames = [
-            Frame::Channel(Arc::new(ChannelPush {
-                channel: Arc::from("c"),
-                offset: 1,
-                time: Some(publication.time),
-                json: encode_publication_push("c", &publication),
-            })),
+            Frame::Channel(Arc::new(ChannelPush::new(
+                Arc::from("c"),
+                1,
+                Some(publication.time),
+                encode_publication_push("c", &publication),
+            ))),
             Frame::Json(Bytes::from_static(b"{\"id\":1,\"ping\":{}}")),
         ];
         stats.handed(frames.iter());

@@ -4,9 +4,10 @@
 //! `TcpStream` (the client listener, [`crate::listener`], serves HTTP/1.1
 //! with nothing layered on the socket), owned by the connection's
 //! [`writer::Writer`]; the task reads through it. Queued frames are written
-//! by a flusher running the writer (newline-joined messages, one vectored
-//! write each, straight from the frames the hub encoded once for every
-//! subscriber); the task writes only while the socket is full.
+//! by a flusher running the writer (messages in the connection's format,
+//! JSON or Protobuf, one vectored write each, straight from the frames the
+//! hub encoded once for every subscriber); the task writes only while the
+//! socket is full.
 //!
 //! An idle connection holds no buffers: reads go through a buffer on the
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
@@ -30,7 +31,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_core::metrics::labels::Transport;
 use herald_core::metrics::TransportMetrics;
-use herald_core::protocol::Disconnect;
+use herald_core::protocol::{Disconnect, Format};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
@@ -59,6 +60,7 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
     let headers = request.headers().iter();
     let checked = handshake::check(
         |o, h| gw.is_origin_allowed(o, h),
+        request.uri().query(),
         headers.map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
     let accepted = match checked {
@@ -83,9 +85,11 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let session_gw = gw.clone();
+    let format = accepted.format();
     gw.spawn(async move {
         if let Some((stream, decoder)) = upgraded(on_upgrade).await {
-            session_gw.spawn(run(session_gw.clone(), stream, decoder, peer, slot));
+            let connection = run(session_gw.clone(), stream, decoder, peer, slot, format);
+            session_gw.spawn(connection);
         }
     });
     accepted.into_response()
@@ -109,7 +113,8 @@ pub async fn serve_upgraded(
         debug!(error = %e, "WebSocket upgrade response not written");
         return;
     }
-    gw.spawn(run(gw.clone(), stream, decoder, Some(peer), slot));
+    let format = accepted.format();
+    gw.spawn(run(gw.clone(), stream, decoder, Some(peer), slot, format));
 }
 
 /// The read side of an upgraded socket with its decoder state.
@@ -185,20 +190,22 @@ fn run(
     decoder: Decoder,
     peer: Option<SocketAddr>,
     slot: Slot,
+    format: Format,
 ) -> impl std::future::Future<Output = ()> + Send {
     let gauge = ws_metrics(&gw).connections.clone();
     gauge.inc();
     let outbox = Outbox::new(gw.config.queue_size);
     let mut session = Session::new(gw.clone(), outbox.clone(), peer);
     let batch = gw.config.write_batch;
-    let writer = Writer::attach(stream, outbox.clone(), gw.flusher(session.conn()), batch);
+    let shard = gw.flusher(session.conn());
+    let writer = Writer::attach(stream, outbox.clone(), shard, batch, format);
     let mut reader = Reader {
         io: ReadHalf(writer.clone()),
         decoder,
         limit: gw.config.max_message_size,
     };
     async move {
-        let reason = serve(&gw, &mut reader, &mut session, &outbox, &writer).await;
+        let reason = serve(&gw, &mut reader, &mut session, &outbox, &writer, format).await;
         if let Some(reason) = reason {
             if !outbox::flushes_before_close(reason) {
                 writer.drop_unsent();
@@ -245,6 +252,7 @@ async fn serve<R: AsyncRead + Unpin>(
     session: &mut Session,
     outbox: &Outbox,
     writer: &Writer,
+    format: Format,
 ) -> Option<Disconnect> {
     let timer = tokio::time::sleep_until(session.next_deadline());
     tokio::pin!(timer);
@@ -279,12 +287,19 @@ async fn serve<R: AsyncRead + Unpin>(
                 }
             }
             incoming = poll_fn(|cx| reader.poll_message(cx)) => match incoming {
-                Ok(Some(Incoming::Text(text))) => {
+                Ok(Some(Incoming::Text(text))) if format == Format::Json => {
                     if let Err(reason) = Box::pin(session.handle_frame(&text)).await {
                         return Some(reason);
                     }
                 }
-                Ok(Some(Incoming::Binary)) => return Some(Disconnect::BAD_REQUEST),
+                Ok(Some(Incoming::Binary(frame))) if format == Format::Protobuf => {
+                    if let Err(reason) = Box::pin(session.handle_protobuf_frame(&frame)).await {
+                        return Some(reason);
+                    }
+                }
+                Ok(Some(Incoming::Text(_) | Incoming::Binary(_))) => {
+                    return Some(Disconnect::BAD_REQUEST)
+                }
                 Ok(Some(Incoming::Ping(payload))) => writer.push_control(Kind::Pong, &payload),
                 Ok(Some(Incoming::Close(code))) => {
                     close(gw, writer, code.map(|c| (c, ""))).await;

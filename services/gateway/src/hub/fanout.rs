@@ -29,12 +29,7 @@ impl Hub {
         let Some((name, subscribers)) = shard.get_key_value(channel) else {
             return false;
         };
-        let push = Arc::new(ChannelPush {
-            channel: name.clone(),
-            offset,
-            time,
-            json: encode(),
-        });
+        let push = Arc::new(ChannelPush::new(name.clone(), offset, time, encode()));
         match subscribers {
             Subscribers::One(_, outbox) => {
                 outbox.send_channel(&push);

@@ -9,12 +9,12 @@ fn frame(s: &'static str) -> Frame {
 
 /// A channel push whose JSON is just `name`.
 fn push(channel: &str, offset: u64, name: &'static str) -> Arc<ChannelPush> {
-    Arc::new(ChannelPush {
-        channel: Arc::from(channel),
+    Arc::new(ChannelPush::new(
+        Arc::from(channel),
         offset,
-        time: None,
-        json: Bytes::from_static(name.as_bytes()),
-    })
+        None,
+        Bytes::from_static(name.as_bytes()),
+    ))
 }
 
 fn names(frames: FrameQueue) -> Vec<String> {

@@ -65,6 +65,8 @@ impl Events {
                 event(out, None, &push.encode_body());
             }
             Frame::Json(json) => event(out, None, &json),
+            // SSE sessions speak JSON; nothing encodes their frames as Protobuf.
+            Frame::Protobuf(_) => {}
             Frame::Reply(reply) => match reply.body {
                 Body::Error(e) => return Err((e.code(), e.message())),
                 Body::Connect(mut connect) => {

@@ -15,17 +15,16 @@ use tungstenite::protocol::frame::FrameHeader;
 pub enum Incoming {
     /// A text message.
     Text(String),
-    /// A binary message (Herald speaks JSON only).
-    Binary,
+    /// A binary message (Protobuf commands).
+    Binary(Vec<u8>),
     /// A ping; the payload goes back in the pong.
     Ping(Vec<u8>),
     /// The client closes, with its close code if it sent one.
     Close(Option<u16>),
 }
 
-/// A complete message with a binary message's payload kept, as
-/// [`Decoder::decode_message`] returns it. Herald's own endpoint has no use for
-/// binary payloads ([`Incoming::Binary`]); the test echo endpoint sends them back.
+/// A complete message, as [`Decoder::decode_message`] returns it (the test
+/// echo endpoint sends each back).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Message {
     /// A text message.
@@ -42,7 +41,7 @@ impl From<Message> for Incoming {
     fn from(message: Message) -> Incoming {
         match message {
             Message::Text(text) => Incoming::Text(text),
-            Message::Binary(_) => Incoming::Binary,
+            Message::Binary(payload) => Incoming::Binary(payload),
             Message::Ping(payload) => Incoming::Ping(payload),
             Message::Close(code) => Incoming::Close(code),
         }
@@ -284,7 +283,7 @@ pub const MAX_HEADER: usize = 10;
 pub enum Kind {
     /// Text message.
     Text,
-    /// Binary message (only the test echo endpoint sends one).
+    /// Binary message (Protobuf replies; the test echo endpoint's echoes).
     Binary,
     /// Close.
     Close,

@@ -40,7 +40,7 @@ pub fn accepts(
         return None;
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));
-    handshake::check(origin_allowed, headers).ok()
+    handshake::check(origin_allowed, None, headers).ok()
 }
 
 /// Answers the upgrade (`pending` holds what the client sent behind its

@@ -2,21 +2,29 @@
 //! checks an upgrade request's headers and builds the `101` answer. Shared by
 //! the listener, which answers upgrade requests itself, and the axum route,
 //! which serves the rest (requests after an earlier one on a kept-alive
-//! connection, and refusals).
+//! connection, and refusals). It also picks the connection's format, as
+//! Centrifugo does: the subprotocol `centrifuge-protobuf`, or
+//! `format=protobuf` / `cf_protocol=protobuf` in the query, select Protobuf.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use herald_core::protocol::Format;
 
-/// The one subprotocol Herald speaks; echoed when a client asks for it.
+/// The JSON subprotocol; echoed when a client asks for it.
 pub const SUBPROTOCOL: &str = "centrifuge-json";
+
+/// The Protobuf subprotocol; echoed when a client asks for it.
+pub const SUBPROTOCOL_PROTOBUF: &str = "centrifuge-protobuf";
 
 /// An upgrade request that passed every check.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Accepted {
     /// `Sec-WebSocket-Accept` for the request's key.
     accept: String,
-    /// The client offered [`SUBPROTOCOL`].
-    subprotocol: bool,
+    /// The subprotocol to answer with: the first one the client offered that Herald speaks.
+    subprotocol: Option<&'static str>,
+    /// The connection's format.
+    format: Format,
 }
 
 /// Why an upgrade request is refused.
@@ -39,13 +47,16 @@ fn lossy(value: &[u8]) -> &str {
 
 /// Checks the headers of a `GET` upgrade request (names in any case);
 /// `origin_allowed` judges its `Origin` against its `Host`
-/// ([`crate::Gateway::is_origin_allowed`]).
+/// ([`crate::Gateway::is_origin_allowed`]); `query` is the request target's
+/// query string, if any.
 pub fn check<'a>(
     origin_allowed: impl FnOnce(Option<&str>, Option<&str>) -> bool,
+    query: Option<&str>,
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> Result<Accepted, Refusal> {
     let (mut origin, mut host, mut version, mut key) = (None, None, None, None);
-    let (mut connection_upgrade, mut upgrade_websocket, mut subprotocol) = (false, false, false);
+    let (mut connection_upgrade, mut upgrade_websocket) = (false, false);
+    let mut subprotocol = None;
     for (name, value) in headers {
         let is = |h: &header::HeaderName| name.eq_ignore_ascii_case(h.as_str());
         if is(&header::ORIGIN) {
@@ -61,7 +72,7 @@ pub fn check<'a>(
         } else if is(&header::SEC_WEBSOCKET_KEY) {
             key = key.or(Some(value));
         } else if is(&header::SEC_WEBSOCKET_PROTOCOL) {
-            subprotocol |= lists(value, SUBPROTOCOL);
+            subprotocol = subprotocol.or_else(|| first_spoken(value));
         }
     }
     if !origin_allowed(origin.map(lossy), host.map(lossy)) {
@@ -74,9 +85,34 @@ pub fn check<'a>(
         return Err(Refusal::Version);
     }
     let key = key.ok_or(Refusal::NoKey)?;
+    let protobuf = subprotocol == Some(SUBPROTOCOL_PROTOBUF) || query.is_some_and(asks_protobuf);
     Ok(Accepted {
         accept: tungstenite::handshake::derive_accept_key(key),
         subprotocol,
+        format: if protobuf {
+            Format::Protobuf
+        } else {
+            Format::Json
+        },
+    })
+}
+
+/// The first subprotocol of a comma-separated list that Herald speaks.
+fn first_spoken(value: &[u8]) -> Option<&'static str> {
+    value.split(|&b| b == b',').find_map(|t| {
+        [SUBPROTOCOL, SUBPROTOCOL_PROTOBUF]
+            .into_iter()
+            .find(|p| t.trim_ascii().eq_ignore_ascii_case(p.as_bytes()))
+    })
+}
+
+/// Whether a query string asks for Protobuf (`format=protobuf` or `cf_protocol=protobuf`).
+fn asks_protobuf(query: &str) -> bool {
+    query.split('&').any(|pair| {
+        matches!(
+            pair.split_once('='),
+            Some(("format" | "cf_protocol", "protobuf"))
+        )
     })
 }
 
@@ -90,16 +126,20 @@ fn lists(value: &[u8], token: &str) -> bool {
 impl Accepted {
     /// The whole `101` response, for a socket the listener answers itself.
     pub fn response_head(&self) -> String {
-        let protocol = if self.subprotocol {
-            "sec-websocket-protocol: centrifuge-json\r\n"
-        } else {
-            ""
-        };
+        let protocol = self
+            .subprotocol
+            .map(|p| format!("sec-websocket-protocol: {p}\r\n"))
+            .unwrap_or_default();
         format!(
             "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
              sec-websocket-accept: {}\r\n{protocol}\r\n",
             self.accept
         )
+    }
+
+    /// The format the connection speaks.
+    pub fn format(&self) -> Format {
+        self.format
     }
 }
 
@@ -112,10 +152,10 @@ impl IntoResponse for Accepted {
         if let Ok(accept) = HeaderValue::from_str(&self.accept) {
             out.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
         }
-        if self.subprotocol {
+        if let Some(protocol) = self.subprotocol {
             out.insert(
                 header::SEC_WEBSOCKET_PROTOCOL,
-                HeaderValue::from_static(SUBPROTOCOL),
+                HeaderValue::from_static(protocol),
             );
         }
         response
@@ -178,7 +218,7 @@ mod tests {
 
     #[test]
     fn accepts_the_rfc_example_and_answers_its_key() {
-        let accepted = check(|_, _| true, request(&[])).unwrap();
+        let accepted = check(|_, _| true, None, request(&[])).unwrap();
         let head = accepted.response_head();
         assert!(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
@@ -189,27 +229,56 @@ mod tests {
     #[test]
     fn echoes_the_subprotocol_only_when_offered() {
         let offered = request(&[("Sec-WebSocket-Protocol", b"other, centrifuge-json")]);
-        let head = check(|_, _| true, offered).unwrap().response_head();
+        let head = check(|_, _| true, None, offered).unwrap().response_head();
         assert!(head.contains("sec-websocket-protocol: centrifuge-json\r\n"));
-        let other = request(&[("Sec-WebSocket-Protocol", b"centrifuge-protobuf")]);
-        assert!(!check(|_, _| true, other).unwrap().subprotocol);
+        let other = request(&[("Sec-WebSocket-Protocol", b"other")]);
+        assert_eq!(check(|_, _| true, None, other).unwrap().subprotocol, None);
+        assert_eq!(
+            check(|_, _| true, None, request(&[])).unwrap().format(),
+            Format::Json
+        );
+    }
+
+    #[test]
+    fn protobuf_by_subprotocol_or_query() {
+        let offered = request(&[("Sec-WebSocket-Protocol", b"centrifuge-protobuf")]);
+        let accepted = check(|_, _| true, None, offered).unwrap();
+        assert_eq!(accepted.format(), Format::Protobuf);
+        assert!(accepted
+            .response_head()
+            .contains("sec-websocket-protocol: centrifuge-protobuf\r\n"));
+        let first = request(&[(
+            "Sec-WebSocket-Protocol",
+            b"centrifuge-json, centrifuge-protobuf",
+        )]);
+        assert_eq!(
+            check(|_, _| true, None, first).unwrap().format(),
+            Format::Json
+        );
+        for query in ["format=protobuf", "a=1&cf_protocol=protobuf"] {
+            let accepted = check(|_, _| true, Some(query), request(&[])).unwrap();
+            assert_eq!(accepted.format(), Format::Protobuf, "{query}");
+            assert_eq!(accepted.subprotocol, None);
+        }
+        let json = check(|_, _| true, Some("format=json&x=protobuf"), request(&[])).unwrap();
+        assert_eq!(json.format(), Format::Json);
     }
 
     #[test]
     fn refusals() {
         let evil = request(&[("Origin", b"https://evil.example")]);
         let judge = |o: Option<&str>, _: Option<&str>| o != Some("https://evil.example");
-        assert_eq!(check(judge, evil), Err(Refusal::Origin));
+        assert_eq!(check(judge, None, evil), Err(Refusal::Origin));
         assert_eq!(
-            check(|_, _| true, without("connection")),
+            check(|_, _| true, None, without("connection")),
             Err(Refusal::NotUpgrade)
         );
         assert_eq!(
-            check(|_, _| true, without("upgrade")),
+            check(|_, _| true, None, without("upgrade")),
             Err(Refusal::NotUpgrade)
         );
         assert_eq!(
-            check(|_, _| true, without("sec-websocket-version")),
+            check(|_, _| true, None, without("sec-websocket-version")),
             Err(Refusal::Version)
         );
         let v8 = request(&[]).into_iter().map(|(n, v)| {
@@ -222,9 +291,9 @@ mod tests {
                 },
             )
         });
-        assert_eq!(check(|_, _| true, v8), Err(Refusal::Version));
+        assert_eq!(check(|_, _| true, None, v8), Err(Refusal::Version));
         assert_eq!(
-            check(|_, _| true, without("sec-websocket-key")),
+            check(|_, _| true, None, without("sec-websocket-key")),
             Err(Refusal::NoKey)
         );
     }

@@ -1,6 +1,8 @@
-//! One WebSocket's write state: turns queued frames into text messages
-//! (newline-joined, up to a batch or 64 KiB each) and writes each with one
-//! vectored write straight from the shared frames to the socket it is given.
+//! One WebSocket's write state: turns queued frames into messages of the
+//! connection's format (JSON: newline-joined in a text message; Protobuf:
+//! length-delimited replies back to back in a binary message; up to a batch
+//! or 64 KiB each) and writes each with one vectored write straight from the
+//! shared frames to the socket it is given.
 //! It keeps what a partial write left over, so any task may continue the
 //! write: usually the flusher, the connection's own task when the socket is full.
 
@@ -9,10 +11,10 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use herald_core::protocol::Format;
 use tokio::io::AsyncWrite;
 
 use super::codec::{self, Kind, MAX_HEADER};
-use crate::frame::Frame;
 use crate::frame_queue::FrameQueue;
 use crate::write_stats::WriteStats;
 
@@ -28,6 +30,7 @@ const FEW_SLICES: usize = 8;
 /// The unfinished message of one connection.
 pub struct Wire {
     batch: usize,
+    format: Format,
     /// The message being written: its first `frames` queued frames.
     message: Option<Message>,
     /// A control frame (pong, close) to write once the current message is out,
@@ -46,10 +49,11 @@ struct Message {
 }
 
 impl Wire {
-    /// A wire coalescing up to `batch` frames per message.
-    pub fn new(batch: usize) -> Wire {
+    /// A wire coalescing up to `batch` frames per message, in `format`.
+    pub fn new(batch: usize, format: Format) -> Wire {
         Wire {
             batch,
+            format,
             message: None,
             control: None,
         }
@@ -92,7 +96,8 @@ impl Wire {
                     header,
                     frames,
                     message.frames as usize,
-                    message.written as usize
+                    message.written as usize,
+                    self.format
                 ))?;
                 stats.written(n);
                 message.written += n as u32;
@@ -123,22 +128,28 @@ impl Wire {
     }
 
     /// Frames from the front of the queue that make the next message,
-    /// encoded as JSON first where they are typed.
+    /// encoded in the connection's format first where they are typed.
     fn next_message(&self, frames: &mut FrameQueue) -> Message {
+        let format = self.format;
         let mut iter = frames.iter_mut().map(|frame| {
-            frame.encode_json();
-            frame.json().len()
+            frame.encode(format);
+            frame.bytes(format).len()
         });
+        let separator = separator(format).len();
         let mut count = 1;
         let mut length = iter.next().unwrap_or(0);
         for next in iter {
-            if count == self.batch || length + 1 + next > MAX_COALESCED {
+            if count == self.batch || length + separator + next > MAX_COALESCED {
                 break;
             }
-            length += 1 + next;
+            length += separator + next;
             count += 1;
         }
-        let (header, header_len) = codec::header(Kind::Text, length);
+        let kind = match format {
+            Format::Json => Kind::Text,
+            Format::Protobuf => Kind::Binary,
+        };
+        let (header, header_len) = codec::header(kind, length);
         Message {
             frames: count as u32,
             total: (header_len + length) as u32,
@@ -149,7 +160,16 @@ impl Wire {
     }
 }
 
-/// One `writev` of the header and the first `count` frames newline-joined,
+/// What goes between two frames of one message: a newline between JSON
+/// lines, nothing between length-delimited Protobuf replies.
+fn separator(format: Format) -> &'static [u8] {
+    match format {
+        Format::Json => b"\n",
+        Format::Protobuf => b"",
+    }
+}
+
+/// One `writev` of the header and the first `count` frames joined,
 /// less the first `skip` bytes.
 fn poll_write_pieces<W: AsyncWrite>(
     io: Pin<&mut W>,
@@ -158,16 +178,18 @@ fn poll_write_pieces<W: AsyncWrite>(
     frames: &FrameQueue,
     count: usize,
     skip: usize,
+    format: Format,
 ) -> Poll<io::Result<usize>> {
     let pieces = (1 + 2 * count).min(MAX_SLICES);
-    let parts = frames.iter().take(count).map(Frame::json);
+    let parts = frames.iter().take(count).map(|f| f.bytes(format));
+    let separator = separator(format);
     let written = if pieces <= FEW_SLICES {
         let slices = &mut [IoSlice::new(&[]); FEW_SLICES];
-        let filled = fill_slices(slices, header, parts, skip);
+        let filled = fill_slices(slices, header, parts, separator, skip);
         ready!(io.poll_write_vectored(cx, &slices[..filled]))?
     } else {
         let slices = &mut vec![IoSlice::new(&[]); pieces];
-        let filled = fill_slices(slices, header, parts, skip);
+        let filled = fill_slices(slices, header, parts, separator, skip);
         ready!(io.poll_write_vectored(cx, &slices[..filled]))?
     };
     if written == 0 {
@@ -176,18 +198,20 @@ fn poll_write_pieces<W: AsyncWrite>(
     Poll::Ready(Ok(written))
 }
 
-/// Fills `slices` with the header and the newline-joined `parts`, leaving out
-/// the first `skip` bytes; returns how many slices were filled.
+/// Fills `slices` with the header and the `parts` joined by `separator`,
+/// leaving out the first `skip` bytes (and empty pieces); returns how many
+/// slices were filled.
 fn fill_slices<'a>(
     slices: &mut [IoSlice<'a>],
     header: &'a [u8],
     parts: impl Iterator<Item = &'a [u8]>,
+    separator: &'a [u8],
     mut skip: usize,
 ) -> usize {
     let pieces = std::iter::once(header).chain(
         parts
             .enumerate()
-            .flat_map(|(i, p)| [if i == 0 { &b""[..] } else { b"\n" }, p]),
+            .flat_map(move |(i, p)| [if i == 0 { &b""[..] } else { separator }, p]),
     );
     let mut count = 0;
     for piece in pieces {

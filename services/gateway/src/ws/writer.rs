@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 
 use herald_core::metrics::TransportMetrics;
-use herald_core::protocol::Disconnect;
+use herald_core::protocol::{Disconnect, Format};
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
@@ -30,17 +30,18 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Takes over writing `outbox`'s frames to `socket`, run by the flusher `shard`.
+    /// Takes over writing `outbox`'s frames to `socket` in `format`, run by the flusher `shard`.
     pub fn attach(
         socket: TcpStream,
         outbox: Arc<Outbox>,
         shard: Arc<Shard>,
         batch: usize,
+        format: Format,
     ) -> Arc<Writer> {
         let writer = Arc::new(Writer {
             socket,
             outbox: outbox.clone(),
-            wire: Mutex::new(Wire::new(batch)),
+            wire: Mutex::new(Wire::new(batch, format)),
         });
         let flush: Arc<dyn Flush> = writer.clone();
         outbox.attach(Arc::downgrade(&flush), shard);

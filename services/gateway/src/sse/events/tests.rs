@@ -60,19 +60,19 @@ fn publications_carry_the_positions_of_every_tracked_channel() {
          id: 14:e:user:42\ndata: {\"channel\":\"user:42\",\"pub\":{\"offset\":14,\"data\":{}}}\n\n\
          id: 15:e:user:42\ndata: {\"channel\":\"user:42\",\"pub\":{\"offset\":15,\"data\":{}}}\n\n"
     );
-    let live = Frame::Channel(Arc::new(ChannelPush {
-        channel: Arc::from("user:42"),
-        offset: 16,
-        time: None,
-        json: encode_publication_push("user:42", &publication(16)),
-    }));
+    let live = Frame::Channel(Arc::new(ChannelPush::new(
+        Arc::from("user:42"),
+        16,
+        None,
+        encode_publication_push("user:42", &publication(16)),
+    )));
     assert!(render(&mut events, live).starts_with("id: 16:e:user:42\ndata: {\"channel\""));
-    let join = Frame::Channel(Arc::new(ChannelPush {
-        channel: Arc::from("user:42"),
-        offset: 0,
-        time: None,
-        json: Bytes::from_static(br#"{"push":{"channel":"user:42","join":{}}}"#),
-    }));
+    let join = Frame::Channel(Arc::new(ChannelPush::new(
+        Arc::from("user:42"),
+        0,
+        None,
+        Bytes::from_static(br#"{"push":{"channel":"user:42","join":{}}}"#),
+    )));
     assert_eq!(
         render(&mut events, join),
         "data: {\"channel\":\"user:42\",\"join\":{}}\n\n",

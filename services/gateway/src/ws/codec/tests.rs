@@ -158,7 +158,7 @@ fn close_frames_carry_their_code() {
     let got = Decoder::default().decode(&client_frame(0x8, true, b""), LIMIT);
     assert_eq!(got, Ok(Some(Incoming::Close(None))));
     let binary = Decoder::default().decode(&client_frame(0x2, true, b"\x00"), LIMIT);
-    assert_eq!(binary, Ok(Some(Incoming::Binary)));
+    assert_eq!(binary, Ok(Some(Incoming::Binary(vec![0]))));
 }
 
 #[test]

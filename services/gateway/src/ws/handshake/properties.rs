@@ -8,7 +8,9 @@ use proptest::sample::select;
 
 use herald_testkit::fuzz;
 
-use super::{check, Accepted, Refusal, SUBPROTOCOL};
+use herald_core::protocol::Format;
+
+use super::{check, Accepted, Refusal, SUBPROTOCOL, SUBPROTOCOL_PROTOBUF};
 
 /// The values of the headers called `name` (in any case).
 fn named<'a>(headers: &'a [(String, Vec<u8>)], name: &'a str) -> impl Iterator<Item = &'a [u8]> {
@@ -37,9 +39,26 @@ fn spec(headers: &[(String, Vec<u8>)]) -> Result<Accepted, Refusal> {
         return Err(Refusal::Version);
     }
     let key = named("sec-websocket-key").next().ok_or(Refusal::NoKey)?;
+    let subprotocol = named("sec-websocket-protocol")
+        .flat_map(|v| v.split(|&b| b == b','))
+        .find_map(|t| {
+            let t = t.trim_ascii();
+            if t.eq_ignore_ascii_case(SUBPROTOCOL.as_bytes()) {
+                Some(SUBPROTOCOL)
+            } else if t.eq_ignore_ascii_case(SUBPROTOCOL_PROTOBUF.as_bytes()) {
+                Some(SUBPROTOCOL_PROTOBUF)
+            } else {
+                None
+            }
+        });
     Ok(Accepted {
         accept: tungstenite::handshake::derive_accept_key(key),
-        subprotocol: lists("sec-websocket-protocol", SUBPROTOCOL),
+        subprotocol,
+        format: if subprotocol == Some(SUBPROTOCOL_PROTOBUF) {
+            Format::Protobuf
+        } else {
+            Format::Json
+        },
     })
 }
 
@@ -62,6 +81,7 @@ fn header() -> impl Strategy<Value = (String, Vec<u8>)> {
         b"13",
         b"8",
         b"centrifuge-json",
+        b"centrifuge-protobuf",
         b"evil",
         b"keep-alive",
         b",",
@@ -92,7 +112,12 @@ fn handshake_headers() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
         pick("Sec-WebSocket-Key", &[b"dGhlIHNhbXBsZSBub25jZQ=="]),
         pick(
             "Sec-WebSocket-Protocol",
-            &[b"centrifuge-json", b"a, centrifuge-json", b"b"],
+            &[
+                b"centrifuge-json",
+                b"a, centrifuge-json",
+                b"b",
+                b"centrifuge-protobuf, centrifuge-json",
+            ],
         ),
         pick("Origin", &[b"https://app.example", b"evil"]),
     )
@@ -107,6 +132,7 @@ fn any_headers_are_judged_as_the_rfc_says() {
     fuzz::run("handshake_headers", 2000, strategy, |headers| {
         let got = check(
             |origin, _| origin != Some("evil"),
+            None,
             headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
         );
         prop_assert_eq!(got, spec(&headers));

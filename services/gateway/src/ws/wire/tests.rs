@@ -1,6 +1,7 @@
 //! Unit tests of the wire: messages, batching and partial writes.
 
 use super::*;
+use crate::frame::Frame;
 use herald_core::metrics::labels::Transport;
 use std::task::Waker;
 
@@ -56,7 +57,7 @@ fn coalesces_up_to_the_batch_into_one_message_each() {
         out: vec![],
         room: usize::MAX,
     };
-    let mut wire = Wire::new(2);
+    let mut wire = Wire::new(2, Format::Json);
     let mut queue = frames(&["a", "bb", "c"]);
     let metrics = herald_core::Metrics::new();
     let ws = metrics.transport(Transport::WebSocket);
@@ -83,7 +84,7 @@ fn partial_writes_resume_where_they_stopped_and_control_frames_wait() {
         out: vec![],
         room: 3,
     };
-    let mut wire = Wire::new(8);
+    let mut wire = Wire::new(8, Format::Json);
     let mut queue = frames(&["hello", "world"]);
     let first = flush(&mut wire, &mut io, &mut queue);
     assert!(
@@ -116,13 +117,31 @@ fn slices_skip_what_was_already_written() {
     let header = [0x81u8, 6];
     let mut slices = [IoSlice::new(&[]); 8];
     let join = |slices: &[IoSlice]| slices.iter().flat_map(|s| s.to_vec()).collect::<Vec<_>>();
-    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), 0);
+    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), b"\n", 0);
     assert_eq!(join(&slices[..n]), b"\x81\x06ab\ncde");
-    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), 3);
+    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), b"\n", 3);
     assert_eq!(join(&slices[..n]), b"b\ncde");
-    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), 8);
+    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), b"\n", 8);
     assert_eq!(n, 0);
     let mut few = [IoSlice::new(&[]); 2];
-    let n = fill_slices(&mut few, &header, parts.iter().map(|p| &p[..]), 1);
+    let n = fill_slices(&mut few, &header, parts.iter().map(|p| &p[..]), b"\n", 1);
     assert_eq!(join(&few[..n]), b"\x06ab");
+}
+
+#[test]
+fn protobuf_replies_go_back_to_back_in_binary_messages() {
+    let mut io = Trickle {
+        out: vec![],
+        room: usize::MAX,
+    };
+    let mut wire = Wire::new(8, Format::Protobuf);
+    let mut queue = FrameQueue::default();
+    queue.push_back(Frame::Protobuf(Bytes::from_static(b"\x02ab")));
+    queue.push_back(Frame::Ping);
+    queue.push_back(Frame::Protobuf(Bytes::from_static(b"\x01c")));
+    assert!(matches!(
+        flush(&mut wire, &mut io, &mut queue),
+        Poll::Ready(Ok(()))
+    ));
+    assert_eq!(io.out, b"\x82\x06\x02ab\x00\x01c");
 }
