@@ -39,7 +39,7 @@ pub fn encode(frame: Frame) -> Encoded {
         Frame::Push(push) => Encoded::Push(push.encode_body()),
         Frame::Ping => Encoded::Push(Bytes::from_static(b"{}")),
         Frame::Json(json) if json.starts_with(b"{\"push\":") => Encoded::Push(push_body(&json)),
-        Frame::Json(_) => Encoded::Skip,
+        Frame::Json(_) | Frame::Protobuf(_) => Encoded::Skip,
         Frame::Reply(reply) => match reply.body {
             Body::Connect(result) => Encoded::Push(connect(&result)),
             Body::Error(e) => Encoded::Refused(disconnect_for(e)),
@@ -147,12 +147,12 @@ mod tests {
             trace: None,
         };
         let json = encode_publication_push("user:42", &publication);
-        let frame = Frame::Channel(Arc::new(ChannelPush {
-            channel: Arc::from("user:42"),
-            offset: 7,
-            time: None,
-            json: json.clone(),
-        }));
+        let frame = Frame::Channel(Arc::new(ChannelPush::new(
+            Arc::from("user:42"),
+            7,
+            None,
+            json.clone(),
+        )));
         let push = text(encode(frame));
         assert_eq!(format!("{{\"push\":{push}}}").as_bytes(), &json[..]);
         assert!(push.starts_with(r#"{"channel":"user:42","pub":{"offset":7,"data":{"n":1}"#));

@@ -49,6 +49,7 @@ pub async fn upgrade(
     let headers = request.headers().iter();
     let checked = handshake::check(
         |o, h| gw.is_origin_allowed(o, h),
+        None,
         headers.map(|(name, value)| (name.as_str(), value.as_bytes())),
     );
     let accepted = match checked {
@@ -154,7 +155,7 @@ async fn first_message(
                     return Err(None);
                 }
             }
-            Ok(Some(Incoming::Binary)) => return Err(Some(Disconnect::BAD_REQUEST)),
+            Ok(Some(Incoming::Binary(_))) => return Err(Some(Disconnect::BAD_REQUEST)),
             Ok(Some(Incoming::Close(_)) | None) | Err(ReadError::Io) => return Err(None),
             Err(ReadError::Decode(e)) => return Err(Some(decode_close(e))),
         }
@@ -197,7 +198,7 @@ async fn serve(
                     }
                 }
                 // Centrifugo reads and drops what a unidirectional client sends.
-                Ok(Some(Incoming::Text(_) | Incoming::Binary)) => {}
+                Ok(Some(Incoming::Text(_) | Incoming::Binary(_))) => {}
                 Ok(Some(Incoming::Close(code))) => {
                     let payload = code.map(u16::to_be_bytes).unwrap_or_default();
                     let echo = control(Kind::Close, if code.is_some() { &payload } else { &[] });
