@@ -16,6 +16,7 @@ pub mod namespace;
 pub mod protocol;
 pub mod publication;
 pub mod refusals;
+pub mod tls;
 pub mod trace;
 
 pub use channel::Channel;

@@ -6,6 +6,8 @@
 //! hyper's HTTP/1.1 server with the bytes already read put back in front
 //! ([`crate::prefixed`]); a WebSocket upgrade hyper serves later on a
 //! kept-alive connection still gets its `TcpStream` back (see [`crate::ws`]).
+//! With TLS configured, each connection's handshake comes first and all of
+//! this happens on the decrypted stream.
 //!
 //! Stopping (when the node begins draining): the listening socket is closed
 //! at once, so new connections are refused and a balancer moves on; every
@@ -23,8 +25,9 @@ use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{Accept, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -55,17 +58,21 @@ struct Shared {
     gateway: Arc<Gateway>,
     router: Router,
     http: http1::Builder,
+    /// Set when the listener serves TLS.
+    tls: Option<TlsAcceptor>,
     connections: TaskTracker,
     /// Cancelled when the node begins draining.
     stop: CancellationToken,
 }
 
-/// Serves `router` (and WebSocket upgrades for `gateway`) on `listener` until
-/// `stop` is cancelled and the connections still in HTTP have finished.
+/// Serves `router` (and WebSocket upgrades for `gateway`) on `listener`, over
+/// TLS when given an acceptor, until `stop` is cancelled and the connections
+/// still in HTTP have finished.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     router: Router,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let mut http = http1::Builder::new();
@@ -76,6 +83,7 @@ pub async fn serve(
         gateway,
         router,
         http,
+        tls,
         connections: TaskTracker::new(),
         stop: stop.clone(),
     });
@@ -91,9 +99,14 @@ pub async fn serve(
                 }
             },
         };
-        shared
-            .gateway
-            .spawn(first_request(shared.clone(), stream, peer));
+        match &shared.tls {
+            None => shared
+                .gateway
+                .spawn(first_request(shared.clone(), stream, peer)),
+            Some(tls) => shared
+                .gateway
+                .spawn(handshake(shared.clone(), tls.accept(stream), peer)),
+        }
     }
     // Closing the socket refuses whatever arrives from now on (and resets
     // what waits in the accept queue): clients retry on another node.
@@ -121,9 +134,23 @@ enum First {
     Http,
 }
 
+/// Completes a TLS handshake (within the header read timeout), then goes on
+/// as [`first_request`] on the decrypted stream.
+async fn handshake(shared: Arc<Shared>, accept: Accept<TcpStream>, peer: SocketAddr) {
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(HEADER_READ_TIMEOUT, accept) => accepted,
+        () = shared.stop.cancelled() => return,
+    };
+    match accepted {
+        Ok(Ok(stream)) => first_request(shared, stream, peer).await,
+        Ok(Err(e)) => debug!(error = %e, "TLS handshake failed"),
+        Err(_) => debug!("no TLS handshake within the header read timeout"),
+    }
+}
+
 /// Reads an accepted connection's first request and hands the connection on:
 /// to a WebSocket task, or to an HTTP task that stopping waits for.
-async fn first_request(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketAddr) {
+async fn first_request<S: ws::Stream>(shared: Arc<Shared>, mut stream: S, peer: SocketAddr) {
     let mut buf = Vec::new();
     let first = tokio::select! {
         first = tokio::time::timeout(
@@ -139,7 +166,7 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketA
                 ws::serve_upgraded(gw, stream, accepted, buf, head, peer, slot).await;
             }
             Err(refusal) => {
-                let _ = stream.write_all(refusal.raw_response().as_bytes()).await;
+                let _ = ws::write_flushed(&mut stream, refusal.raw_response().as_bytes()).await;
             }
         },
         #[cfg(feature = "autobahn-echo")]
@@ -159,7 +186,11 @@ async fn first_request(shared: Arc<Shared>, mut stream: TcpStream, peer: SocketA
 
 /// Reads until the first request head is complete (or cannot be answered
 /// here) and classifies it.
-async fn read_first(stream: &mut TcpStream, buf: &mut Vec<u8>, gw: &Gateway) -> io::Result<First> {
+async fn read_first(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut Vec<u8>,
+    gw: &Gateway,
+) -> io::Result<First> {
     loop {
         buf.reserve(FIRST_READ);
         if stream.read_buf(buf).await? == 0 {
@@ -205,7 +236,10 @@ fn classify(
 
 /// Serves HTTP/1.1 on `io` until the client is done or stopping has finished it.
 /// Handlers find the client's address as axum's `ConnectInfo<SocketAddr>`.
-async fn serve_http(shared: Arc<Shared>, io: Prefixed, peer: SocketAddr) {
+async fn serve_http<S>(shared: Arc<Shared>, io: Prefixed<S>, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let router = shared.router.clone().layer(Extension(ConnectInfo(peer)));
     let service = TowerToHyperService::new(router);
     let connection = shared

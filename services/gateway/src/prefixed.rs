@@ -1,6 +1,6 @@
-//! A `TcpStream` with bytes already read from it put back in front: the
-//! listener reads a connection's first request itself and hands the
-//! connections it does not answer to hyper on this stream.
+//! A stream (a `TcpStream`, or a TLS stream over one) with bytes already read
+//! from it put back in front: the listener reads a connection's first request
+//! itself and hands the connections it does not answer to hyper on this stream.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -10,15 +10,15 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 /// Reads `prefix` first, then the stream; writes go straight to the stream.
-pub struct Prefixed {
+pub struct Prefixed<S = TcpStream> {
     prefix: Vec<u8>,
     consumed: usize,
-    stream: TcpStream,
+    stream: S,
 }
 
-impl Prefixed {
+impl<S> Prefixed<S> {
     /// `stream`, to be read after `prefix`.
-    pub fn new(prefix: Vec<u8>, stream: TcpStream) -> Self {
+    pub fn new(prefix: Vec<u8>, stream: S) -> Self {
         Prefixed {
             prefix,
             consumed: 0,
@@ -27,13 +27,13 @@ impl Prefixed {
     }
 
     /// The stream, and the part of the prefix not read yet.
-    pub fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
+    pub fn into_parts(mut self) -> (S, Vec<u8>) {
         self.prefix.drain(..self.consumed);
         (self.stream, self.prefix)
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -55,7 +55,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -2,12 +2,12 @@
 //! with an Origin check, then one task per connection that reads commands and
 //! runs the session's timers. The upgraded connection is the plain
 //! `TcpStream` (the client listener, [`crate::listener`], serves HTTP/1.1
-//! with nothing layered on the socket), owned by the connection's
-//! [`writer::Writer`]; the task reads through it. Queued frames are written
-//! by a flusher running the writer (messages in the connection's format,
-//! JSON or Protobuf, one vectored write each, straight from the frames the
-//! hub encoded once for every subscriber); the task writes only while the
-//! socket is full.
+//! with nothing layered on the socket) or, on a TLS listener, the TLS stream
+//! over it ([`tls`]), owned by the connection's [`writer::Writer`]; the task
+//! reads through it. Queued frames are written by a flusher running the
+//! writer (messages in the connection's format, JSON or Protobuf, one
+//! vectored write each, straight from the frames the hub encoded once for
+//! every subscriber); the task writes only while the socket is full.
 //!
 //! An idle connection holds no buffers: reads go through a buffer on the
 //! stack (only the tail of an unfinished frame is kept, see [`codec`]).
@@ -16,6 +16,7 @@ pub(crate) mod codec;
 #[cfg(feature = "autobahn-echo")]
 pub mod echo;
 pub mod handshake;
+pub mod tls;
 mod wire;
 pub mod writer;
 
@@ -32,9 +33,10 @@ use axum::response::{IntoResponse, Response};
 use herald_core::metrics::labels::Transport;
 use herald_core::metrics::TransportMetrics;
 use herald_core::protocol::{Disconnect, Format};
+use herald_core::tls::TlsStream;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{timeout, Instant};
 use tracing::{debug, error};
@@ -45,13 +47,40 @@ use crate::prefixed::Prefixed;
 use crate::session::Session;
 use crate::Gateway;
 use codec::{DecodeError, Decoder, Incoming, Kind};
-use writer::{ReadHalf, Writer};
+use tls::TlsConn;
+use writer::{Conn, ReadHalf, Writer};
 
 /// Path of the WebSocket endpoint.
 pub const PATH: &str = "/connection/websocket";
 
 /// Bytes read from the socket per read call (on the stack, not per connection).
 const READ_CHUNK: usize = 4096;
+
+/// A stream the client listener serves: a WebSocket upgraded on it runs on
+/// its [`Conn`].
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// The socket the connection's writer owns.
+    type Conn: Conn;
+
+    /// Hands the stream to a writer.
+    fn into_conn(self) -> Self::Conn;
+}
+
+impl Stream for TcpStream {
+    type Conn = TcpStream;
+
+    fn into_conn(self) -> TcpStream {
+        self
+    }
+}
+
+impl Stream for TlsStream<TcpStream> {
+    type Conn = TlsConn;
+
+    fn into_conn(self) -> TlsConn {
+        TlsConn::new(self)
+    }
+}
 
 /// `GET /connection/websocket` when hyper serves it: a request after an
 /// earlier one on the same connection, or one the listener did not answer
@@ -87,9 +116,27 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
     let session_gw = gw.clone();
     let format = accepted.format();
     gw.spawn(async move {
-        if let Some((stream, decoder)) = upgraded(on_upgrade).await {
-            let connection = run(session_gw.clone(), stream, decoder, peer, slot, format);
-            session_gw.spawn(connection);
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                debug!(error = %e, "WebSocket upgrade failed");
+                return;
+            }
+        };
+        let gw = session_gw.clone();
+        match upgraded.downcast::<TokioIo<Prefixed>>() {
+            Ok(parts) => {
+                let (stream, decoder) = into_parts(parts);
+                session_gw.spawn(run(gw, stream, decoder, peer, slot, format));
+            }
+            Err(upgraded) => match upgraded.downcast::<TokioIo<Prefixed<TlsStream<TcpStream>>>>() {
+                Ok(parts) => {
+                    let (stream, decoder) = into_parts(parts);
+                    let conn = stream.into_conn();
+                    session_gw.spawn(run(gw, conn, decoder, peer, slot, format));
+                }
+                Err(_) => error!("WebSocket upgrade on a connection not served by listener::serve"),
+            },
         }
     });
     accepted.into_response()
@@ -98,9 +145,9 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
 /// Answers an upgrade request the listener read itself (`buf` holds it, in
 /// its first `head` bytes, and whatever the client sent right behind it),
 /// then runs the connection on a task of its own, sized for the session alone.
-pub async fn serve_upgraded(
+pub async fn serve_upgraded<S: Stream>(
     gw: Arc<Gateway>,
-    mut stream: TcpStream,
+    mut stream: S,
     accepted: handshake::Accepted,
     buf: Vec<u8>,
     head: usize,
@@ -109,12 +156,29 @@ pub async fn serve_upgraded(
 ) {
     let decoder = Decoder::with_pending(&buf[head..]);
     drop(buf);
-    if let Err(e) = stream.write_all(accepted.response_head().as_bytes()).await {
+    let head = accepted.response_head();
+    if let Err(e) = write_flushed(&mut stream, head.as_bytes()).await {
         debug!(error = %e, "WebSocket upgrade response not written");
         return;
     }
     let format = accepted.format();
-    gw.spawn(run(gw.clone(), stream, decoder, Some(peer), slot, format));
+    gw.spawn(run(
+        gw.clone(),
+        stream.into_conn(),
+        decoder,
+        Some(peer),
+        slot,
+        format,
+    ));
+}
+
+/// Writes `bytes` and flushes them (a TLS stream holds them until flushed).
+pub(crate) async fn write_flushed(
+    stream: &mut (impl AsyncWrite + Unpin),
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
 
 /// The read side of an upgraded socket with its decoder state.
@@ -165,7 +229,7 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 }
 
-/// The socket behind a completed upgrade, and a decoder holding the bytes the
+/// The stream behind a completed upgrade, and a decoder holding the bytes the
 /// client sent right behind its upgrade request (read by the HTTP server).
 pub(crate) async fn upgraded(on_upgrade: OnUpgrade) -> Option<(TcpStream, Decoder)> {
     let upgraded = on_upgrade
@@ -173,20 +237,25 @@ pub(crate) async fn upgraded(on_upgrade: OnUpgrade) -> Option<(TcpStream, Decode
         .map_err(|e| debug!(error = %e, "WebSocket upgrade failed"))
         .ok()?;
     let Ok(parts) = upgraded.downcast::<TokioIo<Prefixed>>() else {
-        error!("WebSocket upgrade on a connection not served by listener::serve");
+        error!("WebSocket upgrade on a plain connection not served by listener::serve");
         return None;
     };
+    Some(into_parts(parts))
+}
+
+/// The stream and decoder of an upgrade's parts.
+fn into_parts<S>(parts: hyper::upgrade::Parts<TokioIo<Prefixed<S>>>) -> (S, Decoder) {
     let (stream, mut pending) = parts.io.into_inner().into_parts();
     pending.extend_from_slice(&parts.read_buf);
-    Some((stream, Decoder::with_pending(&pending)))
+    (stream, Decoder::with_pending(&pending))
 }
 
 /// Sets the connection up and returns the future that runs it. The future
 /// captures its state in place: an `async fn` would hold its arguments twice,
 /// as captures and as locals, for the life of the connection.
-fn run(
+fn run<S: Conn>(
     gw: Arc<Gateway>,
-    stream: TcpStream,
+    stream: S,
     decoder: Decoder,
     peer: Option<SocketAddr>,
     slot: Slot,
@@ -229,7 +298,7 @@ fn ws_metrics(gw: &Gateway) -> &TransportMetrics {
 }
 
 /// Writes what is queued, then a close frame.
-async fn close(gw: &Gateway, writer: &Writer, close: Option<(u16, &str)>) {
+async fn close<S: Conn>(gw: &Gateway, writer: &Writer<S>, close: Option<(u16, &str)>) {
     let payload = close.map_or_else(Vec::new, |(code, reason)| {
         let mut p = code.to_be_bytes().to_vec();
         p.extend_from_slice(reason.as_bytes());
@@ -246,12 +315,12 @@ async fn close(gw: &Gateway, writer: &Writer, close: Option<(u16, &str)>) {
 }
 
 /// Runs the connection until it ends; returns the close reason, if the server closes.
-async fn serve<R: AsyncRead + Unpin>(
+async fn serve<R: AsyncRead + Unpin, S: Conn>(
     gw: &Gateway,
     reader: &mut Reader<R>,
     session: &mut Session,
     outbox: &Outbox,
-    writer: &Writer,
+    writer: &Writer<S>,
     format: Format,
 ) -> Option<Disconnect> {
     let timer = tokio::time::sleep_until(session.next_deadline());

@@ -32,15 +32,24 @@ pub fn announce(client: SocketAddr, internal: SocketAddr, settings: &Settings) {
     } else {
         client.ip().to_string()
     };
-    let base = format!("http://{host}:{}", client.port());
+    let scheme = |tls: &herald_core::tls::Config| match tls.cert_file {
+        Some(_) => "https",
+        None => "http",
+    };
+    let base = format!(
+        "{}://{host}:{}",
+        scheme(&settings.server.client_tls),
+        client.port()
+    );
     warn!("dev mode: generated secrets, any origin allowed; set HERALD_AUTH__HMAC_SECRET and HERALD_API__KEY in production");
     println!(
         "\nHerald is running in DEV MODE (no auth.hmac_secret configured)\n\
          \x20 demo page:  {base}/\n\
          \x20 token:      curl '{base}/dev/token?user=42'\n\
          \x20 api key:    {key}\n\
-         \x20 publish:    curl -H 'X-API-Key: {key}' -d '{{\"channel\":\"user:42\",\"data\":{{\"text\":\"hi\"}}}}' http://127.0.0.1:{iport}/api/publish\n",
+         \x20 publish:    curl -H 'X-API-Key: {key}' -d '{{\"channel\":\"user:42\",\"data\":{{\"text\":\"hi\"}}}}' {internal_scheme}://127.0.0.1:{iport}/api/publish\n",
         key = settings.api.key.as_deref().unwrap_or_default(),
+        internal_scheme = scheme(&settings.server.internal_tls),
         iport = internal.port(),
     );
 }

@@ -1,6 +1,7 @@
 //! `herald`: the binary. Parses the command line, loads configuration, sets up
 //! logs and trace export, binds the listeners and runs a [`herald_node::Node`] until
-//! SIGTERM/SIGINT. Everything else lives in the libraries.
+//! SIGTERM/SIGINT (SIGHUP reloads the TLS certificates). Everything else
+//! lives in the libraries.
 
 mod cli;
 mod dev;
@@ -95,7 +96,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Binds the listeners and runs the node until SIGTERM or SIGINT.
+/// Binds the listeners and runs the node until SIGTERM or SIGINT; SIGHUP
+/// reloads the listeners' TLS certificates.
 async fn run(mut settings: Settings) -> anyhow::Result<()> {
     if settings.dev_mode {
         dev::prepare(&mut settings);
@@ -109,6 +111,14 @@ async fn run(mut settings: Settings) -> anyhow::Result<()> {
         }
     };
     let server = &settings.server;
+    // Only a node with TLS listeners takes SIGHUP over (else it keeps its default action).
+    let has_tls = [&server.client_tls, &server.internal_tls]
+        .iter()
+        .any(|tls| tls.cert_file.is_some());
+    let mut hangup = match has_tls {
+        true => Some(signal(SignalKind::hangup()).context("SIGHUP handler")?),
+        false => None,
+    };
     let internal = bind(server.internal_addr, "server.internal_addr")?;
     let client = if server.role.has_gateway() {
         Some(bind(server.client_addr, "server.client_addr")?)
@@ -120,7 +130,20 @@ async fn run(mut settings: Settings) -> anyhow::Result<()> {
     if let (true, Some(client)) = (settings.dev_mode, node.client_addr()) {
         dev::announce(client, node.internal_addr(), &settings);
     }
-    node.run(stop).await;
+    let certificates = node.certificates();
+    let reload = async move {
+        while let Some(hangup) = &mut hangup {
+            if hangup.recv().await.is_none() {
+                break;
+            }
+            certificates.reload();
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        () = node.run(stop) => {}
+        () = reload => {}
+    }
     Ok(())
 }
 

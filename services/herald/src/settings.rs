@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use herald_core::namespace::{self, Namespaces};
-use herald_core::{auth, engine};
+use herald_core::{auth, engine, tls};
 use herald_node::Role;
 use serde::Deserialize;
 
@@ -42,6 +42,10 @@ pub struct Server {
     /// Longest shutdown before remaining connections are dropped.
     #[serde(deserialize_with = "herald_core::config::duration")]
     pub drain_timeout: Duration,
+    /// TLS of the client listener: `cert_file` and `key_file` (PEM), or neither.
+    pub client_tls: tls::Config,
+    /// TLS of the internal listener, likewise.
+    pub internal_tls: tls::Config,
 }
 
 impl Default for Server {
@@ -53,6 +57,8 @@ impl Default for Server {
             name: None,
             drain_spread: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(30),
+            client_tls: tls::Config::default(),
+            internal_tls: tls::Config::default(),
         }
     }
 }
@@ -145,6 +151,12 @@ impl Settings {
                 "engine.redis_cluster: set either redis_url or redis_cluster, not both".into(),
             );
         }
+        if self.server.role.has_gateway() {
+            tls::Certificate::load(&self.server.client_tls)
+                .map_err(|e| format!("server.client_tls: {e}"))?;
+        }
+        tls::Certificate::load(&self.server.internal_tls)
+            .map_err(|e| format!("server.internal_tls: {e}"))?;
         if self.server.drain_spread > self.server.drain_timeout {
             return Err("server.drain_spread: must not exceed server.drain_timeout".into());
         }
@@ -189,6 +201,8 @@ impl Settings {
             api: self.api.clone(),
             client: self.client.clone(),
             namespaces: self.namespaces(),
+            client_tls: self.server.client_tls.clone(),
+            internal_tls: self.server.internal_tls.clone(),
             dev: self.dev_mode,
         }
     }

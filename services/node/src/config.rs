@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use herald_core::namespace::Namespaces;
-use herald_core::{auth, engine};
+use herald_core::{auth, engine, tls};
 use serde::Deserialize;
 
 /// Which parts of Herald a process runs.
@@ -78,6 +78,10 @@ pub struct Config {
     pub client: herald_gateway::Config,
     /// Channel options.
     pub namespaces: Namespaces,
+    /// TLS of the client listener (none: plain TCP).
+    pub client_tls: tls::Config,
+    /// TLS of the internal listener (none: plain TCP).
+    pub internal_tls: tls::Config,
     /// Dev mode: `/dev/token`, `/dev/api/publish` on the client port and a
     /// demo ticker (the owner fills in the generated secret and key).
     pub dev: bool,
@@ -96,6 +100,8 @@ impl Config {
             api: herald_publisher::Config::default(),
             client: herald_gateway::Config::default(),
             namespaces: Namespaces::default(),
+            client_tls: tls::Config::default(),
+            internal_tls: tls::Config::default(),
             dev: false,
         }
     }

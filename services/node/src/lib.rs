@@ -9,6 +9,7 @@
 pub mod config;
 pub mod dev;
 pub mod probes;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use axum::Router;
 use herald_core::control::NodeInfo;
 use herald_core::engine::{EngineError, Handler, NoConnections};
+use herald_core::tls::{Certificate, TlsError};
 use herald_core::{auth, Engine, Metrics};
 use herald_gateway::drain::Drain;
 use herald_gateway::{Gateway, Hub};
@@ -74,6 +76,14 @@ pub enum Error {
     /// A listener's address could not be read.
     #[error("listener: {0}")]
     Io(#[from] io::Error),
+    /// A listener's certificate or key could not be loaded.
+    #[error("{listener} TLS: {source}")]
+    Tls {
+        /// The listener (`client` or `internal`).
+        listener: &'static str,
+        /// Why.
+        source: TlsError,
+    },
 }
 
 /// A started node.
@@ -88,6 +98,8 @@ pub struct Node {
     gateway: Option<Arc<Gateway>>,
     client: Option<(TcpListener, SocketAddr)>,
     internal: (TcpListener, SocketAddr),
+    client_tls: Option<Arc<Certificate>>,
+    internal_tls: Option<Arc<Certificate>>,
 }
 
 impl Node {
@@ -103,6 +115,11 @@ impl Node {
             _ => None,
         };
         let internal_addr = listeners.internal.local_addr()?;
+        let client_tls = match &client {
+            Some(_) => load_tls("client", &config.client_tls)?,
+            None => None,
+        };
+        let internal_tls = load_tls("internal", &config.internal_tls)?;
         let root = CancellationToken::new();
         let tasks = TaskTracker::new();
         let metrics = Metrics::for_namespaces(&config.namespaces);
@@ -148,6 +165,8 @@ impl Node {
         Ok(Node {
             client,
             internal: (listeners.internal, internal_addr),
+            client_tls,
+            internal_tls,
             config,
             root,
             tasks,
@@ -169,6 +188,20 @@ impl Node {
         self.internal.1
     }
 
+    /// The certificates of the listeners that serve TLS, to reload them.
+    pub fn certificates(&self) -> tls::Certificates {
+        let mut certificates = tls::Certificates::default();
+        for (listener, certificate) in [
+            ("client", &self.client_tls),
+            ("internal", &self.internal_tls),
+        ] {
+            if let Some(certificate) = certificate {
+                certificates.push(listener, certificate.clone());
+            }
+        }
+        certificates
+    }
+
     /// Serves until `stop` resolves, then shuts down in order; returns when
     /// every task has ended or the drain deadline has passed.
     pub async fn run(self, stop: impl Future<Output = ()>) {
@@ -183,13 +216,22 @@ impl Node {
             gateway,
             client,
             internal,
+            client_tls,
+            internal_tls,
         } = self;
         let probes = Probes::new(engine.clone(), metrics);
         let mut internal_routes = probes::router(probes.clone());
         if config.role.has_publisher() {
             internal_routes = internal_routes.merge(herald_publisher::router(publisher.clone()));
         }
-        tasks.spawn(serve_http(internal.0, internal_routes, root.clone()));
+        match &internal_tls {
+            None => tasks.spawn(serve_http(internal.0, internal_routes, root.clone())),
+            Some(certificate) => {
+                let acceptor = certificate.acceptor();
+                let serve = tls::serve_https(internal.0, internal_routes, acceptor, root.clone());
+                tasks.spawn(serve)
+            }
+        };
         // Cancelled when the drain begins: the client listener stops accepting.
         let stop_accepting = root.child_token();
         let client_addr = client.as_ref().map(|(_, addr)| *addr);
@@ -201,11 +243,23 @@ impl Node {
                 let namespaces = config.namespaces.clone();
                 tasks.spawn(dev::run_ticker(engine.clone(), namespaces, root.clone()));
             }
-            let serve =
-                herald_gateway::listener::serve(listener, gateway, routes, stop_accepting.clone());
+            let acceptor = client_tls.as_ref().map(Certificate::acceptor);
+            let serve = herald_gateway::listener::serve(
+                listener,
+                gateway,
+                routes,
+                acceptor,
+                stop_accepting.clone(),
+            );
             tasks.spawn(serve);
         }
         let (role, engine_name) = (config.role, engine_name(&config.engine));
+        for (listener, certificate) in [("client", &client_tls), ("internal", &internal_tls)] {
+            if let Some(certificate) = certificate {
+                let file = certificate.cert_file().display();
+                info!(listener, %file, "TLS on");
+            }
+        }
         // Read by whoever bound port 0 (the test kit does).
         match client_addr {
             Some(client) => info!(%client, internal = %internal.1, %role, engine_name, "listening"),
@@ -241,6 +295,13 @@ impl Node {
         engine.close().await;
         info!("stopped");
     }
+}
+
+fn load_tls(
+    listener: &'static str,
+    config: &herald_core::tls::Config,
+) -> Result<Option<Arc<Certificate>>, Error> {
+    Certificate::load(config).map_err(|source| Error::Tls { listener, source })
 }
 
 /// The engine's name for messages.

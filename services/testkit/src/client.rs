@@ -41,14 +41,33 @@ impl Client {
             req.headers_mut().insert("origin", o.parse()?);
         }
         let (ws, _) = tokio_tungstenite::connect_async(req).await?;
-        Ok(Client {
+        Ok(Client::with(ws))
+    }
+
+    /// Opens a `wss://` connection to `addr` (as `localhost`) with the TLS client `config`.
+    pub async fn open_tls(
+        addr: &str,
+        config: std::sync::Arc<rustls::ClientConfig>,
+    ) -> anyhow::Result<Client> {
+        let tcp = TcpStream::connect(addr).await?;
+        let port = addr.rsplit(':').next().unwrap_or_default();
+        let url = format!("wss://localhost:{port}/connection/websocket");
+        let connector = tokio_tungstenite::Connector::Rustls(config);
+        let (ws, _) =
+            tokio_tungstenite::client_async_tls_with_config(url, tcp, None, Some(connector))
+                .await?;
+        Ok(Client::with(ws))
+    }
+
+    fn with(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
+        Client {
             ws,
             inbox: VecDeque::new(),
             next_id: 0,
             pings: 0,
             answer_pings: true,
             closed: None,
-        })
+        }
     }
 
     /// Opens and connects with `token`; returns the client and the connect result.

@@ -201,12 +201,36 @@ impl Herald {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) -> anyhow::Result<()> {
+        self.signal("TERM")
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) -> anyhow::Result<()> {
+        self.signal("HUP")
+    }
+
+    fn signal(&self, name: &str) -> anyhow::Result<()> {
         let pid = self.child.id().context("already exited")?;
         let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
+            .args([&format!("-{name}"), &pid.to_string()])
             .status()?;
         anyhow::ensure!(status.success(), "kill failed");
         Ok(())
+    }
+
+    /// Waits until the log holds `count` lines containing `needle` (10 s at most).
+    pub async fn wait_log(&self, needle: &str, count: usize) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.lines().filter(|l| l.contains(needle)).count() >= count {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{count} lines with {needle:?} not logged within 10s; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Waits for the process to exit (with a deadline).

@@ -10,5 +10,6 @@ pub mod otlp;
 pub mod redis;
 pub mod resp;
 pub mod sse;
+pub mod tls;
 
 pub use redis::{RedisCluster, RedisServer};

@@ -30,7 +30,16 @@ impl SseClient {
     /// Opens `url`, optionally resuming with `Last-Event-ID`; a non-200 answer is an error
     /// carrying the status.
     pub async fn open(url: &str, last_event_id: Option<&str>) -> anyhow::Result<SseClient> {
-        let mut req = reqwest::Client::new().get(url);
+        SseClient::open_with(&reqwest::Client::new(), url, last_event_id).await
+    }
+
+    /// Like [`SseClient::open`], through `http` (an https client, for one).
+    pub async fn open_with(
+        http: &reqwest::Client,
+        url: &str,
+        last_event_id: Option<&str>,
+    ) -> anyhow::Result<SseClient> {
+        let mut req = http.get(url);
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id);
         }

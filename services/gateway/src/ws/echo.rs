@@ -7,8 +7,7 @@
 use std::time::Duration;
 
 use herald_core::protocol::Disconnect;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -47,12 +46,12 @@ pub fn accepts(
 /// request) and echoes messages until the client closes, the connection
 /// fails, or `stop` (the node draining) is cancelled.
 pub async fn serve(
-    mut stream: TcpStream,
+    mut stream: impl AsyncRead + AsyncWrite + Unpin,
     accepted: &Accepted,
     pending: &[u8],
     stop: CancellationToken,
 ) {
-    if let Err(e) = stream.write_all(accepted.response_head().as_bytes()).await {
+    if let Err(e) = super::write_flushed(&mut stream, accepted.response_head().as_bytes()).await {
         debug!(error = %e, "echo upgrade response not written");
         return;
     }
@@ -74,7 +73,10 @@ pub async fn serve(
 
 /// Echoes messages and answers pings; returns the payload of the close frame
 /// to send, or `None` when the client went away without one.
-async fn echo(stream: &mut TcpStream, decoder: &mut Decoder) -> std::io::Result<Option<Vec<u8>>> {
+async fn echo(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    decoder: &mut Decoder,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut chunk = vec![0; READ_CHUNK];
     loop {
         let message = match next(stream, decoder, &mut chunk).await? {
@@ -102,7 +104,7 @@ async fn echo(stream: &mut TcpStream, decoder: &mut Decoder) -> std::io::Result<
 /// earlier read left buffered first, then from the socket. `Ok(Ok(None))` at
 /// end of stream.
 async fn next(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     decoder: &mut Decoder,
     chunk: &mut [u8],
 ) -> std::io::Result<Result<Option<Message>, DecodeError>> {
@@ -140,10 +142,14 @@ fn close_payload(close: Disconnect) -> Vec<u8> {
 }
 
 /// Writes one unmasked, final frame.
-async fn write_frame(stream: &mut TcpStream, kind: Kind, payload: &[u8]) -> std::io::Result<()> {
+async fn write_frame(
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
+    kind: Kind,
+    payload: &[u8],
+) -> std::io::Result<()> {
     let (head, len) = header(kind, payload.len());
     let mut frame = Vec::with_capacity(len + payload.len());
     frame.extend_from_slice(&head[..len]);
     frame.extend_from_slice(payload);
-    stream.write_all(&frame).await
+    super::write_flushed(stream, &frame).await
 }

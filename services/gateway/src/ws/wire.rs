@@ -77,8 +77,8 @@ impl Wire {
         }
     }
 
-    /// Writes to `io` until `frames` is empty and nothing is in flight
-    /// (`Ready(Ok)`), or the socket is full (`Pending`, progress kept).
+    /// Writes to `io` until `frames` is empty, nothing is in flight and `io`
+    /// is flushed (`Ready(Ok)`), or the socket is full (`Pending`, progress kept).
     /// Written frames leave `frames`; messages and writes are counted in `stats`.
     pub fn poll_flush<W: AsyncWrite + Unpin>(
         &mut self,
@@ -119,7 +119,9 @@ impl Wire {
                 continue;
             }
             if frames.is_empty() {
-                return Poll::Ready(Ok(()));
+                // A TLS stream may hold encrypted bytes the socket did not
+                // take yet (a plain socket holds none: this returns at once).
+                return Pin::new(&mut *io).poll_flush(cx);
             }
             let message = self.next_message(frames);
             stats.handed(frames.iter().take(message.frames as usize));

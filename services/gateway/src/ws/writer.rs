@@ -3,7 +3,10 @@
 //! socket is full the connection's task writes instead. It takes the queued
 //! frames out of the outbox, writes them with the outbox unlocked (no
 //! system call while a producer could wait) and puts back what the socket did
-//! not take. The connection's task reads through it too.
+//! not take. The connection's task reads through it too. The socket is a
+//! plain `TcpStream` (written with `sendmsg` on its descriptor) or a TLS
+//! stream ([`super::tls`]); the writer is generic over the two, so the plain
+//! one pays nothing for the other.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -22,22 +25,59 @@ use crate::flusher::{Flush, Shard};
 use crate::outbox::Outbox;
 use crate::write_stats::WriteStats;
 
+/// A socket a [`Writer`] writes to and the connection's task reads from,
+/// both through a shared reference.
+pub trait Conn: Send + Sync + 'static {
+    /// What one write call writes through.
+    type Write<'a>: AsyncWrite + Unpin
+    where
+        Self: 'a;
+
+    /// The write side, for one call of the writer.
+    fn write_half(&self) -> Self::Write<'_>;
+
+    /// Reads decrypted (or plain) bytes.
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>>;
+}
+
+impl Conn for TcpStream {
+    type Write<'a> = Socket<'a>;
+
+    fn write_half(&self) -> Socket<'_> {
+        Socket(self)
+    }
+
+    fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.poll_read_ready(cx))?;
+            match self.try_read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
 /// A WebSocket connection's socket and write side.
-pub struct Writer {
-    socket: TcpStream,
+pub struct Writer<S = TcpStream> {
+    socket: S,
     outbox: Arc<Outbox>,
     wire: Mutex<Wire>,
 }
 
-impl Writer {
+impl<S: Conn> Writer<S> {
     /// Takes over writing `outbox`'s frames to `socket` in `format`, run by the flusher `shard`.
     pub fn attach(
-        socket: TcpStream,
+        socket: S,
         outbox: Arc<Outbox>,
         shard: Arc<Shard>,
         batch: usize,
         format: Format,
-    ) -> Arc<Writer> {
+    ) -> Arc<Writer<S>> {
         let writer = Arc::new(Writer {
             socket,
             outbox: outbox.clone(),
@@ -66,7 +106,7 @@ impl Writer {
         let mut stats = WriteStats::new(metrics);
         loop {
             let mut frames = self.outbox.take_for_task();
-            match wire.poll_flush(&mut Socket(&self.socket), cx, &mut frames, &mut stats) {
+            match wire.poll_flush(&mut self.socket.write_half(), cx, &mut frames, &mut stats) {
                 Poll::Ready(Ok(())) => {
                     if self.outbox.task_wrote_all() {
                         return Poll::Ready(Ok(()));
@@ -102,28 +142,18 @@ impl Writer {
 
     /// Reads from the socket (the connection's task).
     pub fn poll_read(&self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        loop {
-            ready!(self.socket.poll_read_ready(cx))?;
-            match self.socket.try_read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-        }
+        self.socket.poll_read(cx, buf)
     }
 }
 
-impl Flush for Writer {
+impl<S: Conn> Flush for Writer<S> {
     fn flush_now(&self, stats: &mut WriteStats) {
         let mut wire = self.wire.lock().expect("poisoned");
         let Some(mut frames) = self.outbox.take_for_flusher() else {
             return;
         };
         let cx = &mut Context::from_waker(Waker::noop());
-        match wire.poll_flush(&mut Socket(&self.socket), cx, &mut frames, stats) {
+        match wire.poll_flush(&mut self.socket.write_half(), cx, &mut frames, stats) {
             Poll::Ready(Ok(())) => self.outbox.written(),
             Poll::Pending => self.outbox.put_back(frames, true),
             Poll::Ready(Err(_)) => {
@@ -137,7 +167,7 @@ impl Flush for Writer {
 /// Writes to a shared socket: straight to the socket while it takes them,
 /// without consulting the runtime's readiness state; only a full socket
 /// registers for writability.
-struct Socket<'a>(&'a TcpStream);
+pub struct Socket<'a>(&'a TcpStream);
 
 impl Socket<'_> {
     fn sendmsg(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
@@ -195,9 +225,9 @@ impl AsyncWrite for Socket<'_> {
 }
 
 /// The read side the connection's task holds.
-pub struct ReadHalf(pub Arc<Writer>);
+pub struct ReadHalf<S = TcpStream>(pub Arc<Writer<S>>);
 
-impl AsyncRead for ReadHalf {
+impl<S: Conn> AsyncRead for ReadHalf<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -145,3 +145,55 @@ fn protobuf_replies_go_back_to_back_in_binary_messages() {
     ));
     assert_eq!(io.out, b"\x82\x06\x02ab\x00\x01c");
 }
+
+/// A stream that keeps what it is given until flushed, as a TLS stream keeps
+/// encrypted bytes the socket did not take; flushing is `Pending` until `open`.
+struct Buffering {
+    held: Vec<u8>,
+    out: Vec<u8>,
+    open: bool,
+}
+
+impl AsyncWrite for Buffering {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.held.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.open {
+            return Poll::Pending;
+        }
+        let held = std::mem::take(&mut self.held);
+        self.out.extend_from_slice(&held);
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[test]
+fn a_flush_is_done_only_when_the_stream_has_flushed_too() {
+    let mut io = Buffering {
+        held: vec![],
+        out: vec![],
+        open: false,
+    };
+    let mut wire = Wire::new(8, Format::Json);
+    let mut queue = frames(&["a"]);
+    let metrics = herald_core::Metrics::new();
+    let mut stats = WriteStats::new(metrics.transport(Transport::WebSocket));
+    let cx = &mut Context::from_waker(Waker::noop());
+    let first = wire.poll_flush(&mut io, cx, &mut queue, &mut stats);
+    assert!(first.is_pending(), "bytes still held by the stream");
+    assert!(queue.is_empty());
+    assert_eq!(wire.frames_in_flight(), 0);
+    io.open = true;
+    let second = wire.poll_flush(&mut io, cx, &mut queue, &mut stats);
+    assert!(matches!(second, Poll::Ready(Ok(()))));
+    assert_eq!(io.out, b"\x81\x01a");
+}
