@@ -16,7 +16,7 @@ pub fn rows(scenario: &str) -> Vec<Row> {
     let mut r = vec![
         Row("connections", |s| Some(s.connections as f64), 0),
         Row(
-            "gateways",
+            "gateways scraped",
             |s| s.herald_publish_to_write.as_ref().map(|h| h.nodes as f64),
             0,
         ),
