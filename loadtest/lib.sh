@@ -47,3 +47,51 @@ start_redis() {
   done
   log "redis-server did not start"; exit 1
 }
+
+# Starts a Redis Cluster of $1 masters (no replicas, slots split evenly) on free ports whose
+# cluster bus ports (+10000) are free too; logs and data in $LOGS, pids added to STARTED. Sets
+# REDIS_PORTS to the masters' ports and returns once every node says cluster_state:ok.
+start_cluster() {
+  local masters=$1 k port dir
+  REDIS_PORTS=()
+  for k in $(seq 0 $((masters - 1))); do
+    while :; do
+      port=$(free_port)
+      (( port + 10000 < 65536 )) && ! ss -Htan "( sport = :$((port + 10000)) )" | grep -q . && break
+    done
+    dir="$LOGS/cluster-$k"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+      --logfile "$dir/redis.log" &
+    STARTED+=($!)
+    REDIS_PORTS+=("$port")
+    for _ in $(seq 100); do
+      [[ $(redis-cli -p "$port" ping 2>/dev/null || true) == PONG ]] && break
+      sleep 0.1
+    done
+  done
+  for k in $(seq 0 $((masters - 1))); do
+    port=${REDIS_PORTS[k]}
+    redis-cli -p "$port" cluster addslotsrange $((k * 16384 / masters)) \
+      $(((k + 1) * 16384 / masters - 1)) >/dev/null
+    redis-cli -p "$port" cluster set-config-epoch $((k + 1)) >/dev/null
+    (( k == 0 )) || redis-cli -p "${REDIS_PORTS[0]}" cluster meet 127.0.0.1 "$port" >/dev/null
+  done
+  for _ in $(seq 200); do
+    local ok=1
+    for port in "${REDIS_PORTS[@]}"; do
+      redis-cli -p "$port" cluster info | grep -q "cluster_known_nodes:$masters" || ok=0
+      redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' || ok=0
+    done
+    (( ok )) && return 0
+    sleep 0.1
+  done
+  log "the Redis Cluster did not reach cluster_state:ok"; exit 1
+}
+
+# Saves `INFO all` of the Redis on port $1 into file $2, after a `sampled_at_s:` line with the
+# time (what `herald-loadtest merge --redis-*` reads).
+save_redis_info() {
+  { printf 'sampled_at_s:%s\n' "$(date +%s.%N)"; redis-cli -p "$1" info all; } >"$2"
+}

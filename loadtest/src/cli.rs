@@ -92,6 +92,9 @@ pub enum Scenario {
     Churn,
     /// No server under test: raw TCP acceptor + writev writer, the physical limit of this machine.
     Floor,
+    /// Every client holds its personal channel and one of `--topics` topics `stock:<k>`;
+    /// publish to the topics at `--topic-rate` and to the personal channels at `--personal-rate`.
+    Fleet,
 }
 
 impl Scenario {
@@ -103,6 +106,7 @@ impl Scenario {
             Scenario::Personal => "personal",
             Scenario::Churn => "churn",
             Scenario::Floor => "floor",
+            Scenario::Fleet => "fleet",
         }
     }
 }
@@ -135,7 +139,9 @@ pub struct RunArgs {
     /// Longest wait for outstanding deliveries once publishing stopped.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub drain: Duration,
-    /// WebSocket URL, e.g. `ws://127.0.0.1:8000/connection/websocket`.
+    /// WebSocket URL, e.g. `ws://127.0.0.1:8000/connection/websocket`. Herald over WebSocket
+    /// also takes a comma-separated list of nodes: connection i goes to the `i mod len`-th, and
+    /// a reconnect (`--reconnect`) picks one of the others at random.
     #[arg(long)]
     pub ws_url: Option<String>,
     /// Client transport (Herald target only).
@@ -167,6 +173,18 @@ pub struct RunArgs {
     /// Topic channel for `broadcast`.
     #[arg(long, default_value = "stock:LOAD")]
     pub channel: String,
+    /// `fleet`: topics the clients are spread over; client i holds `stock:<topic-offset + i mod topics>`.
+    #[arg(long, default_value_t = 1000)]
+    pub topics: usize,
+    /// `fleet`: number of the first topic, so that several processes hold distinct topics.
+    #[arg(long, default_value_t = 0)]
+    pub topic_offset: usize,
+    /// `fleet`: topic publications per second, round robin over the topics (`--rate` is unused).
+    #[arg(long, default_value_t = 100.0)]
+    pub topic_rate: f64,
+    /// `fleet`: personal publications per second, round robin over the clients.
+    #[arg(long, default_value_t = 0.0)]
+    pub personal_rate: f64,
     /// Upper bound on new connections per second while connecting (0 = unlimited).
     #[arg(long, default_value_t = 0.0)]
     pub connect_rate: f64,
@@ -218,7 +236,7 @@ pub struct RunArgs {
     /// Reopen a connection the server closed with a reconnect-advising code (or that dropped)
     /// and subscribe the topic again with recovery from the last position seen; the recovered
     /// publications count as deliveries and arrival order is checked. Herald target, WebSocket
-    /// transport, `broadcast` scenario only.
+    /// transport, `broadcast` or `fleet` (without personal publications) only.
     #[arg(long)]
     pub reconnect: bool,
     /// `--reconnect`: shortest delay before an attempt; the first one is random between this
@@ -260,6 +278,24 @@ pub struct MergeArgs {
     /// Skip the SVG plots.
     #[arg(long)]
     pub no_plots: bool,
+    /// Redis `INFO` replies saved before the run, one file per instance (comma separated);
+    /// with `--redis-after`, Redis CPU and commands go into the summary (`redis`).
+    #[arg(long, value_delimiter = ',', requires = "redis_after")]
+    pub redis_before: Vec<PathBuf>,
+    /// Redis `INFO` replies saved when a node was killed (storm), in the order of
+    /// `--redis-before`, each starting with a `sampled_at_s:<unix seconds>` line as the others.
+    #[arg(long, value_delimiter = ',', requires = "redis_before")]
+    pub redis_at_kill: Vec<PathBuf>,
+    /// Redis `INFO` replies saved after the run, in the order of `--redis-before`.
+    #[arg(long, value_delimiter = ',', requires = "redis_before")]
+    pub redis_after: Vec<PathBuf>,
+    /// The gateways' `/metrics` saved before the run, one file per gateway (comma separated);
+    /// with `--metrics-after`, Herald's publish-to-write quantiles go into the summary.
+    #[arg(long, value_delimiter = ',', requires = "metrics_after")]
+    pub metrics_before: Vec<PathBuf>,
+    /// The gateways' `/metrics` saved after the run, in the order of `--metrics-before`.
+    #[arg(long, value_delimiter = ',', requires = "metrics_before")]
+    pub metrics_after: Vec<PathBuf>,
     /// Summaries to merge, one per load process.
     #[arg(required = true, num_args = 1..)]
     pub parts: Vec<PathBuf>,

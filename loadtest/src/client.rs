@@ -13,7 +13,7 @@ mod wire;
 mod ws;
 
 pub use conn::{Connection, Event, Payload, Position, Proto, Replayed, Subscribed};
-pub use dial::Dialer;
+pub use dial::{Dialer, Topic};
 pub use wire::Msg;
 
 /// Decodes one text message of `proto` into `out`; `replayed` is the connection's

@@ -285,7 +285,9 @@ async fn run(ctx: &FleetCtx, user: usize, mut st: Subscriber, mut s: Connection)
             break Some(reason);
         }
         let (dialer, timeout, cancel) = (&ctx.dialer, ctx.connect_timeout, &ctx.cancel);
-        let redialed = resume::redial(dialer, timeout, cancel, backoff, user, resume, code).await;
+        let via = dialer.other_than(s.via);
+        let redialed =
+            resume::redial(dialer, timeout, cancel, backoff, (user, via), resume, code).await;
         let Some((conn, recovered)) = redialed else {
             break None;
         };

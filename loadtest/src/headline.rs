@@ -70,6 +70,38 @@ pub fn print(s: &Summary) {
             s.publish.errors,
         );
     }
+    if let Some(t) = &s.storm {
+        eprintln!(
+            "storm: {} clients back after {:.2}s (99%) and {:.2}s (all) from the first close, \
+             {} not recovered",
+            t.clients, t.back_99_s, t.back_100_s, t.unrecovered
+        );
+    }
+    if let Some(h) = &s.herald_publish_to_write {
+        eprintln!(
+            "herald: publish-to-write ms p50 {} p99 {} ({} frames on {} gateways)",
+            ms(h.p50_ms),
+            ms(h.p99_ms),
+            h.count,
+            h.nodes
+        );
+    }
+    if let Some(r) = &s.redis {
+        let busiest: Vec<String> = {
+            let mut v: Vec<(&String, &u64)> = r.per_command.iter().collect();
+            v.sort_by(|a, b| b.1.cmp(a.1));
+            v.iter().take(5).map(|(k, n)| format!("{k} {n}")).collect()
+        };
+        eprintln!(
+            "redis: {:.2} CPU s on {} instances, {} commands ({}){}",
+            r.cpu_s,
+            r.instances,
+            r.commands,
+            busiest.join(", "),
+            r.commands_per_reconnect
+                .map_or_else(String::new, |c| format!(", {c:.1} per reconnect")),
+        );
+    }
     if !s.publish.rate_met && s.publish.target_rate > 0.0 {
         eprintln!(
             "warning: target rate {}/s not met: {:.1}/s accepted, {} skipped (in-flight bound), {} errors",

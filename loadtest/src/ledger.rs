@@ -2,6 +2,8 @@
 //! (`Routing`), what it saw (`SubscriberLog`, a bitmap of sequence numbers), in which order
 //! (`Order`) and the totals over all of them. Pure data; latency and live counters live in `stats`.
 
+use crate::mix::{Kind, Mix};
+
 /// Sequence numbers above this are treated as garbage rather than grown into a bitmap.
 const MAX_SEQ: u64 = 1 << 32;
 
@@ -72,6 +74,8 @@ pub enum Routing {
         /// Number of subscribers.
         n: u64,
     },
+    /// The `fleet` scenario: each subscriber's topic and personal publications (`mix`).
+    Fleet(Mix),
 }
 
 impl Routing {
@@ -80,6 +84,19 @@ impl Routing {
         match self {
             Routing::Broadcast => Some(seq),
             Routing::Personal { n } => (seq % n == sub).then_some(seq / n),
+            Routing::Fleet(mix) => mix.index_for(sub, seq),
+        }
+    }
+
+    /// Receipts the accepted publications call for among `connected` of `subscribers`.
+    pub fn expected_count(self, accepted: &SeqSet, connected: u64, subscribers: u64) -> u64 {
+        match self {
+            Routing::Broadcast => accepted.len() * connected,
+            Routing::Personal { n } => accepted.len() * connected / n.max(1),
+            Routing::Fleet(mix) => {
+                let all: u64 = accepted.iter().map(|s| mix.recipients(s)).sum();
+                all * connected / subscribers.max(1)
+            }
         }
     }
 
@@ -93,6 +110,25 @@ impl Routing {
                 for p in accepted.iter() {
                     if let Some(set) = out.get_mut((p % n) as usize) {
                         set.insert(p / n);
+                    }
+                }
+                out
+            }
+            Routing::Fleet(mix) => {
+                let mut out = vec![SeqSet::default(); subscribers as usize];
+                let per_topic = mix.n.div_ceil(mix.topics);
+                for p in accepted.iter() {
+                    let index = |sub| mix.index_for(sub, p);
+                    let recipients: Vec<u64> = match mix.kind(p) {
+                        Kind::Personal(q) => vec![q % mix.n],
+                        Kind::Topic(r) => (0..per_topic)
+                            .map(|k| r % mix.topics + k * mix.topics)
+                            .collect(),
+                    };
+                    for sub in recipients {
+                        if let (Some(set), Some(i)) = (out.get_mut(sub as usize), index(sub)) {
+                            set.insert(i);
+                        }
                     }
                 }
                 out
@@ -365,6 +401,33 @@ mod tests {
         let l = losses(Routing::Broadcast, &accepted, &logs, 5);
         assert_eq!(l, vec![(2, 5, "1-3,5,9".to_owned())]);
         assert_eq!(ranges(&[1, 3, 5, 7], 2), "1,3,...");
+    }
+
+    #[test]
+    fn fleet_subscribers_expect_their_topic_and_their_own_publications() {
+        // 5 subscribers on 2 topics (0, 2, 4 on topic 0; 1, 3 on topic 1), one personal
+        // publication for every topic publication.
+        let mix = Mix::new(5, 2, 100.0, 100.0).unwrap();
+        let r = Routing::Fleet(mix);
+        let accepted = set(&(0..20).collect::<Vec<_>>());
+        let expected = r.expected(&accepted, 5);
+        let counts: Vec<u64> = expected.iter().map(SeqSet::len).collect();
+        // 10 topic publications (5 per topic), 10 personal ones (2 per subscriber).
+        assert_eq!(counts, [7, 7, 7, 7, 7]);
+        assert_eq!(r.expected_count(&accepted, 5, 5), 35);
+        let logs: Vec<Option<SubscriberLog>> = (0..5)
+            .map(|sub| {
+                let mut log = SubscriberLog::default();
+                for seq in 0..20 {
+                    if let Some(i) = r.index_for(sub, seq) {
+                        log.record(i);
+                    }
+                }
+                Some(log)
+            })
+            .collect();
+        let acc = account(r, &accepted, &logs);
+        assert_eq!((acc.expected, acc.delivered, acc.lost), (35, 35, 0));
     }
 
     #[test]

@@ -32,7 +32,24 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
         .iter()
         .map(|p| Summary::read(p).with_context(|| format!("read {}", p.display())))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let (summary, latency) = merge(&args.scenario, &parts)?;
+    let (mut summary, latency) = merge(&args.scenario, &parts)?;
+    if !args.redis_before.is_empty() {
+        let mut redis =
+            crate::redis_info::between(&args.redis_before, &args.redis_at_kill, &args.redis_after)?;
+        let commands = redis.storm_extra_commands.unwrap_or(redis.commands as f64);
+        redis.commands_per_reconnect = summary
+            .reconnects
+            .filter(|&n| n > 0)
+            .map(|n| commands / n as f64);
+        summary.redis = Some(redis);
+    }
+    if !args.metrics_before.is_empty() {
+        summary.herald_publish_to_write = Some(crate::scrape::between(
+            crate::scrape::PUBLISH_TO_WRITE,
+            &args.metrics_before,
+            &args.metrics_after,
+        )?);
+    }
     summary.write(&args.out)?;
     eprintln!("wrote {}", args.out.display());
     match latency {

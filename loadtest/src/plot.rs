@@ -1,5 +1,8 @@
 //! SVG plots written next to a summary: latency by percentile (HDR style, log of "nines"),
-//! latency over time (p50, p99, max per second) and throughput over time. Drawing only.
+//! latency over time (p50, p99, max per second), throughput over time and the stacked
+//! timeline of connections, deliveries/s and p99 (`plot::timeline`). Drawing only.
+
+mod timeline;
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +18,7 @@ const SIZE: (u32, u32) = (900, 480);
 /// Highest percentile drawn, as a count of nines (5 = 99.999%).
 const MAX_NINES: f64 = 5.0;
 
-/// Writes the three plots; returns their paths.
+/// Writes the four plots; returns their paths.
 pub fn write_all(
     summary: &Summary,
     latency: &Histogram<u64>,
@@ -29,10 +32,12 @@ pub fn write_all(
         sibling(out, "latency-percentiles"),
         sibling(out, "latency-over-time"),
         sibling(out, "throughput"),
+        sibling(out, "timeline"),
     ];
     percentiles(&paths[0], &title, latency)?;
     over_time(&paths[1], &title, summary)?;
     throughput(&paths[2], &title, summary)?;
+    timeline::draw(&paths[3], &title, summary)?;
     Ok(paths)
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::ledger::SeqSet;
+use crate::mix::{Kind, Mix};
 use crate::stats::{unix_micros, Live};
 
 /// Publish errors quoted in the output.
@@ -66,6 +67,16 @@ pub enum Channels {
         /// Number of the first user.
         offset: usize,
     },
+    /// `fleet`: topic publications to `stock:<topic_offset + rank % topics>`, personal ones to
+    /// `user:lt-<user_offset + rank % n>`, as `mix` splits them.
+    Fleet {
+        /// The split.
+        mix: Mix,
+        /// Number of the first user.
+        user_offset: usize,
+        /// Number of the first topic.
+        topic_offset: usize,
+    },
 }
 
 impl Channels {
@@ -75,8 +86,21 @@ impl Channels {
             Channels::Personal { n, offset } => {
                 format!("user:lt-{}", *offset as u64 + seq % (*n).max(1) as u64)
             }
+            Channels::Fleet {
+                mix,
+                user_offset,
+                topic_offset,
+            } => match mix.kind(seq) {
+                Kind::Topic(r) => topic_channel(*topic_offset as u64 + r % mix.topics),
+                Kind::Personal(q) => format!("user:lt-{}", *user_offset as u64 + q % mix.n),
+            },
         }
     }
+}
+
+/// Name of topic `k` of the `fleet` scenario.
+pub fn topic_channel(k: u64) -> String {
+    format!("stock:{k}")
 }
 
 /// Shape of the publishing phase.
@@ -391,6 +415,13 @@ mod tests {
             offset: 15_000,
         };
         assert_eq!(shifted.for_seq(6), "user:lt-15002");
+        let fleet = Channels::Fleet {
+            mix: Mix::new(10, 4, 100.0, 100.0).unwrap(),
+            user_offset: 20,
+            topic_offset: 8,
+        };
+        let names: Vec<String> = (0..4).map(|s| fleet.for_seq(s)).collect();
+        assert_eq!(names, ["stock:8", "user:lt-20", "stock:9", "user:lt-21"]);
     }
 
     #[test]

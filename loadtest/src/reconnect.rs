@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::summary::Storm;
+
 /// Delay before each reconnect attempt: `min` plus a uniformly random part of `min·2^step`,
 /// capped at `max`, as the centrifuge SDKs compute it. The randomness spreads the clients of
 /// a closed node over time instead of sending them back together.
@@ -85,6 +87,24 @@ impl Tally {
     }
 }
 
+/// How fast the reconnecting clients were back: from the first close among `events` to the
+/// moment 99% and all of them had resumed; `None` without events.
+pub fn storm(events: &[Event], failed_attempts: u64) -> Option<Storm> {
+    let first_close_ms = events.iter().map(|e| e.closed_ms).min()?;
+    let mut resumed: Vec<u64> = events.iter().map(|e| e.resumed_ms).collect();
+    resumed.sort_unstable();
+    let n = resumed.len();
+    let at = |k: usize| resumed[k.clamp(1, n) - 1].saturating_sub(first_close_ms) as f64 / 1e3;
+    Some(Storm {
+        clients: n as u64,
+        first_close_ms,
+        back_99_s: at((n * 99).div_ceil(100)),
+        back_100_s: at(n),
+        unrecovered: events.iter().filter(|e| !e.recovered).count() as u64,
+        failed_attempts,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +113,24 @@ mod tests {
         min: Duration::from_millis(200),
         max: Duration::from_secs(3),
     };
+
+    #[test]
+    fn storm_times_run_from_the_first_close() {
+        let ev = |closed_ms, resumed_ms, recovered| Event {
+            closed_ms,
+            resumed_ms,
+            recovered,
+            ..Event::default()
+        };
+        let mut events: Vec<Event> = (0..200).map(|k| ev(1_000, 1_100 + k, true)).collect();
+        events.push(ev(900, 5_000, false));
+        let s = storm(&events, 3).unwrap();
+        assert_eq!((s.clients, s.first_close_ms, s.unrecovered), (201, 900, 1));
+        // 99% of 201 is 199 clients: the 199th resumed at 1,298 ms.
+        assert!((s.back_99_s - 0.398).abs() < 1e-9, "{s:?}");
+        assert!((s.back_100_s - 4.1).abs() < 1e-9);
+        assert_eq!(storm(&[], 0), None);
+    }
 
     #[test]
     fn first_delay_lies_between_min_and_twice_min() {

@@ -4,6 +4,7 @@
 //! Multi-node runs are the merged summaries of `merge` (scenario `multinode`).
 
 mod figures;
+mod scale;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,10 +18,13 @@ use crate::summary::{sibling, Summary};
 
 /// Report columns: Herald over Server-Sent Events (`--transport sse`) is a target of its own.
 const TARGETS: [&str; 5] = ["herald", "herald-sse", "socketio", "ws", "floor"];
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 9] = [
     "broadcast",
     "personal",
     "multinode",
+    "fleet",
+    "fleet-cluster",
+    "storm",
     "idle",
     "churn",
     "floor",
@@ -137,7 +141,12 @@ fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
             .iter()
             .map(|t| {
                 let p = &runs[&(scenario.to_owned(), (*t).to_owned())][0].0;
-                ["latency-percentiles", "latency-over-time", "throughput"]
+                let kinds: &[&str] = if scale::is_scale(scenario) {
+                    &["latency-percentiles", "timeline", "throughput"]
+                } else {
+                    &["latency-percentiles", "latency-over-time", "throughput"]
+                };
+                kinds
                     .iter()
                     .map(|k| format!("[{k}]({})", rel(&sibling(p, k))))
                     .collect::<Vec<_>>()
@@ -180,6 +189,22 @@ fn heading(scenario: &str, s: &Summary) -> String {
             s.connections_requested,
             s.merged_parts.max(1),
         ),
+        "fleet" | "fleet-cluster" => format!(
+            "Fleet{}: {} users over {} Herald gateways, each on its personal channel and one \
+             topic, {rate} publications/s through a publisher node for {dur} s",
+            if scenario == "fleet" {
+                ""
+            } else {
+                " on a Redis Cluster"
+            },
+            s.connections_requested,
+            s.herald_publish_to_write.as_ref().map_or(0, |h| h.nodes),
+        ),
+        "storm" => format!(
+            "Reconnect storm: {} users over Herald gateways, one killed (SIGKILL) mid-run, \
+             {rate} topic publications/s for {dur} s",
+            s.connections_requested
+        ),
         "idle" => format!(
             "Idle: {} connections held for {dur} s",
             s.connections_requested
@@ -206,6 +231,25 @@ fn note(scenario: &str, s: &Summary) -> Option<String> {
              are not counted); latency percentiles are {}.",
             if s.latency_pooled {
                 "those of the pooled deliveries of all processes"
+            } else {
+                "the largest of the processes' (an upper bound)"
+            }
+        )),
+        "fleet" | "fleet-cluster" | "storm" => Some(format!(
+            "`loadtest/run-{}.sh`: {} load processes, each spreading its clients over every \
+             gateway and publishing through the publisher node to its own users and topics; \
+             merged summaries. Client-observed latency is {}. Herald publish-to-write is the \
+             gateways' `herald_publish_to_write_seconds` histogram over the run (scraped before \
+             and after, quantiles of the difference within buckets); Redis figures are `INFO` \
+             differences summed over the instances. Gateway CPU and RSS are the gateways' sums.",
+            if scenario == "storm" {
+                "storm"
+            } else {
+                "fleet"
+            },
+            s.merged_parts.max(1),
+            if s.latency_pooled {
+                "that of the pooled deliveries of all processes"
             } else {
                 "the largest of the processes' (an upper bound)"
             }

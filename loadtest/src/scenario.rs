@@ -28,10 +28,28 @@ pub async fn run(args: &RunArgs, nofile: u64) -> anyhow::Result<Outcome> {
         crate::limits::ephemeral_ports(),
     )?;
     let reconnect = reconnect_policy(args)?;
+    if args.scenario == Scenario::Fleet {
+        check_fleet(args)?;
+    }
     match args.scenario {
         Scenario::Churn => churn::run(args, sources).await,
         _ => steady::run(args, sources, reconnect).await,
     }
+}
+
+/// The `fleet` options: topics to spread over and something to publish, Herald only.
+fn check_fleet(args: &RunArgs) -> anyhow::Result<()> {
+    if args.target != Target::Herald {
+        bail!("--scenario fleet needs --target herald");
+    }
+    if args.topics == 0 {
+        bail!("--topics must be at least 1");
+    }
+    let rates = [args.topic_rate, args.personal_rate];
+    if rates.iter().any(|r| !r.is_finite() || *r < 0.0) || rates.iter().sum::<f64>() <= 0.0 {
+        bail!("--topic-rate and --personal-rate must be non-negative and not both zero");
+    }
+    Ok(())
 }
 
 /// The reconnect backoff of `--reconnect`, which only reconnecting WebSocket subscribers of a
@@ -42,9 +60,16 @@ fn reconnect_policy(args: &RunArgs) -> anyhow::Result<Option<Backoff>> {
     }
     let supported = args.target == Target::Herald
         && args.transport == Transport::Ws
-        && args.scenario == Scenario::Broadcast;
+        && matches!(args.scenario, Scenario::Broadcast | Scenario::Fleet);
     if !supported {
-        bail!("--reconnect needs --target herald, --transport ws and --scenario broadcast");
+        bail!(
+            "--reconnect needs --target herald, --transport ws and --scenario broadcast or fleet"
+        );
+    }
+    if args.scenario == Scenario::Fleet && args.personal_rate > 0.0 {
+        // A new connection recovers its topic only; the personal channel is subscribed by the
+        // server on connect, without a position to recover from.
+        bail!("--reconnect with --scenario fleet needs --personal-rate 0");
     }
     let (min, max) = (args.reconnect_min_delay, args.reconnect_max_delay);
     if min.is_zero() || max < min {

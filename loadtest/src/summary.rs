@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::monitor::Point;
 use crate::reconnect;
+use crate::redis_info::RedisFigures;
+use crate::scrape::ServerLatency;
 use crate::stats::Percentiles;
 
 /// Summary of one run.
@@ -128,6 +130,37 @@ pub struct Summary {
     /// again (Unix milliseconds), the close code, attempts and whether it recovered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reconnect_events: Option<Vec<reconnect::Event>>,
+    /// Reconnecting runs: how fast the closed clients were back (see `Storm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storm: Option<Storm>,
+
+    // Figures `merge` adds from the scripts' samples of Redis and of the gateways' metrics.
+    /// Redis CPU and commands during the run (`INFO` before and after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisFigures>,
+    /// Herald's own publish-to-write latency during the run, from the gateways' histograms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub herald_publish_to_write: Option<ServerLatency>,
+}
+
+/// How fast the clients of a closed node were back, from the reconnect events: times from the
+/// first close seen to the moment 99% and all of the reconnected clients had their topic
+/// subscribed again (and what they missed recovered, or said lost: `unrecovered`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Storm {
+    /// Clients that reconnected.
+    pub clients: u64,
+    /// First close seen, milliseconds since the Unix epoch.
+    pub first_close_ms: u64,
+    /// Seconds from the first close until 99% of them were back.
+    pub back_99_s: f64,
+    /// Seconds from the first close until all of them were back.
+    pub back_100_s: f64,
+    /// Reconnects whose subscribe reply could not recover what was missed.
+    pub unrecovered: u64,
+    /// Connection attempts that failed and were retried.
+    pub failed_attempts: u64,
 }
 
 /// Server figures.

@@ -116,6 +116,8 @@ pub struct Connection {
     /// Text that arrived after the last reply of the handshake in the same message, for the
     /// receive loop to decode first.
     pub pending: Option<String>,
+    /// Which of the dialer's nodes it is connected to.
+    pub via: usize,
 }
 
 impl Connection {
@@ -128,6 +130,7 @@ impl Connection {
             replayed: None,
             subscribed: None,
             pending: None,
+            via: 0,
         }
     }
 

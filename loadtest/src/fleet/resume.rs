@@ -62,8 +62,8 @@ impl Resume {
     }
 }
 
-/// Opens a new connection for `user` after the previous one ended with `code`, resuming the
-/// topic from `r`'s position: waits a backoff delay before each attempt and retries failed
+/// Opens a new connection for `user` at node `via` (then at random other nodes, should that
+/// fail) after the previous one ended with `code`, resuming the topic from `r`'s position: waits a backoff delay before each attempt and retries failed
 /// ones, each within `connect_timeout`. Returns the connection and the publications its
 /// subscribe reply recovered; `None` if the run ended (`cancel`) meanwhile.
 pub(super) async fn redial(
@@ -71,7 +71,7 @@ pub(super) async fn redial(
     connect_timeout: Duration,
     cancel: &CancellationToken,
     backoff: Backoff,
-    user: usize,
+    (user, mut via): (usize, usize),
     r: &mut Resume,
     code: Option<u16>,
 ) -> Option<(Connection, Vec<(Payload, Option<u64>)>)> {
@@ -81,7 +81,11 @@ pub(super) async fn redial(
         let delay = backoff.delay(step, rand::random::<f64>());
         let attempt = async {
             tokio::time::sleep(delay).await;
-            tokio::time::timeout(connect_timeout, dialer.open_at(user, Some(&r.position))).await
+            tokio::time::timeout(
+                connect_timeout,
+                dialer.open_at(user, Some(&r.position), via),
+            )
+            .await
         };
         let opened = tokio::select! {
             _ = cancel.cancelled() => return None,
@@ -92,6 +96,7 @@ pub(super) async fn redial(
             Ok(Ok(mut conn)) => {
                 let Some(subscribed) = conn.subscribed.take() else {
                     r.tally.failed_attempts += 1;
+                    via = dialer.other_than(via);
                     continue;
                 };
                 let recovered = subscribed.recovered;
@@ -107,7 +112,10 @@ pub(super) async fn redial(
                 r.tally.resumed(event);
                 return Some((conn, publications));
             }
-            Ok(Err(_)) | Err(_) => r.tally.failed_attempts += 1,
+            Ok(Err(_)) | Err(_) => {
+                r.tally.failed_attempts += 1;
+                via = dialer.other_than(via);
+            }
         }
     }
 }

@@ -26,6 +26,10 @@ pub fn add_reconnects(merged: &mut Summary, parts: &[Summary]) {
             all.extend(events);
             all
         });
+    merged.storm = merged
+        .reconnect_events
+        .as_deref()
+        .and_then(|e| crate::reconnect::storm(e, merged.reconnect_failures.unwrap_or(0)));
 }
 
 /// Bare connections of a floor part's connect/accept storm, from the accepting end's CPU and

@@ -9,6 +9,9 @@ pub struct Row(pub &'static str, pub fn(&Summary) -> Option<f64>, pub usize);
 
 /// The rows of `scenario`'s table, in order.
 pub fn rows(scenario: &str) -> Vec<Row> {
+    if super::scale::is_scale(scenario) {
+        return super::scale::rows(scenario);
+    }
     let lat = [
         Row("latency p50 (ms)", |s| s.latency_ms.p50, 2),
         Row("latency p90 (ms)", |s| s.latency_ms.p90, 2),

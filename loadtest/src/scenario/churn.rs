@@ -13,7 +13,7 @@ use tokio::task::JoinSet;
 use super::measure::{cpu_between, sample, server_pids, Outcome, MAX_ERRORS};
 use super::target::endpoint;
 use crate::cli::RunArgs;
-use crate::client::{Dialer, Proto};
+use crate::client::{Dialer, Proto, Topic};
 use crate::monitor;
 use crate::procstat::{self, CpuDelta};
 use crate::stats::{new_histogram, unix_micros, Live, Percentiles};
@@ -78,7 +78,8 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
     let load_start = procstat::loadavg();
     let pids = server_pids(args);
     let (proto, url) = endpoint(args)?;
-    let dialer = Arc::new(Dialer::new(proto, &url, sources, &args.hmac_secret, None, false).await?);
+    let dialer =
+        Arc::new(Dialer::new(proto, &url, sources, &args.hmac_secret, Topic::None, false).await?);
     let live = Arc::new(Live::new(1));
     let monitor = monitor::spawn(live.clone(), pids.clone());
     let before = sample(&pids)?;
@@ -160,7 +161,7 @@ pub async fn bare_connect_storm(
     sources: Vec<Ipv4Addr>,
     pids: &[u32],
 ) -> anyhow::Result<BareStorm> {
-    let dialer = Arc::new(Dialer::new(Proto::Raw, url, sources, "", None, false).await?);
+    let dialer = Arc::new(Dialer::new(Proto::Raw, url, sources, "", Topic::None, false).await?);
     let live = Arc::new(Live::new(1));
     eprintln!(
         "bare connect/accept storm: {} workers for {:?}",

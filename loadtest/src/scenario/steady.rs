@@ -13,10 +13,11 @@ use super::churn::bare_connect_storm;
 use super::measure::{cpu_between, sample, server_pids, Outcome, MAX_ERRORS};
 use super::target::endpoint;
 use crate::cli::{RunArgs, Scenario};
-use crate::client::{Dialer, Proto};
+use crate::client::{Dialer, Proto, Topic};
 use crate::fleet::{self, FleetCtx};
 use crate::floor::FloorServer;
 use crate::ledger::{self, Routing, SeqSet};
+use crate::mix::Mix;
 use crate::monitor;
 use crate::procstat;
 use crate::publish::{self, Channels, Plan, Sink};
@@ -58,7 +59,7 @@ pub async fn run(
         (proto, url, server_pids(args))
     };
     let sink = match scenario {
-        Scenario::Broadcast | Scenario::Personal => {
+        Scenario::Broadcast | Scenario::Personal | Scenario::Fleet => {
             let api = args
                 .api_url
                 .as_deref()
@@ -72,12 +73,28 @@ pub async fn run(
         }
         _ => None,
     };
-    let routing = match scenario {
-        Scenario::Personal => Routing::Personal { n: n as u64 },
+    let mix = Mix::new(
+        n as u64,
+        args.topics as u64,
+        args.topic_rate,
+        args.personal_rate,
+    );
+    let routing = match (scenario, mix) {
+        (Scenario::Personal, _) => Routing::Personal { n: n as u64 },
+        (Scenario::Fleet, Some(mix)) => Routing::Fleet(mix),
         _ => Routing::Broadcast,
     };
-    let topic = (scenario == Scenario::Broadcast).then(|| args.channel.clone());
-    let expect_personal = scenario == Scenario::Personal;
+    let topic = match scenario {
+        Scenario::Broadcast => Topic::One(args.channel.as_str().into()),
+        Scenario::Fleet => Topic::Spread {
+            first: args.topic_offset as u64,
+            count: args.topics as u64,
+            user_offset: args.user_offset,
+        },
+        _ => Topic::None,
+    };
+    let expect_personal = matches!(scenario, Scenario::Personal | Scenario::Fleet);
+    let rate = publish_rate(args);
     let dialer = Dialer::new(
         proto,
         &url,
@@ -139,15 +156,20 @@ pub async fn run(
             Some(f) => Sink::Pipe(f.take_stdin()?),
             None => sink.ok_or_else(|| anyhow!("no publish sink"))?,
         };
-        let channels = match scenario {
-            Scenario::Personal => Channels::Personal {
+        let channels = match (scenario, mix) {
+            (Scenario::Personal, _) => Channels::Personal {
                 n,
                 offset: args.user_offset,
+            },
+            (Scenario::Fleet, Some(mix)) => Channels::Fleet {
+                mix,
+                user_offset: args.user_offset,
+                topic_offset: args.topic_offset,
             },
             _ => Channels::One(args.channel.clone()),
         };
         let plan = Plan {
-            rate: args.rate,
+            rate,
             duration: args.duration,
             max_inflight: args.max_inflight,
             channels,
@@ -156,7 +178,7 @@ pub async fn run(
             unix_micros() + args.warmup.as_micros() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
-        eprintln!("publishing {}/s for {:?}", args.rate, args.duration);
+        eprintln!("publishing {rate}/s for {:?}", args.duration);
         let p = publish::run(sink, plan, live.clone()).await?;
         errors.extend(p.errors.iter().map(|e| format!("publish: {e}")));
         first_publish_error = p.errors.first().cloned();
@@ -168,10 +190,7 @@ pub async fn run(
         } else {
             Live::get(&live.connected)
         };
-        let expected = match routing {
-            Routing::Broadcast => p.accepted.len() * connected,
-            Routing::Personal { n } => p.accepted.len() * connected / n.max(1),
-        };
+        let expected = routing.expected_count(&p.accepted, connected, n as u64);
         drain(&live, expected, args.drain).await;
         (p.accepted, p.wall)
     };
@@ -291,6 +310,7 @@ pub async fn run(
         summary.recovered_publications = Some(t.recovered_publications);
         summary.reconnect_failures = Some(t.failed_attempts);
         summary.out_of_order = Some(t.out_of_order);
+        summary.storm = crate::reconnect::storm(&t.events, t.failed_attempts);
         summary.reconnect_events = Some(t.events);
     }
     if args.save_histogram {
@@ -346,15 +366,24 @@ fn publish_stats(
     if scenario == Scenario::Idle {
         return PublishStats::default();
     }
-    let scheduled = args.rate * wall_s;
+    let rate = publish_rate(args);
+    let scheduled = rate * wall_s;
     PublishStats {
-        target_rate: args.rate,
+        target_rate: rate,
         achieved_rate: accepted as f64 / wall_s,
         sent,
         errors: Live::get(&live.publish_errors),
         skipped: Live::get(&live.publish_skipped),
         rate_met: accepted as f64 >= scheduled * 0.99 - 1.0,
         first_error,
+    }
+}
+
+/// Publications per second of the run: `fleet` has its two rates, the others `--rate`.
+fn publish_rate(args: &RunArgs) -> f64 {
+    match args.scenario {
+        Scenario::Fleet => args.topic_rate + args.personal_rate,
+        _ => args.rate,
     }
 }
 

@@ -4,6 +4,7 @@
 //! offset order, filling gaps from history (`sync`); readiness is probed end to
 //! end (`probe`); node heartbeats serve `/api/info` (`nodes`).
 
+mod coalesce;
 mod conn;
 mod envelope;
 mod keys;
@@ -39,6 +40,8 @@ const SUBSCRIBERS: usize = 2;
 /// The Redis engine.
 pub struct Redis {
     shared: Arc<Shared>,
+    /// Forward history reads of a channel gathered into one (recoveries).
+    recoveries: coalesce::Coalescer,
     subs: Arc<Subscriptions>,
     ready: Arc<AtomicBool>,
     /// Stops the background tasks (a child of the node's token).
@@ -98,6 +101,7 @@ impl Redis {
         let subs = Subscriptions::start(shared.clone(), clients, workers, &tracker, &cancel);
         let engine = Redis {
             shared: shared.clone(),
+            recoveries: coalesce::Coalescer::default(),
             subs: subs.clone(),
             ready: Arc::new(AtomicBool::new(true)),
             cancel: cancel.clone(),
@@ -196,15 +200,28 @@ impl Redis {
         if !channel.options().has_history() {
             return Ok(History::default());
         }
-        let start = match &query.since {
-            Some(p) => format!("{}-0", p.offset.saturating_add(1)),
-            None => "-".into(),
+        let read = match (&query.since, query.limit, query.reverse) {
+            // A recovery: clients of a lost node come back together, one read serves them all.
+            (Some(since), Some(limit), false) => {
+                let shared = &self.shared;
+                let name = channel.name_arc();
+                self.recoveries
+                    .read_after(name, since.offset, limit, |after, count| {
+                        shared.read_after(name, after, count)
+                    })
+                    .await?
+            }
+            _ => {
+                let start = match &query.since {
+                    Some(p) => format!("{}-0", p.offset.saturating_add(1)),
+                    None => "-".into(),
+                };
+                let count = query.limit.map_or(-1, |l| l.min(i64::MAX as usize) as i64);
+                self.shared
+                    .read(channel.name(), start, count, query.reverse)
+                    .await?
+            }
         };
-        let count = query.limit.map_or(-1, |l| l.min(i64::MAX as usize) as i64);
-        let read = self
-            .shared
-            .read(channel.name(), start, count, query.reverse)
-            .await?;
         let stale = query.since.is_some_and(|p| p.epoch != read.position.epoch);
         Ok(History {
             publications: if stale { Vec::new() } else { read.publications },
