@@ -1,5 +1,7 @@
 //! Cluster-wide commands (server API actions that must reach whichever node
-//! holds a user's connections) and node descriptions for `/api/info`.
+//! holds a user's connections), client commands of the bidirectional
+//! emulation on their way to the node holding the session, and node
+//! descriptions for `/api/info`.
 
 use serde::{Deserialize, Serialize};
 
@@ -75,6 +77,16 @@ impl Command {
             | Command::Refresh { client, .. } => client.as_deref(),
         }
     }
+}
+
+/// Client commands that arrived on one node's `/emulation` endpoint for a
+/// session held by another node (sent to that node alone).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emulation {
+    /// The session id from the connect reply.
+    pub session: String,
+    /// The client's frame: newline-separated JSON commands.
+    pub data: String,
 }
 
 /// One node as `/api/info` reports it.

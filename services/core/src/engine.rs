@@ -65,6 +65,9 @@ pub trait Handler: Send + Sync + 'static {
     fn on_leave(&self, channel: &str, info: &ClientInfo);
     /// A cluster-wide command.
     fn on_control(&self, command: &control::Command);
+    /// Client commands for one of this node's emulation sessions, sent here
+    /// by the node that received them (see [`Engine::send_to_node`]).
+    fn on_emulation(&self, _emulation: control::Emulation) {}
     /// The node lost publications of a channel it cannot recover (history gone):
     /// subscribers must be told to resubscribe. Returns how many were told.
     fn on_unrecoverable(&self, channel: &str) -> u64;
@@ -311,6 +314,16 @@ impl Engine {
     /// Sends a command to every node.
     pub async fn publish_control(&self, command: &control::Command) -> Result<(), EngineError> {
         dispatch!(self, e => publish_control(command))
+    }
+
+    /// Sends client commands to the node `node` alone; false when no such node
+    /// listens (in Redis Cluster a receiver cannot be counted: always true).
+    pub async fn send_to_node(
+        &self,
+        node: &str,
+        emulation: &control::Emulation,
+    ) -> Result<bool, EngineError> {
+        dispatch!(self, e => send_to_node(node, emulation))
     }
 
     /// Every live node.

@@ -16,7 +16,7 @@ use prometheus::{
 };
 
 use crate::namespace::{self, Namespaces};
-use labels::{RecoveryFrom, Source, Transport, API_METHODS, CLIENT_METHODS};
+use labels::{RecoveryFrom, Source, Transport, API_METHODS, CLIENT_METHODS, EMULATION_OUTCOMES};
 use register::{counters, gauges, histograms, reg};
 pub use transport::TransportMetrics;
 
@@ -71,6 +71,9 @@ pub struct Metrics {
     uni_websocket: Arc<TransportMetrics>,
     uni_sse: Arc<TransportMetrics>,
     uni_http_stream: Arc<TransportMetrics>,
+    http_stream: Arc<TransportMetrics>,
+    sse_emulation: Arc<TransportMetrics>,
+    emulation_requests: IntCounterVec,
     namespaces: Arc<HashMap<String, NamespaceMetrics>>,
     client_commands: IntCounterVec,
     client_methods: Arc<HashMap<&'static str, MethodMetrics>>,
@@ -239,6 +242,15 @@ impl Metrics {
         for reason in ["full", "rate"] {
             refused_connections.with_label_values(&[reason]);
         }
+        let emulation_requests = counters(
+            &r,
+            "emulation_requests_total",
+            "Requests to /emulation, by what became of them (local, forwarded to another node, received from one, dropped)",
+            &["outcome"],
+        );
+        for outcome in EMULATION_OUTCOMES {
+            emulation_requests.with_label_values(&[outcome]);
+        }
         let build = gauges(
             &r,
             "build_info",
@@ -257,6 +269,9 @@ impl Metrics {
             uni_websocket: Arc::new(TransportMetrics::new(&f, Transport::UniWebSocket)),
             uni_sse: Arc::new(TransportMetrics::new(&f, Transport::UniSse)),
             uni_http_stream: Arc::new(TransportMetrics::new(&f, Transport::UniHttpStream)),
+            http_stream: Arc::new(TransportMetrics::new(&f, Transport::HttpStream)),
+            sse_emulation: Arc::new(TransportMetrics::new(&f, Transport::SseEmulation)),
+            emulation_requests,
             namespaces: Arc::new(namespaces),
             client_methods: methods(&client_commands, &client_seconds, &CLIENT_METHODS),
             client_commands,
@@ -298,7 +313,14 @@ impl Metrics {
             Transport::UniWebSocket => &self.uni_websocket,
             Transport::UniSse => &self.uni_sse,
             Transport::UniHttpStream => &self.uni_http_stream,
+            Transport::HttpStream => &self.http_stream,
+            Transport::SseEmulation => &self.sse_emulation,
         }
+    }
+
+    /// Counts an `/emulation` request by its outcome (one of [`EMULATION_OUTCOMES`]).
+    pub fn emulation_request(&self, outcome: &'static str) {
+        self.emulation_requests.with_label_values(&[outcome]).inc();
     }
 
     /// The series of a channel's namespace (the part before `:`, `default` without one).

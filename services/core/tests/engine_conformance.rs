@@ -1,7 +1,7 @@
 //! The engine contract, one suite run against every engine: the memory engine,
 //! a real standalone `redis-server` and a real 3-master Redis Cluster. Publish
 //! and history, idempotent publishing, presence, join/leave, control commands,
-//! node discovery, exactly-once delivery in offset order and the trace context
+//! node discovery, emulation requests sent to one node, exactly-once delivery in offset order and the trace context
 //! a publication carries to every node. What only one
 //! engine does (Redis reconnects, key expiry, debounced unsubscribes, the
 //! memory sweeper) is tested in that engine's own file.
@@ -17,6 +17,8 @@ mod backend;
 
 #[path = "engine_conformance/delivery.rs"]
 mod delivery;
+#[path = "engine_conformance/emulation.rs"]
+mod emulation;
 #[path = "engine_conformance/history.rs"]
 mod history;
 #[path = "engine_conformance/presence.rs"]
@@ -26,6 +28,7 @@ use std::time::Duration;
 
 use backend::Backend;
 use delivery::{a_trace_context_reaches_every_node, delivers_exactly_once_in_order_across_nodes};
+use emulation::emulation_reaches_the_named_node_only;
 use herald_core::ClientInfo;
 use history::{a_repeated_idempotency_key_publishes_once, publish_history_offsets_and_epoch};
 use presence::{join_leave_control_and_nodes_reach_every_node, presence_counts_clients_and_users};
@@ -69,4 +72,5 @@ for_every_engine!(
     delivers_exactly_once_in_order_across_nodes,
     a_repeated_idempotency_key_publishes_once,
     a_trace_context_reaches_every_node,
+    emulation_reaches_the_named_node_only,
 );

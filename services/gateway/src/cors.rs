@@ -1,6 +1,7 @@
-//! CORS for the SSE and HTTP-streaming endpoints: a page on an origin the gateway accepts (see
-//! [`Gateway::is_origin_allowed`]) may read the stream cross-origin, with
-//! credentials (a cookie may carry the token). WebSocket needs none of this:
+//! CORS for the HTTP transports (SSE, and the emulation endpoints the SDKs
+//! POST to with `Content-Type: application/json`): a page on an origin the
+//! gateway accepts (see [`Gateway::is_origin_allowed`]) may use them
+//! cross-origin, with credentials (a cookie may carry the token). WebSocket needs none of this:
 //! browsers do not apply CORS to it, the handshake's Origin check suffices.
 
 use std::sync::Arc;
@@ -55,6 +56,12 @@ pub fn allow(response: &mut Response, origin: Option<HeaderValue>) {
 /// (or `fetch`) that sends headers such as `Last-Event-ID`.
 pub async fn preflight(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
     preflight_for(&gw, &headers, "GET")
+}
+
+/// `OPTIONS` of `/connection/http_stream` and `/emulation`: the preflight of
+/// the SDKs' cross-origin `fetch` POST with `Content-Type: application/json`.
+pub async fn preflight_post(State(gw): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    preflight_for(&gw, &headers, "POST")
 }
 
 /// The answer to a preflight of an endpoint that takes `methods`.

@@ -20,6 +20,7 @@ use tokio::sync::Notify;
 use crate::outbox::Outbox;
 use crate::subscribers::Subscribers;
 
+pub mod emulation;
 mod fanout;
 mod traced;
 
@@ -57,6 +58,8 @@ pub struct Hub {
     /// Set once, when the drain begins; read under the shard locks it guards.
     draining: AtomicBool,
     metrics: Metrics,
+    /// Sessions of the emulation transports, by session id.
+    emulation: emulation::Sessions,
     uid: String,
     name: String,
     started: Instant,
@@ -83,10 +86,21 @@ impl Hub {
             emptied: Notify::new(),
             draining: AtomicBool::new(false),
             metrics,
+            emulation: emulation::Sessions::default(),
             uid: uuid::Uuid::new_v4().to_string(),
             name,
             started: Instant::now(),
         }
+    }
+
+    /// This node's unique id (the `node` of emulation connect replies).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// This node's emulation sessions.
+    pub fn emulation(&self) -> &emulation::Sessions {
+        &self.emulation
     }
 
     /// Adds a subscriber; true when it is the channel's first on this node.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod cors;
 pub mod demo;
 pub mod drain;
+pub mod emulation;
 pub mod flusher;
 pub mod frame;
 pub mod frame_queue;
@@ -160,11 +161,18 @@ impl Gateway {
 }
 
 /// The client-facing routes: `/connection/websocket`, `/connection/sse`, the
-/// unidirectional `/connection/uni_*` ([`uni`]), `/health` and the demo page.
+/// unidirectional `/connection/uni_*` ([`uni`]), the emulation endpoints
+/// `/connection/http_stream` and `/emulation` ([`emulation`]), `/health` and
+/// the demo page.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(ws::PATH, get(ws::upgrade))
-        .route("/connection/sse", get(sse::stream).options(cors::preflight))
+        .route(
+            "/connection/sse",
+            get(sse::stream)
+                .post(emulation::sse::post)
+                .options(cors::preflight),
+        )
         .route(uni::websocket::PATH, get(uni::websocket::upgrade))
         .route(
             uni::http::SSE_PATH,
@@ -175,6 +183,14 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route(
             uni::http::STREAM_PATH,
             post(uni::http::stream_post).options(uni::http::stream_preflight),
+        )
+        .route(
+            emulation::http_stream::PATH,
+            post(emulation::http_stream::open).options(cors::preflight_post),
+        )
+        .route(
+            emulation::PATH,
+            post(emulation::receive).options(cors::preflight_post),
         )
         .route("/health", get(|| async { "ok" }))
         .with_state(gateway)

@@ -58,6 +58,9 @@ pub struct Session {
     unidirectional: bool,
     /// The transport, for metrics and logs.
     transport: Transport,
+    /// Emulation transports: the session id `/emulation` requests name
+    /// (boxed: most connections are WebSockets, and every one has the field).
+    emulation: Option<Box<Arc<str>>>,
     /// The client's address, for the log of refused tokens.
     peer: Option<SocketAddr>,
     /// Commands the client may still send (`client.commands_per_second`).
@@ -98,6 +101,7 @@ impl Session {
             pong_deadline: None,
             unidirectional: false,
             transport: Transport::WebSocket,
+            emulation: None,
             peer,
             budget,
         }
@@ -353,6 +357,13 @@ impl Session {
     /// Names the transport in metrics and logs (after [`Session::set_unidirectional`]).
     pub fn set_transport(&mut self, transport: Transport) {
         self.transport = transport;
+    }
+
+    /// Marks a session of an emulation transport: the client sends its
+    /// commands in `/emulation` requests naming `session`.
+    pub fn set_emulation(&mut self, transport: Transport, session: Arc<str>) {
+        self.transport = transport;
+        self.emulation = Some(Box::new(session));
     }
 
     /// The connection id the client sees.

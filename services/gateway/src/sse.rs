@@ -1,7 +1,10 @@
 //! The Server-Sent Events transport (`/connection/sse`) for one-way clients
 //! such as the browser's `EventSource`: builds the session's connect and
 //! subscribe commands from the request, then streams the connection's frames
-//! as events (see [`events`]), one response-body chunk per wake-up.
+//! as events (see [`events`]), one response-body chunk per wake-up. A
+//! `cf_connect` holding a protocol command (`{"id":1,"connect":{..}}`, what
+//! the SDKs' `sse` transport sends) selects bidirectional emulation instead
+//! ([`crate::emulation::sse`]).
 
 mod events;
 
@@ -26,6 +29,7 @@ use serde_json::Value;
 
 use crate::admission::Slot;
 use crate::cors;
+use crate::emulation;
 use crate::outbox::{self, Outbox};
 use crate::session::{Session, MAX_COMMANDS_PER_FRAME};
 use crate::write_stats::WriteStats;
@@ -52,6 +56,11 @@ pub async fn stream(
     Query(query): Query<SseQuery>,
 ) -> Response {
     let peer = remote.map(|Extension(ConnectInfo(addr))| addr);
+    if let Some(connect) = query.cf_connect.as_deref() {
+        if emulation::is_connect_command(connect) {
+            return emulation::sse::open(gw, &headers, peer, connect).await;
+        }
+    }
     let origin = match cors::check(&gw, &headers) {
         Ok(origin) => origin,
         Err(refused) => return refused.into_response(),

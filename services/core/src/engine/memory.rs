@@ -43,6 +43,8 @@ pub struct Memory {
 
 struct Inner {
     handler: Arc<dyn Handler>,
+    /// The handler's node id, read once (a node description is not free to build).
+    uid: String,
     streams: Vec<Shard<Arc<Mutex<Stream>>>>,
     presence: Vec<Shard<HashMap<String, ClientInfo>>>,
     results: idempotency::Results,
@@ -146,6 +148,7 @@ impl Memory {
     pub fn new(handler: Arc<dyn Handler>) -> Memory {
         Memory {
             inner: Arc::new(Inner {
+                uid: handler.node_info().uid,
                 handler,
                 streams: shards(),
                 presence: shards(),
@@ -304,6 +307,19 @@ impl Memory {
     pub async fn publish_control(&self, command: &control::Command) -> Result<(), EngineError> {
         self.inner.handler.on_control(command);
         Ok(())
+    }
+
+    /// See [`super::Engine::send_to_node`]: the one node is this one.
+    pub async fn send_to_node(
+        &self,
+        node: &str,
+        emulation: &control::Emulation,
+    ) -> Result<bool, EngineError> {
+        if node != self.inner.uid {
+            return Ok(false);
+        }
+        self.inner.handler.on_emulation(emulation.clone());
+        Ok(true)
     }
 
     /// This node only.

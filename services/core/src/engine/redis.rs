@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fred::interfaces::{ClientLike, EventInterface};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
@@ -110,6 +110,8 @@ impl Redis {
         };
         let started = async {
             subs.add_static(0, shared.keys.control(), false).await?;
+            subs.add_static(0, shared.keys.node(&shared.uid), false)
+                .await?;
             probe::subscribe_probes(&shared, &subs).await?;
             shared.heartbeat().await
         };
@@ -297,6 +299,20 @@ impl Redis {
         self.shared
             .send_pubsub(self.shared.keys.control(), message, false)
             .await
+    }
+
+    /// Publishes on the node's own channel (plain `PUBLISH`, as control):
+    /// its receiver count tells whether the node listens (standalone only).
+    pub async fn send_to_node(
+        &self,
+        node: &str,
+        emulation: &control::Emulation,
+    ) -> Result<bool, EngineError> {
+        let message = serde_json::to_string(emulation).expect("emulation requests serialize");
+        let client = self.shared.client()?;
+        let publish = client.publish::<i64, _, _>(self.shared.keys.node(node), message);
+        let receivers = self.shared.timed("publish", publish).await?;
+        Ok(self.shared.cluster || receivers > 0)
     }
 
     /// Nodes that sent a heartbeat within the last three periods.

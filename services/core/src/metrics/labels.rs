@@ -15,16 +15,22 @@ pub enum Transport {
     UniSse,
     /// `/connection/uni_http_stream`.
     UniHttpStream,
+    /// `/connection/http_stream`: bidirectional emulation over a streamed response.
+    HttpStream,
+    /// `/connection/sse` with a connect command: bidirectional emulation over SSE.
+    SseEmulation,
 }
 
 impl Transport {
     /// Every transport.
-    pub const ALL: [Transport; 5] = [
+    pub const ALL: [Transport; 7] = [
         Transport::WebSocket,
         Transport::Sse,
         Transport::UniWebSocket,
         Transport::UniSse,
         Transport::UniHttpStream,
+        Transport::HttpStream,
+        Transport::SseEmulation,
     ];
 
     /// The label value.
@@ -35,9 +41,25 @@ impl Transport {
             Transport::UniWebSocket => "uni_websocket",
             Transport::UniSse => "uni_sse",
             Transport::UniHttpStream => "uni_http_stream",
+            Transport::HttpStream => "http_stream",
+            Transport::SseEmulation => "sse_emulation",
         }
     }
 }
+
+/// What became of an `/emulation` request (label `outcome` of
+/// `herald_emulation_requests_total`): applied to a session of this node
+/// (`local`), sent to the node holding the session (`forwarded`), applied here
+/// after another node sent it (`received`), or dropped: no such session, no
+/// such node, or the session's queue of requests was full (`busy`).
+pub const EMULATION_OUTCOMES: [&str; 6] = [
+    "local",
+    "forwarded",
+    "received",
+    "unknown_session",
+    "unknown_node",
+    "busy",
+];
 
 /// Where a publication came from (label `source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -77,6 +77,12 @@ pub struct ConnectResult {
     pub ping: u64,
     /// The client must answer pings.
     pub pong: bool,
+    /// Emulation transports: the session id the client names in `/emulation` requests.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub session: String,
+    /// Emulation transports: the node holding the session.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 /// Result of `subscribe`, also the body of a subscribe push and of `connect.subs` entries.

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use herald_core::control::{Command, NodeInfo};
+use herald_core::control::{Command, Emulation, NodeInfo};
 use herald_core::engine::{self, Engine, Handler};
 use herald_core::namespace::{self, Namespaces};
 use herald_core::publication::RawJson;
@@ -29,6 +29,7 @@ pub struct Recorder {
     /// The trace context of each publication seen, by channel.
     traces: Mutex<HashMap<String, Vec<Option<String>>>>,
     controls: Mutex<Vec<Command>>,
+    emulations: Mutex<Vec<Emulation>>,
     local: Mutex<HashMap<String, u64>>,
     needed: Mutex<HashSet<String>>,
     /// A channel whose deliveries block until released (a stalled consumer).
@@ -42,6 +43,7 @@ impl Recorder {
             seen: Mutex::default(),
             traces: Mutex::default(),
             controls: Mutex::default(),
+            emulations: Mutex::default(),
             local: Mutex::default(),
             needed: Mutex::default(),
             gate: (Mutex::new(None), Condvar::new()),
@@ -107,6 +109,11 @@ impl Recorder {
         self.controls.lock().unwrap().clone()
     }
 
+    /// Emulation requests sent to this node, in arrival order.
+    pub fn emulations(&self) -> Vec<Emulation> {
+        self.emulations.lock().unwrap().clone()
+    }
+
     /// Sets what `channels()` reports.
     pub fn set_local_channels(&self, channels: &[(&str, u64)]) {
         *self.local.lock().unwrap() = channels.iter().map(|(c, n)| (c.to_string(), *n)).collect();
@@ -170,6 +177,9 @@ impl Handler for Recorder {
     }
     fn on_control(&self, command: &Command) {
         self.controls.lock().unwrap().push(command.clone());
+    }
+    fn on_emulation(&self, emulation: Emulation) {
+        self.emulations.lock().unwrap().push(emulation);
     }
     fn on_unrecoverable(&self, channel: &str) -> u64 {
         self.push(channel, Seen::Unrecoverable);

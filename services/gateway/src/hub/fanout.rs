@@ -1,6 +1,7 @@
 //! What the engine hands the hub: publications, joins and leaves fanned out
 //! to the local subscribers (encoded once, shared by every queue), control
-//! commands for local sessions, and the node's figures.
+//! commands for local sessions, emulation frames other nodes sent on, and the
+//! node's figures.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use herald_core::publication::{
     encode_join_push, encode_leave_push, encode_publication_push, ClientInfo, Publication,
 };
 
+use super::emulation::Delivery;
 use super::{shard, Hub};
 use crate::frame::ChannelPush;
 use crate::subscribers::Subscribers;
@@ -75,6 +77,15 @@ impl Handler for Hub {
                 member.outbox.push_control(command.clone());
             }
         }
+    }
+
+    fn on_emulation(&self, emulation: control::Emulation) {
+        let outcome = match self.emulation.deliver(&emulation.session, emulation.data) {
+            Delivery::Queued => "received",
+            Delivery::Unknown => "unknown_session",
+            Delivery::Busy => "busy",
+        };
+        self.metrics.emulation_request(outcome);
     }
 
     fn on_unrecoverable(&self, channel: &str) -> u64 {

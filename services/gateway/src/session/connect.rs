@@ -96,6 +96,14 @@ impl Session {
             subs,
             ping: self.gw.config.ping_interval.as_secs().max(1),
             pong: true,
+            session: self
+                .emulation
+                .as_deref()
+                .map_or_else(String::new, |session| session.to_string()),
+            node: self
+                .emulation
+                .as_ref()
+                .map_or_else(String::new, |_| self.gw.hub.uid().to_owned()),
         };
         let reply = Frame::from(Reply {
             id,

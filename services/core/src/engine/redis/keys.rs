@@ -12,6 +12,7 @@ pub(super) struct Keys {
     pubsub_prefix: String,
     probe_prefix: String,
     control: String,
+    node_prefix: String,
 }
 
 impl Keys {
@@ -25,6 +26,7 @@ impl Keys {
             pubsub_prefix: format!("{prefix}.pub.{{"),
             probe_prefix: format!("{prefix}.probe."),
             control: format!("{prefix}.control"),
+            node_prefix: format!("{prefix}.node."),
         })
     }
 
@@ -74,6 +76,16 @@ impl Keys {
     /// Whether a pub/sub channel name is the control channel.
     pub(super) fn is_control(&self, pubsub: &str) -> bool {
         pubsub == self.control
+    }
+
+    /// The channel of commands for node `uid` alone (emulation requests).
+    pub(super) fn node(&self, uid: &str) -> String {
+        format!("{}{uid}", self.node_prefix)
+    }
+
+    /// Whether a pub/sub channel name is a node's own channel.
+    pub(super) fn is_node(&self, pubsub: &str) -> bool {
+        pubsub.starts_with(self.node_prefix.as_str())
     }
 
     /// Hash of live nodes: node uid -> heartbeat JSON.

@@ -192,6 +192,11 @@ impl Subscriptions {
                 Ok(command) => self.shared.handler.on_control(&command),
                 Err(e) => warn!(error = %e, "undecodable control command dropped"),
             }
+        } else if keys.is_node(&m.channel) {
+            match serde_json::from_slice(&payload) {
+                Ok(emulation) => self.shared.handler.on_emulation(emulation),
+                Err(e) => warn!(error = %e, "undecodable emulation request dropped"),
+            }
         } else if keys.is_probe(&m.channel) {
             self.received.record(&m.channel, &payload);
         }

@@ -1,0 +1,35 @@
+//! `/connection/http_stream`: the SDK POSTs its connect command as the body
+//! and reads the response as newline-delimited JSON replies and pushes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use super::stream::{self, Wire};
+use crate::Gateway;
+
+/// Path of the endpoint.
+pub const PATH: &str = "/connection/http_stream";
+
+/// `POST /connection/http_stream`.
+pub async fn open(
+    State(gw): State<Arc<Gateway>>,
+    remote: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let peer = remote.map(|Extension(ConnectInfo(addr))| addr);
+    let connect = match super::read_body(&gw, &headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let Ok(connect) = std::str::from_utf8(&connect) else {
+        return (StatusCode::BAD_REQUEST, "connect command is not UTF-8").into_response();
+    };
+    stream::open(gw.clone(), &headers, peer, connect, Wire::HttpStream).await
+}
