@@ -104,7 +104,7 @@ async fn await_cut_off(h: &Herald, since: Instant) -> Duration {
     loop {
         let metrics = h.metrics().await;
         let disconnects = value(&metrics, "herald_disconnects_total", WS_3012);
-        let connections = value(&metrics, "herald_connections", "websocket");
+        let connections = value(&metrics, "herald_connections", r#"transport="websocket""#);
         if disconnects >= 1.0 && connections == 1.0 {
             return since.elapsed();
         }
