@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::Extension;
 
 use super::stream::{self, Wire};
@@ -24,12 +24,5 @@ pub async fn open(
     body: Body,
 ) -> Response {
     let peer = remote.map(|Extension(ConnectInfo(addr))| addr);
-    let connect = match super::read_body(&gw, &headers, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let Ok(connect) = std::str::from_utf8(&connect) else {
-        return (StatusCode::BAD_REQUEST, "connect command is not UTF-8").into_response();
-    };
-    stream::open(gw.clone(), &headers, peer, connect, Wire::HttpStream).await
+    stream::open_posted(gw, &headers, peer, body, Wire::HttpStream).await
 }

@@ -65,6 +65,24 @@ impl Wire {
     }
 }
 
+/// Opens a connection whose connect command is the body of a POST.
+pub async fn open_posted(
+    gw: Arc<Gateway>,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: Body,
+    wire: Wire,
+) -> Response {
+    let connect = match super::read_body(&gw, headers, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let Ok(connect) = std::str::from_utf8(&connect) else {
+        return (StatusCode::BAD_REQUEST, "connect command is not UTF-8").into_response();
+    };
+    open(gw.clone(), headers, peer, connect, wire).await
+}
+
 /// Opens an emulation connection whose first frame (the connect command) is
 /// `connect`: checks the origin and admission, registers the session under a
 /// new session id, handles the frame and answers with the streaming body.
