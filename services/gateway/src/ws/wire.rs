@@ -1,8 +1,11 @@
 //! One WebSocket's write state: turns queued frames into messages of the
-//! connection's format (JSON: newline-joined in a text message; Protobuf:
-//! length-delimited replies back to back in a binary message; up to a batch
-//! or 64 KiB each) and writes each with one vectored write straight from the
-//! shared frames to the socket it is given.
+//! connection's format (JSON text, or a length-delimited Protobuf reply in a
+//! binary message), one frame per message, and writes up to a batch of them
+//! (or 64 KiB) with one vectored write straight from the shared frames to the
+//! socket it is given. A message per frame costs no system call more than
+//! frames joined into one message would, and SDKs that dispatch the frames of
+//! one message out of order with the next message's (centrifuge-js before
+//! 5.8) see every push in order.
 //! It keeps what a partial write left over, so any task may continue the
 //! write: usually the flusher, the connection's own task when the socket is full.
 
@@ -21,35 +24,33 @@ use crate::write_stats::WriteStats;
 /// Bytes coalesced into one message at most (a single larger frame is still sent whole).
 pub const MAX_COALESCED: usize = 64 * 1024;
 
-/// Most pieces (header, frames, separators) handed to one `writev`.
+/// Most pieces (a header and a frame each) handed to one `writev`.
 const MAX_SLICES: usize = 256;
 
 /// Pieces that fit the `writev` list kept on the stack (more take an allocation).
 const FEW_SLICES: usize = 8;
 
-/// The unfinished message of one connection.
+/// The unfinished write of one connection.
 pub struct Wire {
     batch: usize,
     format: Format,
-    /// The message being written: its first `frames` queued frames.
+    /// The write in progress: the first `frames` queued frames.
     message: Option<Message>,
     /// A control frame (pong, close) to write once the current message is out,
     /// and how much of it is written (boxed: rare, and every connection has the field).
     control: Option<Box<(Bytes, usize)>>,
 }
 
-/// Header and progress of the message being written (sizes in `u32`: every
-/// frame is bounded by the request body limits, far below 4 GiB).
+/// Size and progress of the write in progress, headers included (sizes in
+/// `u32`: every frame is bounded by the request body limits, far below 4 GiB).
 struct Message {
     frames: u32,
     total: u32,
     written: u32,
-    header_len: u8,
-    header: [u8; MAX_HEADER],
 }
 
 impl Wire {
-    /// A wire coalescing up to `batch` frames per message, in `format`.
+    /// A wire writing up to `batch` frames per vectored write, in `format`.
     pub fn new(batch: usize, format: Format) -> Wire {
         Wire {
             batch,
@@ -59,7 +60,7 @@ impl Wire {
         }
     }
 
-    /// Queued frames that belong to the message being written (they must go out whole).
+    /// Queued frames that belong to the write in progress (they must go out whole).
     pub fn frames_in_flight(&self) -> usize {
         self.message.as_ref().map_or(0, |m| m.frames as usize)
     }
@@ -89,11 +90,9 @@ impl Wire {
     ) -> Poll<io::Result<()>> {
         loop {
             if let Some(message) = &mut self.message {
-                let header = &message.header[..usize::from(message.header_len)];
                 let n = ready!(poll_write_pieces(
                     Pin::new(&mut *io),
                     cx,
-                    header,
                     frames,
                     message.frames as usize,
                     message.written as usize,
@@ -129,69 +128,63 @@ impl Wire {
         }
     }
 
-    /// Frames from the front of the queue that make the next message,
+    /// Frames from the front of the queue that make the next write,
     /// encoded in the connection's format first where they are typed.
     fn next_message(&self, frames: &mut FrameQueue) -> Message {
         let format = self.format;
+        let kind = kind(format);
         let mut iter = frames.iter_mut().map(|frame| {
             frame.encode(format);
-            frame.bytes(format).len()
+            let length = frame.bytes(format).len();
+            codec::header(kind, length).1 + length
         });
-        let separator = separator(format).len();
         let mut count = 1;
-        let mut length = iter.next().unwrap_or(0);
+        let mut total = iter.next().unwrap_or(0);
         for next in iter {
-            if count == self.batch || length + separator + next > MAX_COALESCED {
+            if count == self.batch || total + next > MAX_COALESCED {
                 break;
             }
-            length += separator + next;
+            total += next;
             count += 1;
         }
-        let kind = match format {
-            Format::Json => Kind::Text,
-            Format::Protobuf => Kind::Binary,
-        };
-        let (header, header_len) = codec::header(kind, length);
         Message {
             frames: count as u32,
-            total: (header_len + length) as u32,
+            total: total as u32,
             written: 0,
-            header_len: header_len as u8,
-            header,
         }
     }
 }
 
-/// What goes between two frames of one message: a newline between JSON
-/// lines, nothing between length-delimited Protobuf replies.
-fn separator(format: Format) -> &'static [u8] {
+/// The message kind of a format: JSON is text, Protobuf binary.
+fn kind(format: Format) -> Kind {
     match format {
-        Format::Json => b"\n",
-        Format::Protobuf => b"",
+        Format::Json => Kind::Text,
+        Format::Protobuf => Kind::Binary,
     }
 }
 
-/// One `writev` of the header and the first `count` frames joined,
+/// One `writev` of the first `count` frames, each behind its message header,
 /// less the first `skip` bytes.
 fn poll_write_pieces<W: AsyncWrite>(
     io: Pin<&mut W>,
     cx: &mut Context<'_>,
-    header: &[u8],
     frames: &FrameQueue,
     count: usize,
     skip: usize,
     format: Format,
 ) -> Poll<io::Result<usize>> {
-    let pieces = (1 + 2 * count).min(MAX_SLICES);
+    let count = count.min(MAX_SLICES / 2);
+    let kind = kind(format);
     let parts = frames.iter().take(count).map(|f| f.bytes(format));
-    let separator = separator(format);
-    let written = if pieces <= FEW_SLICES {
+    let written = if 2 * count <= FEW_SLICES {
+        let headers = &mut [([0; MAX_HEADER], 0); FEW_SLICES / 2];
         let slices = &mut [IoSlice::new(&[]); FEW_SLICES];
-        let filled = fill_slices(slices, header, parts, separator, skip);
+        let filled = fill_slices(slices, headers, kind, parts, skip);
         ready!(io.poll_write_vectored(cx, &slices[..filled]))?
     } else {
-        let slices = &mut vec![IoSlice::new(&[]); pieces];
-        let filled = fill_slices(slices, header, parts, separator, skip);
+        let headers = &mut vec![([0; MAX_HEADER], 0); count];
+        let slices = &mut vec![IoSlice::new(&[]); 2 * count];
+        let filled = fill_slices(slices, headers, kind, parts, skip);
         ready!(io.poll_write_vectored(cx, &slices[..filled]))?
     };
     if written == 0 {
@@ -200,31 +193,31 @@ fn poll_write_pieces<W: AsyncWrite>(
     Poll::Ready(Ok(written))
 }
 
-/// Fills `slices` with the header and the `parts` joined by `separator`,
-/// leaving out the first `skip` bytes (and empty pieces); returns how many
-/// slices were filled.
+/// Fills `slices` with each of `parts` behind its message header (made in
+/// `headers`), leaving out the first `skip` bytes; returns how many slices
+/// were filled.
 fn fill_slices<'a>(
     slices: &mut [IoSlice<'a>],
-    header: &'a [u8],
+    headers: &'a mut [([u8; MAX_HEADER], usize)],
+    kind: Kind,
     parts: impl Iterator<Item = &'a [u8]>,
-    separator: &'a [u8],
     mut skip: usize,
 ) -> usize {
-    let pieces = std::iter::once(header).chain(
-        parts
-            .enumerate()
-            .flat_map(move |(i, p)| [if i == 0 { &b""[..] } else { separator }, p]),
-    );
     let mut count = 0;
-    for piece in pieces {
-        if skip >= piece.len() {
-            skip -= piece.len();
-            continue;
+    for (header, part) in headers.iter_mut().zip(parts) {
+        *header = codec::header(kind, part.len());
+        let header: &'a ([u8; MAX_HEADER], usize) = header;
+        let header = &header.0[..header.1];
+        for piece in [header, part] {
+            if skip >= piece.len() {
+                skip -= piece.len();
+                continue;
+            }
+            slices[count] = IoSlice::new(&piece[skip..]);
+            skip = 0;
+            count += 1;
         }
-        slices[count] = IoSlice::new(&piece[skip..]);
-        skip = 0;
-        count += 1;
-        if count == slices.len() {
+        if count + 2 > slices.len() {
             break;
         }
     }

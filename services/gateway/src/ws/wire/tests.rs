@@ -52,7 +52,7 @@ fn flush(wire: &mut Wire, io: &mut Trickle, queue: &mut FrameQueue) -> Poll<io::
 }
 
 #[test]
-fn coalesces_up_to_the_batch_into_one_message_each() {
+fn writes_up_to_the_batch_at_once_each_frame_its_own_message() {
     let mut io = Trickle {
         out: vec![],
         room: usize::MAX,
@@ -66,15 +66,15 @@ fn coalesces_up_to_the_batch_into_one_message_each() {
     let flushed = wire.poll_flush(&mut io, cx, &mut queue, &mut stats);
     assert!(matches!(flushed, Poll::Ready(Ok(()))));
     assert!(queue.is_empty());
-    assert_eq!(io.out, b"\x81\x04a\nbb\x81\x01c");
+    assert_eq!(io.out, b"\x81\x01a\x81\x02bb\x81\x01c");
     stats.flush();
     let counted = (
         ws.writes.get(),
         ws.frames_written.get(),
         ws.bytes_written.get(),
     );
-    // The mock takes one slice per write: header, "a", "\n", "bb", then header, "c".
-    assert_eq!(counted, (6, 3, 9));
+    // The mock takes one slice per write: header, "a", header, "bb", then header, "c".
+    assert_eq!(counted, (6, 3, 10));
     assert_eq!(ws.pushes_per_write.get_sample_sum(), 3.0);
 }
 
@@ -91,7 +91,7 @@ fn partial_writes_resume_where_they_stopped_and_control_frames_wait() {
         matches!(first, Poll::Ready(Ok(()))),
         "three bytes at a time, never pending"
     );
-    assert_eq!(io.out, b"\x81\x0bhello\nworld");
+    assert_eq!(io.out, b"\x81\x05hello\x81\x05world");
 
     io = Trickle {
         out: vec![],
@@ -111,25 +111,26 @@ fn partial_writes_resume_where_they_stopped_and_control_frames_wait() {
     assert_eq!(wire.frames_in_flight(), 0);
 }
 
-#[test]
-fn slices_skip_what_was_already_written() {
-    let parts = [Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
-    let header = [0x81u8, 6];
-    let mut slices = [IoSlice::new(&[]); 8];
-    let join = |slices: &[IoSlice]| slices.iter().flat_map(|s| s.to_vec()).collect::<Vec<_>>();
-    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), b"\n", 0);
-    assert_eq!(join(&slices[..n]), b"\x81\x06ab\ncde");
-    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), b"\n", 3);
-    assert_eq!(join(&slices[..n]), b"b\ncde");
-    let n = fill_slices(&mut slices, &header, parts.iter().map(|p| &p[..]), b"\n", 8);
-    assert_eq!(n, 0);
-    let mut few = [IoSlice::new(&[]); 2];
-    let n = fill_slices(&mut few, &header, parts.iter().map(|p| &p[..]), b"\n", 1);
-    assert_eq!(join(&few[..n]), b"\x06ab");
+/// The bytes `fill_slices` lays out for `parts` in `room` slices, less `skip`.
+fn laid_out(parts: &[Bytes], skip: usize, room: usize) -> Vec<u8> {
+    let mut headers = vec![([0; MAX_HEADER], 0); parts.len()];
+    let mut slices = vec![IoSlice::new(&[]); room];
+    let parts_iter = parts.iter().map(|p| &p[..]);
+    let n = fill_slices(&mut slices, &mut headers, Kind::Text, parts_iter, skip);
+    slices[..n].iter().flat_map(|s| s.to_vec()).collect()
 }
 
 #[test]
-fn protobuf_replies_go_back_to_back_in_binary_messages() {
+fn slices_skip_what_was_already_written() {
+    let parts = [Bytes::from_static(b"ab"), Bytes::from_static(b"cde")];
+    assert_eq!(laid_out(&parts, 0, 8), b"\x81\x02ab\x81\x03cde");
+    assert_eq!(laid_out(&parts, 3, 8), b"b\x81\x03cde");
+    assert_eq!(laid_out(&parts, 9, 8), b"");
+    assert_eq!(laid_out(&parts, 1, 2), b"\x02ab");
+}
+
+#[test]
+fn protobuf_replies_go_in_binary_messages_one_each() {
     let mut io = Trickle {
         out: vec![],
         room: usize::MAX,
@@ -143,7 +144,7 @@ fn protobuf_replies_go_back_to_back_in_binary_messages() {
         flush(&mut wire, &mut io, &mut queue),
         Poll::Ready(Ok(()))
     ));
-    assert_eq!(io.out, b"\x82\x06\x02ab\x00\x01c");
+    assert_eq!(io.out, b"\x82\x03\x02ab\x82\x01\x00\x82\x02\x01c");
 }
 
 /// A stream that keeps what it is given until flushed, as a TLS stream keeps
