@@ -67,10 +67,10 @@ fn outcome_in_pieces(bytes: &[u8], cuts: &[usize]) -> Outcome {
 }
 
 /// RFC 6455 section 4.2.1 and Herald's origin rule, read from a head's text
-/// without httparse: `Some((key, subprotocol offered))` for an acceptable
+/// without httparse: `Some((key, subprotocol to echo))` for an acceptable
 /// upgrade request. Lenient where httparse is strict, so that whatever
 /// httparse accepts is judged here too.
-fn spec(head: &[u8]) -> Option<(Vec<u8>, bool)> {
+fn spec(head: &[u8]) -> Option<(Vec<u8>, Option<&'static str>)> {
     // RFC 9112 section 2.2: empty lines before the request line are ignored.
     let mut lines = head
         .split(|&b| b == b'\n')
@@ -89,7 +89,19 @@ fn spec(head: &[u8]) -> Option<(Vec<u8>, bool)> {
     };
     let text = |v: &[u8]| std::str::from_utf8(v).unwrap_or("\u{fffd}").to_owned();
     let (mut origin, mut host, mut version, mut key) = (None, None, None, None);
-    let (mut connection, mut upgrade, mut subprotocol) = (false, false, false);
+    let (mut connection, mut upgrade, mut subprotocol) = (false, false, None);
+    // Herald speaks two subprotocols and echoes the first one offered.
+    let spoken = [
+        ws::handshake::SUBPROTOCOL,
+        ws::handshake::SUBPROTOCOL_PROTOBUF,
+    ];
+    let first_spoken = |v: &[u8]| {
+        v.split(|&b| b == b',').find_map(|t| {
+            spoken
+                .into_iter()
+                .find(|p| t.trim_ascii().eq_ignore_ascii_case(p.as_bytes()))
+        })
+    };
     for line in lines.take_while(|l| !l.is_empty()) {
         let colon = line.iter().position(|&b| b == b':')?;
         let name = String::from_utf8_lossy(line[..colon].trim_ascii()).to_ascii_lowercase();
@@ -101,7 +113,7 @@ fn spec(head: &[u8]) -> Option<(Vec<u8>, bool)> {
             "upgrade" => upgrade |= lists(value, "websocket"),
             "sec-websocket-version" => version = version.or(Some(value.to_vec())),
             "sec-websocket-key" => key = key.or(Some(value.to_vec())),
-            "sec-websocket-protocol" => subprotocol |= lists(value, ws::handshake::SUBPROTOCOL),
+            "sec-websocket-protocol" => subprotocol = subprotocol.or_else(|| first_spoken(value)),
             _ => {}
         }
     }
@@ -111,13 +123,11 @@ fn spec(head: &[u8]) -> Option<(Vec<u8>, bool)> {
 }
 
 /// The `101` answer for `key`, as the spec would give it.
-fn answer((key, subprotocol): (Vec<u8>, bool)) -> String {
+fn answer((key, subprotocol): (Vec<u8>, Option<&str>)) -> String {
     let accept = tungstenite::handshake::derive_accept_key(&key);
-    let protocol = if subprotocol {
-        "sec-websocket-protocol: centrifuge-json\r\n"
-    } else {
-        ""
-    };
+    let protocol = subprotocol.map_or(String::new(), |p| {
+        format!("sec-websocket-protocol: {p}\r\n")
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\
          sec-websocket-accept: {accept}\r\n{protocol}\r\n"
@@ -251,7 +261,7 @@ fn handshakes_in_any_header_order_case_and_whitespace_are_accepted() {
             let bytes = [head.as_bytes(), &frames].concat();
             let expected = Outcome::WebSocket {
                 head: head.len(),
-                response: answer((key, offer)),
+                response: answer((key, offer.then_some(ws::handshake::SUBPROTOCOL))),
             };
             prop_assert_eq!(outcome_in_pieces(&bytes, &cuts), expected, "{}", head);
             Ok(())
@@ -277,7 +287,7 @@ fn heads_over_the_cap_are_left_to_hyper() {
             let bytes = head.as_bytes();
             let got = outcome_in_pieces(bytes, &cuts);
             if head.len() <= FIRST_HEAD_MAX {
-                let response = answer((key, offer));
+                let response = answer((key, offer.then_some(ws::handshake::SUBPROTOCOL)));
                 prop_assert_eq!(
                     got,
                     Outcome::WebSocket {
