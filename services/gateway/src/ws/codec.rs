@@ -291,24 +291,40 @@ pub enum Kind {
     Pong,
 }
 
-/// Header of an unmasked, final server frame with a `length`-byte payload.
+/// Length of the header of a server frame with a `length`-byte payload.
+pub const fn header_len(length: usize) -> usize {
+    match length {
+        0..126 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
+}
+
+/// Header of an unmasked, final server frame with a `length`-byte payload, in
+/// the shortest length form (RFC 6455 5.2). Built here rather than through
+/// tungstenite's `FrameHeader`: every frame of a write takes one, and its
+/// formatter writes through `io::Write`.
 pub fn header(kind: Kind, length: usize) -> ([u8; MAX_HEADER], usize) {
     let opcode = match kind {
-        Kind::Text => OpCode::Data(Data::Text),
-        Kind::Binary => OpCode::Data(Data::Binary),
-        Kind::Close => OpCode::Control(Control::Close),
-        Kind::Pong => OpCode::Control(Control::Pong),
-    };
-    let header = FrameHeader {
-        opcode,
-        ..FrameHeader::default()
+        Kind::Text => 0x1,
+        Kind::Binary => 0x2,
+        Kind::Close => 0x8,
+        Kind::Pong => 0xA,
     };
     let mut out = [0u8; MAX_HEADER];
-    let mut cursor = Cursor::new(&mut out[..]);
-    header
-        .format(length as u64, &mut cursor)
-        .expect("a server header fits in 10 bytes");
-    let len = usize::try_from(cursor.position()).expect("header length");
+    out[0] = 0x80 | opcode;
+    let len = header_len(length);
+    match len {
+        2 => out[1] = length as u8,
+        4 => {
+            out[1] = 126;
+            out[2..4].copy_from_slice(&(length as u16).to_be_bytes());
+        }
+        _ => {
+            out[1] = 127;
+            out[2..10].copy_from_slice(&(length as u64).to_be_bytes());
+        }
+    }
     (out, len)
 }
 

@@ -132,11 +132,10 @@ impl Wire {
     /// encoded in the connection's format first where they are typed.
     fn next_message(&self, frames: &mut FrameQueue) -> Message {
         let format = self.format;
-        let kind = kind(format);
         let mut iter = frames.iter_mut().map(|frame| {
             frame.encode(format);
             let length = frame.bytes(format).len();
-            codec::header(kind, length).1 + length
+            codec::header_len(length) + length
         });
         let mut count = 1;
         let mut total = iter.next().unwrap_or(0);

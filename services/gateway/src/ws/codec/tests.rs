@@ -231,3 +231,39 @@ fn server_headers_use_the_shortest_length_form() {
     let (h, n) = header(Kind::Binary, 2);
     assert_eq!(&h[..n], &[0x82, 2]);
 }
+
+#[test]
+fn server_headers_are_the_ones_tungstenite_formats() {
+    use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+    use tungstenite::protocol::frame::FrameHeader;
+    let kinds = [
+        (Kind::Text, OpCode::Data(Data::Text)),
+        (Kind::Binary, OpCode::Data(Data::Binary)),
+        (Kind::Close, OpCode::Control(Control::Close)),
+        (Kind::Pong, OpCode::Control(Control::Pong)),
+    ];
+    let lengths = [
+        0,
+        1,
+        125,
+        126,
+        127,
+        65_535,
+        65_536,
+        1 << 20,
+        usize::MAX >> 1,
+    ];
+    for (kind, opcode) in kinds {
+        for length in lengths {
+            let mut expected = Vec::new();
+            let reference = FrameHeader {
+                opcode,
+                ..FrameHeader::default()
+            };
+            reference.format(length as u64, &mut expected).unwrap();
+            let (h, n) = header(kind, length);
+            assert_eq!(&h[..n], &expected[..], "{kind:?} {length}");
+            assert_eq!(header_len(length), n);
+        }
+    }
+}
