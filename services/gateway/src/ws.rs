@@ -96,23 +96,12 @@ pub async fn upgrade(State(gw): State<Arc<Gateway>>, mut request: Request) -> Re
         Ok(accepted) => accepted,
         Err(refusal) => return refusal.into_response(),
     };
-    let slot = match gw.admit() {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_response(),
-    };
-    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            "connection cannot be upgraded",
-        )
-            .into_response();
+    let (slot, on_upgrade, peer) = match admit_upgrade(&gw, &mut request) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
     };
     // The session gets a task of its own, as in `serve_upgraded`: this one
     // would keep the upgrade's state beside the session's for its whole life.
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
     let session_gw = gw.clone();
     let format = accepted.format();
     gw.spawn(async move {
@@ -170,6 +159,29 @@ pub async fn serve_upgraded<S: Stream>(
         slot,
         format,
     ));
+}
+
+/// Admits an upgrade request hyper serves: the node's slot, the upgrade to
+/// await and the client's address, or the answer refusing it.
+pub(crate) fn admit_upgrade(
+    gw: &Gateway,
+    request: &mut Request,
+) -> Result<(Slot, OnUpgrade, Option<SocketAddr>), Box<Response>> {
+    let slot = gw
+        .admit()
+        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        let refusal = (
+            StatusCode::UPGRADE_REQUIRED,
+            "connection cannot be upgraded",
+        );
+        return Err(Box::new(refusal.into_response()));
+    };
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    Ok((slot, on_upgrade, peer))
 }
 
 /// Writes `bytes` and flushes them (a TLS stream holds them until flushed).

@@ -9,14 +9,13 @@ use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use herald_core::metrics::labels::Transport;
 use herald_core::protocol::command::ConnectRequest;
 use herald_core::protocol::Disconnect;
-use hyper::upgrade::OnUpgrade;
 use serde::Deserialize;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -27,7 +26,7 @@ use tracing::debug;
 use super::{push, Framing, Stream, Taken};
 use crate::admission::Slot;
 use crate::ws::codec::{self, DecodeError, Decoder, Incoming, Kind};
-use crate::ws::{handshake, upgraded, ReadError, Reader};
+use crate::ws::{admit_upgrade, handshake, upgraded, ReadError, Reader};
 use crate::Gateway;
 
 /// Path of the endpoint.
@@ -63,21 +62,10 @@ pub async fn upgrade(
         },
         None => None,
     };
-    let slot = match gw.admit() {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_response(),
+    let (slot, on_upgrade, peer) = match admit_upgrade(&gw, &mut request) {
+        Ok(admitted) => admitted,
+        Err(refused) => return *refused,
     };
-    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            "connection cannot be upgraded",
-        )
-            .into_response();
-    };
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
     let session_gw = gw.clone();
     gw.spawn(async move {
         if let Some((stream, decoder)) = upgraded(on_upgrade).await {
