@@ -7,7 +7,8 @@
 #   loadtest/run-all.sh                      # everything
 #   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
 #
-# Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws],
+# Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws; also
+# herald-sse: Herald with its clients on Server-Sent Events],
 # SCENARIOS [broadcast personal idle churn floor multinode], DURATION [10s], BROADCAST_DURATION
 # [30s, broadcast and floor: user CPU comes in 10 ms ticks, and a 10 s run gives Herald only a few
 # dozen of them], WARMUP [1s, left
@@ -163,10 +164,13 @@ run_one() {
     "$LOADTEST" --scenario floor $(scenario_args floor) --source-addrs "$SOURCE_ADDRS" --out "$out" $EXTRA_ARGS
     return
   fi
-  start_server "$target"
+  # herald-sse: Herald's server, its clients on Server-Sent Events.
+  local server=${target%-sse} transport=()
+  [[ $target == *-sse ]] && transport=(--transport sse)
+  start_server "$server"
   log "$target $scenario run $run (server pids $SERVER_PIDS)"
   # shellcheck disable=SC2046,SC2086
-  "$LOADTEST" --target "$target" --scenario "$scenario" $(scenario_args "$scenario") \
+  "$LOADTEST" --target "$server" "${transport[@]}" --scenario "$scenario" $(scenario_args "$scenario") \
     --ws-url "$WS_URL" --api-url "$API_URL" --api-key "$API_KEY" --hmac-secret "$HMAC_SECRET" \
     --server-pid "$SERVER_PIDS" --source-addrs "$SOURCE_ADDRS" --out "$out" $EXTRA_ARGS \
     || log "$target $scenario run $run failed (see $LOGS/$target.log)"

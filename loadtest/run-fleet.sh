@@ -24,7 +24,8 @@
 # Knobs (environment, defaults in brackets): FLEET_CONNECTIONS [100000], GATEWAYS [6],
 # LOADERS [GATEWAYS; at most 19,000 clients each], TOPICS [1000], TOPIC_RATE [1000
 # publications/s over all topics], PERSONAL_RATE [5000/s over all users], DURATION [60s],
-# WARMUP [2s], SETTLE [2, seconds], CLUSTER [0; 1 = 3-master Redis Cluster], KILL_AT [unset],
+# WARMUP [2s], SETTLE [2, seconds], CLUSTER [0; 1 = 3-master Redis Cluster], PUBLISHERS [1
+# publisher node; load process k publishes through publisher k mod PUBLISHERS], KILL_AT [unset],
 # RECONNECT [0; 1 with KILL_AT], HISTORY_SIZE [100, of the stock namespace], HISTORY_TTL [5m],
 # SCENARIO [fleet, fleet-cluster with CLUSTER=1], RUN [1], RESULTS [loadtest/results],
 # ADDRS_PER_LOADER [6 source addresses 127.0.0.x per load process], BUILD [1; 0 skips cargo
@@ -47,6 +48,7 @@ DURATION=${DURATION:-60s}
 WARMUP=${WARMUP:-2s}
 SETTLE=${SETTLE:-2}
 CLUSTER=${CLUSTER:-0}
+PUBLISHERS=${PUBLISHERS:-1}
 KILL_AT=${KILL_AT:-}
 RECONNECT=${RECONNECT:-$([[ -n $KILL_AT ]] && echo 1 || echo 0)}
 HISTORY_SIZE=${HISTORY_SIZE:-100}
@@ -125,6 +127,15 @@ start_node() {
   wait_ready "http://127.0.0.1:$NODE_IPORT/readyz" "$NODE_PID" "$logf"
 }
 
+# CPU clock ticks (user + system) the publisher nodes have used so far.
+publisher_ticks() {
+  local pid sum=0
+  for pid in "${PUBLISHER_PIDS[@]}"; do
+    sum=$((sum + $(awk '{ print $14 + $15 }' "/proc/$pid/stat")))
+  done
+  echo "$sum"
+}
+
 # Saves Redis INFO of every instance as $LOGS/redis-$1-<k>; prints the files, comma separated.
 sample_redis() {
   local k files=()
@@ -167,11 +178,16 @@ main() {
     pids+=("$NODE_PID")
     IPORTS+=("$NODE_IPORT")
   done
-  start_node publisher publisher
-  local api="http://127.0.0.1:$NODE_IPORT"
+  local apis=()
+  PUBLISHER_PIDS=()
+  for k in $(seq 1 "$PUBLISHERS"); do
+    start_node publisher "publisher-$k"
+    apis+=("http://127.0.0.1:$NODE_IPORT")
+    PUBLISHER_PIDS+=("$NODE_PID")
+  done
   local url_list
   url_list=$(IFS=,; echo "${urls[*]}")
-  log "$GATEWAYS gateways (pids ${pids[*]}) and a publisher on redis ports ${REDIS_PORTS[*]}"
+  log "$GATEWAYS gateways (pids ${pids[*]}) and $PUBLISHERS publisher(s) on redis ports ${REDIS_PORTS[*]}"
 
   # Load process k: users [u0, u1), topics [t0, t1), rates in proportion.
   local parts=() go=() ready=() first last fd u0 u1 t0 t1 trate prate extra
@@ -194,7 +210,7 @@ main() {
       --user-offset "$u0" --topics $((t1 - t0)) --topic-offset "$t0" \
       --topic-rate "$trate" --personal-rate "$prate" \
       --duration "$DURATION" --warmup "$WARMUP" --settle "${SETTLE}s" \
-      --ws-url "$url_list" --api-url "$api" \
+      --ws-url "$url_list" --api-url "${apis[k % PUBLISHERS]}" \
       --api-key "$API_KEY" --hmac-secret "$HMAC_SECRET" "${extra[@]}" \
       --source-addrs "127.0.0.$first-127.0.0.$last" --max-inflight "$MAX_INFLIGHT" \
       --wait-for-go --save-histogram --no-plots --out "${parts[k]}" $EXTRA_ARGS \
@@ -218,6 +234,8 @@ main() {
   if [[ -n $KILL_AT ]]; then scraped=($(seq 1 $((GATEWAYS - 1)))); else scraped=($(seq 0 $((GATEWAYS - 1)))); fi
   redis_before=$(sample_redis before)
   metrics_before=$(sample_metrics before "${scraped[@]}")
+  local ticks_before
+  ticks_before=$(publisher_ticks)
   log "all connected; publishing $TOPIC_RATE/s to $TOPICS topics and $PERSONAL_RATE/s to users for $DURATION"
   for k in $(seq 0 $((LOADERS - 1))); do echo go >&"${go[k]}"; done
 
@@ -241,6 +259,9 @@ main() {
   local redis_after metrics_after
   redis_after=$(sample_redis after)
   metrics_after=$(sample_metrics after "${scraped[@]}")
+  local publisher_cpu
+  publisher_cpu=$(awk -v a="$ticks_before" -v b="$(publisher_ticks)" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.2f", (b - a) / hz }')
   for k in $(seq 0 $((LOADERS - 1))); do
     grep -E '^herald fleet:' "$LOGS/loadtest-$((k + 1)).log" | sed "s/^/  process $((k + 1)): /" >&2 || true
   done
@@ -249,7 +270,8 @@ main() {
   [[ -z $redis_kill ]] || kill_args=(--redis-at-kill "$redis_kill")
   "$LOADTEST" merge --scenario "$SCENARIO" --out "$RESULTS/herald-$SCENARIO-$RUN.json" \
     --redis-before "$redis_before" "${kill_args[@]}" --redis-after "$redis_after" \
-    --metrics-before "$metrics_before" --metrics-after "$metrics_after" "${parts[@]}"
+    --metrics-before "$metrics_before" --metrics-after "$metrics_after" \
+    --publisher-cpu-s "$publisher_cpu" "${parts[@]}"
 }
 
 main "$@"

@@ -296,6 +296,9 @@ pub struct MergeArgs {
     /// The gateways' `/metrics` saved after the run, in the order of `--metrics-before`.
     #[arg(long, value_delimiter = ',', requires = "metrics_before")]
     pub metrics_after: Vec<PathBuf>,
+    /// CPU seconds the publisher nodes spent during the run, as the script measured them.
+    #[arg(long)]
+    pub publisher_cpu_s: Option<f64>,
     /// Summaries to merge, one per load process.
     #[arg(required = true, num_args = 1..)]
     pub parts: Vec<PathBuf>,

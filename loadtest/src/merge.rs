@@ -50,6 +50,7 @@ pub fn run(args: &MergeArgs) -> anyhow::Result<()> {
             &args.metrics_after,
         )?);
     }
+    summary.publisher_cpu_s = args.publisher_cpu_s;
     summary.write(&args.out)?;
     eprintln!("wrote {}", args.out.display());
     match latency {
@@ -154,6 +155,7 @@ pub fn merge(
         },
         loadgen: Loadgen {
             cpu_seconds: sumf(|p| p.loadgen.cpu_seconds),
+            measured_cpu_seconds: parts.iter().map(|p| p.loadgen.measured_cpu_seconds).sum(),
             rss_bytes: sum(|p| p.loadgen.rss_bytes),
         },
         host_load: [0, 1].map(|i| parts.iter().filter_map(|p| p.host_load[i]).reduce(f64::max)),
@@ -352,6 +354,7 @@ mod tests {
         s.publish.first_error = Some("404 Not Found at http://h/api/publish: ".into());
         s.loadgen = Loadgen {
             cpu_seconds: 1.0,
+            measured_cpu_seconds: Some(0.5),
             rss_bytes: 1,
         };
         s.host_load = [Some(0.5), Some(0.7)];

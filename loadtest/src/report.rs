@@ -5,6 +5,7 @@
 
 mod figures;
 mod scale;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -156,14 +157,32 @@ fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
         writeln!(md, "| plots (first run) | {} |\n", plots.join(" | "))?;
         ratios(&mut md, runs, scenario)?;
     }
+    let sweeps: BTreeMap<&str, Vec<&Summary>> = runs
+        .iter()
+        .filter(|((scenario, _), _)| sweep::is_sweep(scenario))
+        .fold(BTreeMap::new(), |mut acc, ((scenario, _), list)| {
+            acc.entry(scenario.as_str())
+                .or_default()
+                .extend(list.iter().map(|(_, s)| s));
+            acc
+        });
+    for (scenario, list) in sweeps {
+        sweep::write(&mut md, scenario, &list)?;
+    }
     writeln!(md, "## Commands\n")?;
     writeln!(
         md,
-        "First run of each cell, as recorded in its summary (`command` field; ports and pids \
-         change from run to run, `run-all.sh` starts a fresh server for each):\n\n```"
+        "First run of each cell and every run of a sweep, as recorded in its summary (`command` \
+         field; ports and pids change from run to run, `run-all.sh` starts a fresh server for \
+         each):\n\n```"
     )?;
-    for list in runs.values() {
-        if let Some((_, s)) = list.first() {
+    for ((scenario, _), list) in runs {
+        let shown = if sweep::is_sweep(scenario) {
+            list.len()
+        } else {
+            1
+        };
+        for (_, s) in list.iter().take(shown) {
             writeln!(md, "{}", shell_line(&s.command))?;
         }
     }

@@ -141,6 +141,9 @@ pub struct Summary {
     /// Herald's own publish-to-write latency during the run, from the gateways' histograms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub herald_publish_to_write: Option<ServerLatency>,
+    /// CPU seconds of the publisher nodes during the run (`/proc` before and after).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publisher_cpu_s: Option<f64>,
 }
 
 /// How fast the clients of a closed node were back, from the reconnect events: times from the
@@ -274,24 +277,30 @@ impl ConnectAccept {
     }
 }
 
-/// The load generator's own resource use over the whole run.
+/// The load generator's own resource use.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Loadgen {
-    /// CPU seconds.
+    /// CPU seconds over the whole run, connecting included.
     pub cpu_seconds: f64,
+    /// CPU seconds over the measured phase only (the window of the server's CPU figures).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measured_cpu_seconds: Option<f64>,
     /// Resident memory at the end.
     pub rss_bytes: u64,
 }
 
 impl Loadgen {
-    /// The load generator's use between two samples of itself.
+    /// The load generator's use from `start` to `end`, and from `measured` (the start of the
+    /// measured phase) to `end`.
     pub fn between(
         start: &crate::procstat::ProcSample,
+        measured: &crate::procstat::ProcSample,
         end: &crate::procstat::ProcSample,
     ) -> Loadgen {
         Loadgen {
             cpu_seconds: end.cpu_since(start).total_s(),
+            measured_cpu_seconds: Some(end.cpu_since(measured).total_s()),
             rss_bytes: end.rss_bytes,
         }
     }

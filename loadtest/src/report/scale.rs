@@ -87,17 +87,23 @@ pub fn rows(scenario: &str) -> Vec<Row> {
     }
     r.extend([
         Row("Redis CPU (s)", |s| s.redis.as_ref().map(|r| r.cpu_s), 2),
+        Row("publisher nodes' CPU (s)", |s| s.publisher_cpu_s, 2),
         Row(
             "Redis commands",
             |s| s.redis.as_ref().map(|r| r.commands as f64),
             0,
         ),
         Row(
-            "load processes' CPU (s)",
-            |s| Some(s.loadgen.cpu_seconds),
+            "load processes' CPU (s, measured phase)",
+            |s| Some(loadgen_cpu(s)),
             1,
         ),
         Row("load processes' CPU share (cores)", loadgen_cores, 2),
+        Row(
+            "load processes' CPU µs / delivery",
+            |s| (s.delivered > 0).then(|| loadgen_cpu(s) * 1e6 / s.delivered as f64),
+            3,
+        ),
         Row("host load average at start", |s| s.host_load[0], 2),
     ]);
     r
@@ -107,7 +113,15 @@ fn pw(s: &Summary) -> Option<&crate::scrape::ServerLatency> {
     s.herald_publish_to_write.as_ref()
 }
 
+/// The load processes' CPU over the measured phase (the whole run for summaries older than
+/// that figure).
+pub(super) fn loadgen_cpu(s: &Summary) -> f64 {
+    s.loadgen
+        .measured_cpu_seconds
+        .unwrap_or(s.loadgen.cpu_seconds)
+}
+
 /// The load processes' CPU over the run's wall time: the cores they took from the machine.
 fn loadgen_cores(s: &Summary) -> Option<f64> {
-    (s.duration_s > 0.0).then(|| s.loadgen.cpu_seconds / s.duration_s)
+    (s.duration_s > 0.0).then(|| loadgen_cpu(s) / s.duration_s)
 }

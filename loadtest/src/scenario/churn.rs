@@ -127,7 +127,7 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
         connections_requested: args.connections as u64,
         connect_failures: Live::get(&live.connect_errors),
         connect_latency_ms: Percentiles::from_histogram(&s.latency),
-        loadgen: Loadgen::between(&self_start, &self_end),
+        loadgen: Loadgen::between(&self_start, &self_start, &self_end),
         host_load: [load_start, procstat::loadavg()],
         errors,
         command: std::env::args().collect(),

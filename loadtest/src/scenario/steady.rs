@@ -141,6 +141,7 @@ pub async fn run(
     }
     tokio::time::sleep(args.settle).await;
     let settled = sample(&pids)?;
+    let self_settled = procstat::sample_self();
 
     let mut errors: Vec<String> = fleet.errors.clone();
     let (mut sent, mut pipe, mut first_publish_error) = (0, None, None);
@@ -295,7 +296,7 @@ pub async fn run(
             wall_s,
             scenario,
         ),
-        loadgen: Loadgen::between(&self_start, &self_end),
+        loadgen: Loadgen::between(&self_start, &self_settled, &self_end),
         host_load: [load_start, procstat::loadavg()],
         errors,
         command: std::env::args().collect(),
