@@ -79,6 +79,25 @@ impl Transport {
     }
 }
 
+/// Encoding of the Centrifugo client protocol on Herald's WebSocket.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON text messages, `\n`-batched.
+    Json,
+    /// Protobuf (subprotocol `centrifuge-protobuf`): binary messages of length-delimited replies.
+    Protobuf,
+}
+
+impl Format {
+    /// Lowercase name as used on the command line and in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Protobuf => "protobuf",
+        }
+    }
+}
+
 /// Load shape of a run.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scenario {
@@ -147,6 +166,10 @@ pub struct RunArgs {
     /// Client transport (Herald target only).
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
+    /// Protocol format of Herald over WebSocket; `protobuf` needs `--target herald` and
+    /// `--transport ws` (the publish API stays JSON).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
     /// Server-Sent Events URL for `--transport sse`; by default derived from `--ws-url`
     /// (`ws://H/connection/websocket` becomes `http://H/connection/sse`).
     #[arg(long)]
