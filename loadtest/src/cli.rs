@@ -41,7 +41,7 @@ pub enum Command {
 /// Server implementation under test.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// Herald: Centrifugo client protocol (JSON) over WebSocket.
+    /// Herald: Centrifugo client protocol over WebSocket (JSON, or Protobuf with `--format`).
     Herald,
     /// The Socket.IO 4 peer in `loadtest/peers` (Engine.IO v4 over WebSocket).
     Socketio,
