@@ -6,9 +6,12 @@
 #
 #   loadtest/run-all.sh                      # everything
 #   RUNS=1 TARGETS=herald SCENARIOS="broadcast idle" loadtest/run-all.sh
+#   RUNS=1 TARGETS=herald FORMATS="json protobuf" SCENARIOS="broadcast idle" loadtest/run-all.sh
 #
 # Knobs (environment, defaults in brackets): RUNS [3], TARGETS [herald socketio ws; also
-# herald-sse: Herald with its clients on Server-Sent Events],
+# herald-sse: Herald with its clients on Server-Sent Events], FORMATS [json; "json protobuf"
+# runs every Herald WebSocket scenario in both client protocol formats, the Protobuf one
+# reported as herald-protobuf],
 # SCENARIOS [broadcast personal idle churn floor multinode], DURATION [10s], BROADCAST_DURATION
 # [30s, broadcast and floor: user CPU comes in 10 ms ticks, and a 10 s run gives Herald only a few
 # dozen of them], WARMUP [1s, left
@@ -28,6 +31,7 @@ source loadtest/lib.sh
 
 RUNS=${RUNS:-3}
 TARGETS=${TARGETS:-"herald socketio ws"}
+FORMATS=${FORMATS:-json}
 SCENARIOS=${SCENARIOS:-"broadcast personal idle churn floor multinode"}
 DURATION=${DURATION:-10s}
 BROADCAST_DURATION=${BROADCAST_DURATION:-30s}
@@ -155,8 +159,9 @@ run_multinode() {
 }
 
 run_one() {
-  local target=$1 scenario=$2 run=$3 out
-  out="$RESULTS/$target-$scenario-$run.json"
+  local target=$1 scenario=$2 run=$3 format=${4:-json} out name=$1
+  [[ $format == json ]] || name="$target-$format"
+  out="$RESULTS/$name-$scenario-$run.json"
   # shellcheck disable=SC2046,SC2086
   if [[ $scenario == floor ]]; then
     out="$RESULTS/floor-floor-$run.json"
@@ -168,12 +173,12 @@ run_one() {
   local server=${target%-sse} transport=()
   [[ $target == *-sse ]] && transport=(--transport sse)
   start_server "$server"
-  log "$target $scenario run $run (server pids $SERVER_PIDS)"
+  log "$name $scenario run $run (server pids $SERVER_PIDS)"
   # shellcheck disable=SC2046,SC2086
-  "$LOADTEST" --target "$server" "${transport[@]}" --scenario "$scenario" $(scenario_args "$scenario") \
+  "$LOADTEST" --target "$server" "${transport[@]}" --format "$format" --scenario "$scenario" $(scenario_args "$scenario") \
     --ws-url "$WS_URL" --api-url "$API_URL" --api-key "$API_KEY" --hmac-secret "$HMAC_SECRET" \
     --server-pid "$SERVER_PIDS" --source-addrs "$SOURCE_ADDRS" --out "$out" $EXTRA_ARGS \
-    || log "$target $scenario run $run failed (see $LOGS/$target.log)"
+    || log "$name $scenario run $run failed (see $LOGS/$server.log)"
   stop_server
 }
 
@@ -187,7 +192,13 @@ main() {
     for scenario in $SCENARIOS; do
       if [[ $scenario == floor ]]; then run_one floor floor "$run"; continue; fi
       [[ $scenario == multinode ]] && continue
-      for target in $TARGETS; do run_one "$target" "$scenario" "$run"; done
+      for target in $TARGETS; do
+        if [[ $target == herald ]]; then
+          for format in $FORMATS; do run_one herald "$scenario" "$run" "$format"; done
+        else
+          run_one "$target" "$scenario" "$run"
+        fi
+      done
     done
   done
   # The multi-node runs come last: their 45,000 connections leave as many sockets in TIME_WAIT
@@ -196,7 +207,7 @@ main() {
     for run in $(seq "$RUNS"); do run_multinode "$run"; done
   fi
   local invocation="loadtest/run-all.sh"
-  local knobs="RUNS=$RUNS DURATION=$DURATION BROADCAST_DURATION=$BROADCAST_DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
+  local knobs="RUNS=$RUNS FORMATS='$FORMATS' DURATION=$DURATION BROADCAST_DURATION=$BROADCAST_DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
   "$LOADTEST" report --results "$RESULTS" --out "$REPORT" --invocation "$knobs $invocation"
   # What each server change bought: kept by hand, measured when the change was made.
   { echo; cat loadtest/changes.md; } >>"$REPORT"

@@ -41,7 +41,7 @@ pub enum Command {
 /// Server implementation under test.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// Herald: Centrifugo client protocol (JSON) over WebSocket.
+    /// Herald: Centrifugo client protocol over WebSocket (JSON, or Protobuf with `--format`).
     Herald,
     /// The Socket.IO 4 peer in `loadtest/peers` (Engine.IO v4 over WebSocket).
     Socketio,
@@ -75,6 +75,25 @@ impl Transport {
         match self {
             Transport::Ws => "ws",
             Transport::Sse => "sse",
+        }
+    }
+}
+
+/// Encoding of the Centrifugo client protocol on Herald's WebSocket.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON text messages, `\n`-batched.
+    Json,
+    /// Protobuf (subprotocol `centrifuge-protobuf`): binary messages of length-delimited replies.
+    Protobuf,
+}
+
+impl Format {
+    /// Lowercase name as used on the command line and in summaries.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Protobuf => "protobuf",
         }
     }
 }
@@ -147,6 +166,10 @@ pub struct RunArgs {
     /// Client transport (Herald target only).
     #[arg(long, value_enum, default_value = "ws")]
     pub transport: Transport,
+    /// Protocol format of Herald over WebSocket; `protobuf` needs `--target herald` and
+    /// `--transport ws` (the publish API stays JSON).
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: Format,
     /// Server-Sent Events URL for `--transport sse`; by default derived from `--ws-url`
     /// (`ws://H/connection/websocket` becomes `http://H/connection/sse`).
     #[arg(long)]

@@ -312,13 +312,12 @@ async fn run(ctx: &FleetCtx, user: usize, mut st: Subscriber, mut s: Connection)
 async fn receive(ctx: &FleetCtx, st: &mut Subscriber, s: &mut Connection) -> End {
     let live = &*ctx.live;
     let mut events = Vec::new();
-    let mut replies = Vec::new();
     // One registration with the token for the whole loop: re-creating `cancelled()` per read
     // costs a lock on the token's waiter list each time.
     let cancelled = ctx.cancel.cancelled();
     tokio::pin!(cancelled);
-    if let Some(text) = s.pending.take() {
-        client::decode(s.proto, s.replayed.as_ref(), &text, &mut events);
+    if let Some(m) = s.pending.take() {
+        client::decode_message(s.proto, s.replayed.as_ref(), &m, &mut events);
     }
     loop {
         // Everything already buffered first: one read often holds several frames.
@@ -329,6 +328,10 @@ async fn receive(ctx: &FleetCtx, st: &mut Subscriber, s: &mut Connection) -> End
                 Ok(Some(Msg::Text(t))) => {
                     frames += 1;
                     client::decode(s.proto, s.replayed.as_ref(), t, &mut events);
+                }
+                Ok(Some(Msg::Binary(b))) => {
+                    frames += 1;
+                    client::decode_binary(s.proto, b, &mut events);
                 }
                 Ok(Some(Msg::Close(code, reason))) => {
                     closed = Some((
@@ -344,22 +347,22 @@ async fn receive(ctx: &FleetCtx, st: &mut Subscriber, s: &mut Connection) -> End
                 }
             }
         }
+        let mut pings = 0;
         if !events.is_empty() {
             let now = unix_micros();
             let mut counts: Counts = [0, 0, 0, frames, 1];
             for ev in events.drain(..) {
                 match ev {
                     Event::Pub(p, offset) => st.note(ctx, p, offset, now, &mut counts),
-                    Event::Reply(r) if s.proto != Proto::Herald || s.pong => replies.push(r),
-                    Event::Reply(_) => {}
+                    Event::Ping => pings += 1,
                     Event::Closed(code, reason) => closed = Some((code, reason)),
                 }
             }
             add_counts(live, counts);
         }
-        for r in replies.drain(..) {
-            if let Err(e) = s.send(r).await {
-                closed = Some((None, format!("pong failed: {e}")));
+        for _ in 0..pings {
+            if let Err(e) = s.pong().await {
+                closed = Some((None, format!("pong failed: {e:#}")));
             }
         }
         if let Err(e) = s.io.flush().await {

@@ -8,8 +8,9 @@ use crate::summary::Summary;
 pub fn print(s: &Summary) {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     let l = &s.latency_ms;
-    let transport = match s.transport.as_str() {
-        "sse" => " over SSE",
+    let transport = match (s.transport.as_str(), s.format.as_str()) {
+        ("sse", _) => " over SSE",
+        (_, "protobuf") => " in Protobuf",
         _ => "",
     };
     eprintln!(

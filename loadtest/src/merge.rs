@@ -82,16 +82,17 @@ pub fn merge(
     let Some(first) = parts.first() else {
         bail!("nothing to merge");
     };
-    if let Some(odd) = parts
-        .iter()
-        .find(|p| (&p.target, &p.transport) != (&first.target, &first.transport))
-    {
+    if let Some(odd) = parts.iter().find(|p| {
+        (&p.target, &p.transport, &p.format) != (&first.target, &first.transport, &first.format)
+    }) {
         bail!(
-            "parts of different targets or transports: {} {} and {} {}",
+            "parts of different targets, transports or formats: {} {} {} and {} {} {}",
             first.target,
             first.transport,
+            first.format,
             odd.target,
-            odd.transport
+            odd.transport,
+            odd.format
         );
     }
     let sum = |f: fn(&Summary) -> u64| parts.iter().map(f).sum::<u64>();
@@ -117,6 +118,7 @@ pub fn merge(
         scenario: scenario.to_owned(),
         target: first.target.clone(),
         transport: first.transport.clone(),
+        format: first.format.clone(),
         connections,
         duration_s: parts.iter().map(|p| p.duration_s).fold(0.0, f64::max),
         published: sum(|p| p.published),
@@ -309,6 +311,9 @@ mod tests {
         let mut sse = part(2, &[1], false);
         sse.transport = "sse".into();
         assert!(merge("multinode", &[part(1, &[1], false), sse]).is_err());
+        let mut protobuf = part(2, &[1], false);
+        protobuf.format = "protobuf".into();
+        assert!(merge("multinode", &[part(1, &[1], false), protobuf]).is_err());
         assert!(merge("multinode", &[]).is_err());
         let mut partial = part(1, &[1], false);
         partial.server.cpu_seconds = None;
@@ -324,6 +329,7 @@ mod tests {
     fn full_part() -> Summary {
         let mut s = part(2, &[1_000, 2_000], true);
         s.transport = "ws".into();
+        s.format = "protobuf".into();
         s.duplicates = 1;
         s.connects_per_sec = 100.0;
         s.server = Server {

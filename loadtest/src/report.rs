@@ -17,8 +17,16 @@ use self::figures::{median, ratio_lines, rows, Row};
 use crate::cli::ReportArgs;
 use crate::summary::{sibling, Summary};
 
-/// Report columns: Herald over Server-Sent Events (`--transport sse`) is a target of its own.
-const TARGETS: [&str; 5] = ["herald", "herald-sse", "socketio", "ws", "floor"];
+/// Report columns: Herald over Server-Sent Events (`--transport sse`) and Herald in the
+/// Protobuf format (`--format protobuf`) are targets of their own.
+const TARGETS: [&str; 6] = [
+    "herald",
+    "herald-protobuf",
+    "herald-sse",
+    "socketio",
+    "ws",
+    "floor",
+];
 const SCENARIOS: [&str; 9] = [
     "broadcast",
     "personal",
@@ -60,10 +68,12 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
 
 type Runs = BTreeMap<(String, String), Vec<(PathBuf, Summary)>>;
 
-/// Column of a summary: its target, with the transport when it is not the default WebSocket.
+/// Column of a summary: its target, with the transport when it is not the default WebSocket
+/// and the format when it is not the default JSON.
 fn column(s: &Summary) -> String {
-    match s.transport.as_str() {
-        "sse" => format!("{}-sse", s.target),
+    match (s.transport.as_str(), s.format.as_str()) {
+        ("sse", _) => format!("{}-sse", s.target),
+        (_, "protobuf") => format!("{}-protobuf", s.target),
         _ => s.target.clone(),
     }
 }
@@ -99,7 +109,7 @@ fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
         "Server CPU comes from `/proc/PID/stat` (10 ms ticks) summed over the server's \
          processes; the floor's figures are those of its acceptor/writer process.\n"
     )?;
-    writeln!(md, "Targets: **herald** (Herald, Centrifugo protocol over WebSocket; **herald-sse**: over Server-Sent Events), **socketio** (Socket.IO 4 with the Redis adapter, publishing through `@socket.io/redis-emitter`), **ws** (`ws` + ioredis pub/sub), **floor** (no server: a raw TCP acceptor writing pre-built frames with writev, the physical limit).\n")?;
+    writeln!(md, "Targets: **herald** (Herald, Centrifugo protocol over WebSocket in JSON; **herald-protobuf**: in Protobuf; **herald-sse**: over Server-Sent Events), **socketio** (Socket.IO 4 with the Redis adapter, publishing through `@socket.io/redis-emitter`), **ws** (`ws` + ioredis pub/sub), **floor** (no server: a raw TCP acceptor writing pre-built frames with writev, the physical limit).\n")?;
     for scenario in SCENARIOS {
         let cols: Vec<&str> = TARGETS
             .iter()
@@ -369,6 +379,12 @@ mod tests {
         s.transport = "sse".into();
         assert_eq!(column(&s), "herald-sse");
         assert!(TARGETS.contains(&"herald-sse"));
+        s.transport = "ws".into();
+        s.format = "protobuf".into();
+        assert_eq!(column(&s), "herald-protobuf");
+        assert!(TARGETS.contains(&"herald-protobuf"));
+        s.format = "json".into();
+        assert_eq!(column(&s), "herald");
     }
 
     #[test]

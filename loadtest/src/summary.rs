@@ -70,6 +70,9 @@ pub struct Summary {
     /// Client transport: `ws` (WebSocket) or `sse` (Server-Sent Events); empty for the floor
     /// and in summaries older than the SSE client.
     pub transport: String,
+    /// Protocol format over WebSocket: `json` or `protobuf` (`--format`); empty for the floor
+    /// and in summaries older than the Protobuf client, which were JSON.
+    pub format: String,
     /// Connections asked for.
     pub connections_requested: u64,
     /// Failed connection attempts.

@@ -17,6 +17,9 @@ use crate::cli::Target;
 pub enum Proto {
     /// Centrifugo client protocol, JSON, `\n`-batched replies.
     Herald,
+    /// Centrifugo client protocol, Protobuf (subprotocol `centrifuge-protobuf`): binary
+    /// messages of varint-length-delimited replies.
+    HeraldProtobuf,
     /// Herald's Server-Sent Events: one-way, token and topics in the query string.
     HeraldSse,
     /// Engine.IO v4 / Socket.IO v5 over WebSocket.
@@ -51,8 +54,8 @@ pub struct Payload {
 pub enum Event {
     /// A publication arrived, with its offset in the channel's stream when the server gives one.
     Pub(Payload, Option<u64>),
-    /// Text to send back (a pong).
-    Reply(&'static str),
+    /// The server pinged at the protocol level ([`Connection::pong`] answers).
+    Ping,
     /// The server ended the connection at the protocol level: disconnect code (if any), reason.
     Closed(Option<u16>, String),
 }
@@ -101,21 +104,30 @@ pub struct Replayed {
     pub offset: u64,
 }
 
+/// A whole message, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// Text.
+    Text(String),
+    /// Binary.
+    Binary(Vec<u8>),
+}
+
 /// An established connection, subscribed and ready to receive.
 pub struct Connection {
     /// The transport.
     pub io: Io,
     /// Protocol spoken on it.
     pub proto: Proto,
-    /// Whether server pings must be answered (Herald: connect result `pong`).
+    /// Herald: whether server pings must be answered (connect result `pong`).
     pub pong: bool,
     /// Server-Sent Events: the replayed part of the topic, left out of the deliveries.
     pub replayed: Option<Replayed>,
     /// Herald over WebSocket: the topic subscription as its reply described it.
     pub subscribed: Option<Subscribed>,
-    /// Text that arrived after the last reply of the handshake in the same message, for the
+    /// What arrived after the last reply of the handshake in the same message, for the
     /// receive loop to decode first.
-    pub pending: Option<String>,
+    pub pending: Option<Message>,
     /// Which of the dialer's nodes it is connected to.
     pub via: usize,
 }
@@ -143,11 +155,41 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends one binary message (WebSocket only).
+    pub async fn send_binary(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        match &mut self.io {
+            Io::Ws(ws) => ws.send_binary(data).await?,
+            Io::Sse(_) => bail!("an event stream cannot send"),
+        }
+        Ok(())
+    }
+
+    /// Answers a server ping with the protocol's pong, if the protocol asks for one: Socket.IO
+    /// always (`3`), Herald when the connect result said `pong` (an empty reply: `{}` in JSON,
+    /// the empty command, a zero length byte, in Protobuf).
+    pub async fn pong(&mut self) -> anyhow::Result<()> {
+        match self.proto {
+            Proto::Socketio => self.send("3").await,
+            Proto::Herald if self.pong => self.send("{}").await,
+            Proto::HeraldProtobuf if self.pong => self.send_binary(&[0]).await,
+            _ => Ok(()),
+        }
+    }
+
     /// Next text message; WebSocket pings are answered, a close is an error.
     pub async fn recv_text(&mut self) -> anyhow::Result<String> {
+        match self.recv().await? {
+            Message::Text(t) => Ok(t),
+            Message::Binary(_) => bail!("binary message where text was expected"),
+        }
+    }
+
+    /// Next message; WebSocket pings are answered, a close is an error.
+    pub async fn recv(&mut self) -> anyhow::Result<Message> {
         loop {
             match self.io.next_message()? {
-                Some(Msg::Text(t)) => return Ok(t.to_owned()),
+                Some(Msg::Text(t)) => return Ok(Message::Text(t.to_owned())),
+                Some(Msg::Binary(b)) => return Ok(Message::Binary(b.to_vec())),
                 Some(Msg::Close(code, reason)) => bail!("closed by server: code {code} {reason:?}"),
                 None => {}
             }

@@ -114,10 +114,11 @@ impl Dialer {
         if nodes.is_empty() {
             bail!("no URL in {urls:?}");
         }
-        if nodes.len() > 1 && proto != Proto::Herald {
+        if nodes.len() > 1 && !matches!(proto, Proto::Herald | Proto::HeraldProtobuf) {
             bail!("several URLs need the Herald target over WebSocket");
         }
-        if matches!(proto, Proto::Herald | Proto::HeraldSse) && hmac_secret.is_empty() {
+        let herald = [Proto::Herald, Proto::HeraldProtobuf, Proto::HeraldSse];
+        if herald.contains(&proto) && hmac_secret.is_empty() {
             bail!("--hmac-secret is required for the herald target");
         }
         Ok(Dialer {
@@ -168,7 +169,8 @@ impl Dialer {
     }
 
     /// Opens and prepares the connection of user `lt-<user>` at node `via`; with `resume`
-    /// (Herald over WebSocket), the topic is subscribed with recovery from that stream position.
+    /// (Herald over WebSocket, either format), the topic is subscribed with recovery from that
+    /// stream position.
     pub async fn open_at(
         &self,
         user: usize,
@@ -189,14 +191,16 @@ impl Dialer {
                 let conn = SseConn::connect(tcp, &node.host, &path).await?;
                 Connection::new(Io::Sse(conn), self.proto)
             }
-            Proto::Herald => {
-                let conn = WsConn::connect(tcp, &node.host, &node.path, seed).await?;
+            Proto::Herald | Proto::HeraldProtobuf => {
+                let subprotocol =
+                    (self.proto == Proto::HeraldProtobuf).then_some(herald::protobuf::SUBPROTOCOL);
+                let conn = WsConn::connect(tcp, &node.host, &node.path, subprotocol, seed).await?;
                 Connection::new(Io::Ws(conn), self.proto)
             }
             Proto::Socketio | Proto::Ws => {
                 let sep = if node.path.contains('?') { '&' } else { '?' };
                 let path = format!("{}{sep}user={user}", node.path);
-                let conn = WsConn::connect(tcp, &node.host, &path, seed).await?;
+                let conn = WsConn::connect(tcp, &node.host, &path, None, seed).await?;
                 Connection::new(Io::Ws(conn), self.proto)
             }
         };
@@ -206,6 +210,12 @@ impl Dialer {
                 let key = self.key.as_ref().ok_or_else(|| anyhow!("no hmac secret"))?;
                 let sub = herald::Subscribe { topic, resume };
                 s.subscribed = herald::setup(&mut s, &user, key, sub, self.expect_personal).await?;
+            }
+            Proto::HeraldProtobuf => {
+                let key = self.key.as_ref().ok_or_else(|| anyhow!("no hmac secret"))?;
+                let sub = herald::Subscribe { topic, resume };
+                let expect = self.expect_personal;
+                s.subscribed = herald::protobuf::setup(&mut s, &user, key, sub, expect).await?;
             }
             Proto::HeraldSse => {
                 herald::setup_sse(&mut s, &user, topic_name.as_ref(), self.expect_personal).await?;

@@ -1,9 +1,10 @@
 //! Herald (Centrifugo client protocol, JSON) up to a ready subscriber: HS256 connection tokens,
 //! the connect and subscribe commands and their replies; over Server-Sent Events, the connect
-//! and subscribe events of `/connection/sse`. Decoding what follows is `client::herald::decode`.
-//! Only what the load generator needs.
+//! and subscribe events of `/connection/sse`. Decoding what follows is `client::herald::decode`;
+//! the Protobuf format is `client::herald::protobuf`. Only what the load generator needs.
 
 mod decode;
+pub mod protobuf;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -14,7 +15,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use self::decode::Publication;
-use super::conn::{Connection, Position, Replayed, Subscribed};
+use super::conn::{Connection, Message, Position, Replayed, Subscribed};
 use super::wire::Msg;
 
 pub use self::decode::{decode, decode_sse};
@@ -126,13 +127,11 @@ async fn await_reply(s: &mut Connection, id: u64) -> anyhow::Result<Value> {
     loop {
         let text = s.recv_text().await?;
         let scan = scan_for_reply(&text, id)?;
-        if s.pong {
-            for _ in 0..scan.pings {
-                s.send("{}").await?;
-            }
+        for _ in 0..scan.pings {
+            s.pong().await?;
         }
         if let Some(reply) = scan.reply {
-            s.pending = scan.rest;
+            s.pending = scan.rest.map(Message::Text);
             return Ok(reply);
         }
     }

@@ -54,7 +54,7 @@ pub fn decode(text: &str, out: &mut Vec<Event>) {
         return;
     }
     match text {
-        "2" => out.push(Event::Reply("3")),
+        "2" => out.push(Event::Ping),
         "1" => out.push(Event::Closed(None, "engine.io close".to_owned())),
         _ if text.starts_with("41") => {
             out.push(Event::Closed(None, "namespace disconnect".to_owned()))

@@ -120,6 +120,7 @@ pub async fn run(args: &RunArgs, sources: Vec<Ipv4Addr>) -> anyhow::Result<Outco
         target: args.target.name().to_owned(),
         connections: args.connections as u64,
         transport: args.transport.name().to_owned(),
+        format: args.format.name().to_owned(),
         duration_s: wall_s,
         connects_per_sec: connects as f64 / wall_s,
         cpu_us_per_connect: us_per(server.cpu_seconds, connects),

@@ -265,6 +265,11 @@ pub async fn run(
         } else {
             args.transport.name().to_owned()
         },
+        format: if scenario == Scenario::Floor {
+            String::new()
+        } else {
+            args.format.name().to_owned()
+        },
         duration_s: wall_s,
         published: published.len(),
         expected_deliveries: acc.expected,

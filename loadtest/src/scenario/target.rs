@@ -1,9 +1,9 @@
 //! Which server the clients of a run talk to and how: the protocol and URL that `--target`,
-//! `--transport`, `--ws-url` and `--sse-url` ask for. Opens nothing.
+//! `--transport`, `--format`, `--ws-url` and `--sse-url` ask for. Opens nothing.
 
 use anyhow::{anyhow, bail};
 
-use crate::cli::{RunArgs, Target, Transport};
+use crate::cli::{Format, RunArgs, Target, Transport};
 use crate::client::Proto;
 
 fn ws_url(args: &RunArgs) -> anyhow::Result<String> {
@@ -14,7 +14,20 @@ fn ws_url(args: &RunArgs) -> anyhow::Result<String> {
 
 /// Protocol and URL the clients of the run use.
 pub fn endpoint(args: &RunArgs) -> anyhow::Result<(Proto, String)> {
+    if args.format == Format::Protobuf
+        && (args.target, args.transport) != (Target::Herald, Transport::Ws)
+    {
+        bail!(
+            "--format protobuf: only Herald over WebSocket speaks Protobuf, not --target {} \
+             --transport {}",
+            args.target.name(),
+            args.transport.name()
+        );
+    }
     match (args.transport, args.target) {
+        (Transport::Ws, Target::Herald) if args.format == Format::Protobuf => {
+            Ok((Proto::HeraldProtobuf, ws_url(args)?))
+        }
         (Transport::Ws, target) => Ok((Proto::from(target), ws_url(args)?)),
         (Transport::Sse, Target::Herald) => {
             let url = match (&args.sse_url, &args.ws_url) {
@@ -97,5 +110,30 @@ mod tests {
         let e = endpoint(&parse(&["--transport", "sse", "--target", "ws"])).unwrap_err();
         assert!(e.to_string().contains("only Herald"), "{e}");
         assert_eq!(endpoint(&parse(&[])).unwrap().0, Proto::Herald);
+    }
+
+    #[test]
+    fn protobuf_needs_herald_over_websocket() {
+        use clap::Parser;
+        let parse = |extra: &[&str]| {
+            let mut argv = vec![
+                "herald-loadtest",
+                "--ws-url",
+                "ws://h:1/connection/websocket",
+            ];
+            argv.extend_from_slice(extra);
+            crate::cli::Cli::parse_from(argv).run
+        };
+        let (proto, url) = endpoint(&parse(&["--format", "protobuf"])).unwrap();
+        assert_eq!(
+            (proto, url.as_str()),
+            (Proto::HeraldProtobuf, "ws://h:1/connection/websocket")
+        );
+        for other in [&["--transport", "sse"][..], &["--target", "socketio"]] {
+            let mut argv = vec!["--format", "protobuf"];
+            argv.extend_from_slice(other);
+            let e = endpoint(&parse(&argv)).unwrap_err();
+            assert!(e.to_string().contains("only Herald over WebSocket"), "{e}");
+        }
     }
 }

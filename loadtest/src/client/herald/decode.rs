@@ -31,11 +31,11 @@ pub struct Publication {
     pub offset: Option<u64>,
 }
 
-/// Decodes one frame: publications, pings (`{}`, answered with `{}`) and disconnect pushes.
+/// Decodes one frame: publications, pings (`{}`) and disconnect pushes.
 pub fn decode(text: &str, out: &mut Vec<Event>) {
     for line in text.split('\n').map(str::trim).filter(|l| !l.is_empty()) {
         if line == "{}" {
-            out.push(Event::Reply("{}"));
+            out.push(Event::Ping);
             continue;
         }
         let Ok(Frame { push: Some(push) }) = serde_json::from_str::<Frame>(line) else {
