@@ -24,7 +24,9 @@
 # Knobs (environment, defaults in brackets): FLEET_CONNECTIONS [100000], GATEWAYS [6],
 # LOADERS [GATEWAYS; at most 19,000 clients each], TOPICS [1000], TOPIC_RATE [1000
 # publications/s over all topics], PERSONAL_RATE [5000/s over all users], DURATION [60s],
-# WARMUP [2s], SETTLE [2, seconds], CLUSTER [0; 1 = 3-master Redis Cluster], PUBLISHERS [1
+# WARMUP [2s], SETTLE [2, seconds], NODE_THREADS [1 runtime worker per Herald node],
+# LOADER_THREADS [1 per load process] (a dozen processes share the cores: one thread each
+# spares them the switching), CLUSTER [0; 1 = 3-master Redis Cluster], PUBLISHERS [1
 # publisher node; load process k publishes through publisher k mod PUBLISHERS], KILL_AT [unset],
 # RECONNECT [0; 1 with KILL_AT], HISTORY_SIZE [100, of the stock namespace], HISTORY_TTL [5m],
 # SCENARIO [fleet, fleet-cluster with CLUSTER=1], RUN [1], RESULTS [loadtest/results],
@@ -49,6 +51,8 @@ WARMUP=${WARMUP:-2s}
 SETTLE=${SETTLE:-2}
 CLUSTER=${CLUSTER:-0}
 PUBLISHERS=${PUBLISHERS:-1}
+NODE_THREADS=${NODE_THREADS:-1}
+LOADER_THREADS=${LOADER_THREADS:-1}
 KILL_AT=${KILL_AT:-}
 RECONNECT=${RECONNECT:-$([[ -n $KILL_AT ]] && echo 1 || echo 0)}
 HISTORY_SIZE=${HISTORY_SIZE:-100}
@@ -117,6 +121,7 @@ start_node() {
   fi
   env HERALD_AUTH__HMAC_SECRET="$HMAC_SECRET" HERALD_API__KEY="$API_KEY" \
     HERALD_SERVER__ROLE="$role" HERALD_SERVER__NAME="$name" \
+    HERALD_SERVER__WORKER_THREADS="$NODE_THREADS" \
     HERALD_SERVER__CLIENT_ADDR="127.0.0.1:$NODE_PORT" \
     HERALD_SERVER__INTERNAL_ADDR="127.0.0.1:$NODE_IPORT" \
     HERALD_NAMESPACES__STOCK__HISTORY_SIZE="$HISTORY_SIZE" \
@@ -213,6 +218,7 @@ main() {
       --ws-url "$url_list" --api-url "${apis[k % PUBLISHERS]}" \
       --api-key "$API_KEY" --hmac-secret "$HMAC_SECRET" "${extra[@]}" \
       --source-addrs "127.0.0.$first-127.0.0.$last" --max-inflight "$MAX_INFLIGHT" \
+      --threads "$LOADER_THREADS" \
       --wait-for-go --save-histogram --no-plots --out "${parts[k]}" $EXTRA_ARGS \
       <"$LOGS/go-$k" >"$LOGS/ready-$k" 2>"$LOGS/loadtest-$((k + 1)).log" &
     LOADPIDS+=($!)

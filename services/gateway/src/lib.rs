@@ -130,11 +130,11 @@ impl Gateway {
     }
 
     /// The flusher that writes connection `conn`'s frames (started with the first
-    /// WebSocket, one per CPU).
+    /// WebSocket, one per runtime worker).
     pub(crate) fn flusher(&self, conn: u64) -> Arc<flusher::Shard> {
         self.flushers
             .get_or_init(|| {
-                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let threads = tokio::runtime::Handle::current().metrics().num_workers();
                 let metrics = self.metrics.transport(Transport::WebSocket);
                 flusher::Flushers::start(threads, metrics, &self.tasks, &self.cancel)
             })

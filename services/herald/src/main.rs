@@ -80,7 +80,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_CONFIG);
                 }
             };
-            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = settings.server.worker_threads {
+                runtime.worker_threads(n);
+            }
+            let runtime = runtime.enable_all().build().expect("tokio runtime");
             let outcome = runtime.block_on(run(settings));
             // The runtime goes before the telemetry guard, which flushes spans with blocking IO.
             drop(runtime);

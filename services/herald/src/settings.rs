@@ -46,6 +46,9 @@ pub struct Server {
     pub client_tls: tls::Config,
     /// TLS of the internal listener, likewise.
     pub internal_tls: tls::Config,
+    /// Runtime worker threads, which is also the number of flushers (default: one per CPU the
+    /// process may use). Several nodes sharing a few cores run best with one each.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for Server {
@@ -59,6 +62,7 @@ impl Default for Server {
             drain_timeout: Duration::from_secs(30),
             client_tls: tls::Config::default(),
             internal_tls: tls::Config::default(),
+            worker_threads: None,
         }
     }
 }
@@ -136,6 +140,9 @@ impl Settings {
     fn validate(&mut self) -> Result<(), String> {
         if let Some((key, _)) = self.other.iter().find(|(_, v)| v.is_object()) {
             return Err(format!("{key}: unknown section"));
+        }
+        if self.server.worker_threads == Some(0) {
+            return Err("server.worker_threads: must be at least 1".to_owned());
         }
         self.client.validate().map_err(|e| e.to_string())?;
         self.resolved_namespaces =

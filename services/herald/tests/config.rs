@@ -29,6 +29,10 @@ async fn invalid_configuration_names_the_key_and_exits_64() {
             &[("HERALD_ENGINE__REDIS_URL", "http://x")],
             "engine.redis_url",
         ),
+        (
+            &[("HERALD_SERVER__WORKER_THREADS", "0")],
+            "server.worker_threads",
+        ),
     ];
     for (env, expected) in cases {
         let (code, _, stderr) = run_command(BIN, &["check-config"], env).await.unwrap();
