@@ -7,7 +7,7 @@
 //   session 204, oversized body 413, CORS preflight, Herald's one-way SSE left as it was); pings
 //   on the stream answered through `/emulation` (none: 3012).
 // - Limits: admission (503 over `client.max_connections`), a client that stops reading is cut
-//   off as slow (3008).
+//   off as slow (3008), on the JSON and on the Protobuf wire.
 // - Headless Chromium (playwright-core) on a page of another origin where `WebSocket` throws:
 //   the SDK with transports websocket -> http_stream -> sse falls back and passes connect,
 //   subscribe, publish and recovery; then again with http_stream unavailable, falling to sse.
@@ -523,39 +523,72 @@ describe('limits', () => {
 
   test('a client that stops reading is cut off as slow (3008), stale frames dropped', async () => {
     const user = uid('user');
-    const body = JSON.stringify({ id: 1, connect: { token: herald.token(user) } });
-    const sock = net.connect({ host: '127.0.0.1', port: herald.clientPort });
-    const chunks = [];
-    sock.on('data', (c) => chunks.push(c));
-    sock.on('error', () => {});
-    sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n`
-      + `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
-    const text = () => Buffer.concat(chunks).toString();
-    const deadline = Date.now() + 5000;
-    while (!text().includes('"id":1,"connect"')) {
-      assert.ok(Date.now() < deadline, 'connect reply');
-      await new Promise((r) => sock.once('data', r));
-    }
-    sock.pause();
+    const body = Buffer.from(JSON.stringify({ id: 1, connect: { token: herald.token(user) } }));
     const filler = 'x'.repeat(32 * 1024);
     const total = 400;
-    for (let n = 0; n < total; n++) await herald.publish(`user:${user}`, { n, filler });
-    sock.resume();
-    // The body is chunked: it ends with an empty chunk (the connection itself is kept alive).
-    const ended = new Promise((resolve) => {
-      const check = () => { if (text().endsWith('\r\n0\r\n\r\n')) resolve(); else sock.once('data', check); };
-      check();
-    });
-    await withTimeout(ended, 10000, 'the end of the response body');
-    sock.destroy();
-    const all = text();
+    const all = (await stalledStream(herald, 'application/json', body,
+      (got) => got.includes('"id":1,"connect"'),
+      async () => { for (let n = 0; n < total; n++) await herald.publish(`user:${user}`, { n, filler }); },
+    )).toString();
     assert.match(all, /\{"push":\{"disconnect":\{"code":3008,"reason":"slow"\}\}\}/);
     const delivered = all.split('"pub":').length - 1;
     assert.ok(delivered < total, `cut off before all ${total} publications (${delivered})`);
     const metrics = await (await fetch(`${herald.internalUrl}/metrics`)).text();
     assert.match(metrics, /herald_slow_client_cutoffs_total\{transport="http_stream"\} 1/);
   });
+
+  test('Protobuf: a client that stops reading is cut off as slow (3008)', async () => {
+    const cutoffs = 'herald_slow_client_cutoffs_total{transport="http_stream"}';
+    const before = await metric(herald, cutoffs);
+    const user = uid('user');
+    const body = commands({ id: 1, connect: { token: herald.token(user) } });
+    const slow = Reply.encodeDelimited(Reply.create({ push: { disconnect: { code: 3008, reason: 'slow' } } })).finish();
+    const filler = 'x'.repeat(32 * 1024);
+    const total = 400;
+    const all = await stalledStream(herald, 'application/octet-stream', body,
+      // The connect reply's first fields: id 1, then the connect result (field 5).
+      (got) => got.includes(Buffer.from([0x08, 0x01, 0x2a])),
+      async () => { for (let n = 0; n < total; n++) await herald.publish(`user:${user}`, { n, filler }); });
+    assert.ok(all.includes(Buffer.from(slow)), 'the stream ends with the slow disconnect push');
+    const delivered = all.toString('latin1').split(filler).length - 1;
+    assert.ok(delivered < total, `cut off before all ${total} publications (${delivered})`);
+    assert.equal(await metric(herald, cutoffs), before + 1);
+  });
 });
+
+/**
+ * Opens an HTTP stream over a raw socket (`body` with `contentType`), waits for `connected` in
+ * what came back, stops reading while `publishMany` runs, then reads to the end of the response
+ * body. Returns everything read.
+ */
+async function stalledStream(herald, contentType, body, connected, publishMany) {
+  const sock = net.connect({ host: '127.0.0.1', port: herald.clientPort });
+  const chunks = [];
+  sock.on('data', (c) => chunks.push(c));
+  sock.on('error', () => {});
+  sock.write(`POST /connection/http_stream HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\n`
+    + `Content-Length: ${body.length}\r\n\r\n`);
+  sock.write(body);
+  const all = () => Buffer.concat(chunks);
+  const deadline = Date.now() + 5000;
+  while (!connected(all())) {
+    assert.ok(Date.now() < deadline, 'connect reply');
+    await new Promise((r) => sock.once('data', r));
+  }
+  sock.pause();
+  await publishMany();
+  sock.resume();
+  // The body is chunked: it ends with an empty chunk (the connection itself is kept alive).
+  const ended = new Promise((resolve) => {
+    const check = () => {
+      if (all().subarray(-7).toString() === '\r\n0\r\n\r\n') resolve(); else sock.once('data', check);
+    };
+    check();
+  });
+  await withTimeout(ended, 10000, 'the end of the response body');
+  sock.destroy();
+  return all();
+}
 
 /** A static server for the browser page (its own origin) and the SDK's browser build. */
 async function pageServer() {
