@@ -1,8 +1,8 @@
 //! Bidirectional emulation for clients that cannot open a WebSocket (the
-//! centrifuge SDKs' `http_stream` and `sse` transports, JSON protocol): the
-//! connection is a streamed response ([`stream`]) opened by
-//! `/connection/http_stream` ([`http_stream`]) or `/connection/sse` with a
-//! connect command ([`sse`]); the client's further commands arrive as
+//! centrifuge SDKs' `http_stream` and `sse` transports): the connection is a
+//! streamed response ([`stream`]) opened by `/connection/http_stream`
+//! ([`http_stream`], JSON or Protobuf) or `/connection/sse` with a connect
+//! command ([`sse`], JSON only); the client's further commands arrive as
 //! `POST /emulation` requests naming the session and its node ([`receive`]),
 //! and a request for a session on another node is sent there through the engine.
 
@@ -17,7 +17,8 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use herald_core::control;
+use herald_core::control::{self, ClientFrame};
+use herald_core::protocol::{self, command, protobuf, Format};
 use serde::Deserialize;
 use tracing::debug;
 
@@ -35,33 +36,67 @@ const MAX_ID: usize = 64;
 /// `transport_http_stream.ts`/`transport_sse.ts` `send`; Centrifugo's
 /// `EmulationRequest`): `data` is the client's frame as a JSON string.
 #[derive(Debug, Deserialize)]
-struct Request {
+struct JsonRequest {
     session: String,
     node: String,
     data: String,
+}
+
+/// An `/emulation` request of either format.
+struct Request {
+    session: String,
+    node: String,
+    data: ClientFrame,
+}
+
+impl Request {
+    /// Reads a JSON body, or a Protobuf `EmulationRequest` whose `data`
+    /// holds length-delimited `Command`s (centrifuge-js's Protobuf build).
+    fn parse(format: Format, body: Bytes) -> Result<Request, String> {
+        match format {
+            Format::Json => {
+                let r: JsonRequest = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+                Ok(Request {
+                    session: r.session,
+                    node: r.node,
+                    data: ClientFrame::Json(r.data),
+                })
+            }
+            Format::Protobuf => {
+                let r = protobuf::emulation_request(body).map_err(|e| e.to_string())?;
+                Ok(Request {
+                    session: r.session,
+                    node: r.node,
+                    data: ClientFrame::Protobuf(r.data),
+                })
+            }
+        }
+    }
 }
 
 /// `POST /emulation`: hands the frame to its session, on this node or on the
 /// node named in the request. Answers as Centrifugo does: `204` once the frame
 /// is on its way (an unknown session of a live node included), `404` for an
 /// unknown node; besides, `400` for a malformed request, `413` for a body over
-/// `client.max_message_size`, `415` for Protobuf, `429` when the session
-/// already has too many frames waiting, `503` when the engine cannot forward.
+/// `client.max_message_size`, `429` when the session already has too many
+/// frames waiting, `503` when the engine cannot forward. The body is JSON, or
+/// Protobuf with `Content-Type: application/octet-stream`.
 pub async fn receive(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Body) -> Response {
     let origin = match cors::check(&gw, &headers) {
         Ok(origin) => origin,
         Err(refused) => return refused.into_response(),
     };
-    let mut response = match read_body(&gw, &headers, body).await {
-        Ok(body) => route(&gw, &body).await,
+    let format = body_format(&headers);
+    let mut response = match read_body(&gw, body).await {
+        Ok(body) => route(&gw, format, body).await,
         Err(refused) => refused,
     };
     cors::allow(&mut response, origin);
     response
 }
 
-async fn route(gw: &Gateway, body: &[u8]) -> Response {
-    let request: Request = match serde_json::from_slice(body) {
+async fn route(gw: &Gateway, format: Format, body: Bytes) -> Response {
+    let request = match Request::parse(format, body) {
         Ok(request) => request,
         Err(e) => {
             let message = format!("malformed emulation request: {e}");
@@ -114,18 +149,42 @@ fn is_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
-/// A JSON-protocol request body, at most `client.max_message_size` bytes.
-async fn read_body(gw: &Gateway, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+/// The format of a request body: Protobuf when it says
+/// `Content-Type: application/octet-stream` (as centrifuge-js's Protobuf
+/// build and Centrifugo do), JSON otherwise.
+pub fn body_format(headers: &HeaderMap) -> Format {
     let protobuf = headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/octet-stream"));
     if protobuf {
-        let message = "only the JSON protocol is served over emulation";
-        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response());
+        Format::Protobuf
+    } else {
+        Format::Json
     }
+}
+
+/// A request body, at most `client.max_message_size` bytes.
+async fn read_body(gw: &Gateway, body: Body) -> Result<Bytes, Response> {
     axum::body::to_bytes(body, gw.config.max_message_size)
         .await
         .map_err(|_| (StatusCode::PAYLOAD_TOO_LARGE, "request body too large").into_response())
+}
+
+/// Whether the first command of a connection's opening frame is `connect`
+/// (anything else, or a frame that does not decode, is refused before a
+/// stream opens).
+fn opens_with_connect(frame: &ClientFrame) -> bool {
+    let first = match frame {
+        ClientFrame::Json(text) => command::parse_frame(text)
+            .ok()
+            .and_then(|commands| commands.into_iter().next())
+            .map(|c| c.into_request().1),
+        ClientFrame::Protobuf(bytes) => protobuf::parse_frame(bytes)
+            .ok()
+            .and_then(|commands| commands.into_iter().next())
+            .map(|(_, request)| request),
+    };
+    matches!(first, Some(protocol::Request::Connect(_)))
 }
 
 /// Whether a `cf_connect` value is a protocol command (the SDK's
@@ -150,6 +209,27 @@ mod tests {
         assert!(!is_connect_command(r#"{"token":"t"}"#));
         assert!(!is_connect_command("not json"));
         assert!(!is_connect_command(r#"["connect"]"#));
+    }
+
+    #[test]
+    fn a_connection_opens_with_connect_in_either_format() {
+        assert!(opens_with_connect(&ClientFrame::Json(
+            r#"{"id":1,"connect":{"token":"t"}}"#.into()
+        )));
+        assert!(!opens_with_connect(&ClientFrame::Json(
+            r#"{"id":1,"ping":{}}"#.into()
+        )));
+        assert!(!opens_with_connect(&ClientFrame::Json(String::new())));
+        // `Command { id: 1, connect: {} }`, length-delimited.
+        let frame = Bytes::from_static(&[4, 0x08, 1, 0x22, 0]);
+        assert!(opens_with_connect(&ClientFrame::Protobuf(frame.clone())));
+        assert!(!opens_with_connect(&ClientFrame::Protobuf(
+            frame.slice(1..)
+        )));
+        assert!(!opens_with_connect(&ClientFrame::Protobuf(Bytes::new())));
+        assert!(!opens_with_connect(&ClientFrame::Protobuf(
+            Bytes::from_static(&[0])
+        )));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub async fn stream(
         if emulation::is_connect_command(connect) {
             return emulation::sse::open(gw, &headers, peer, connect).await;
         }
+        if emulation::sse::is_stringified_protobuf(connect) {
+            return emulation::sse::refuse_protobuf(&gw, &headers);
+        }
     }
     let origin = match cors::check(&gw, &headers) {
         Ok(origin) => origin,

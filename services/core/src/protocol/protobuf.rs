@@ -8,8 +8,8 @@
 pub mod decode;
 pub mod encode;
 
-pub use decode::{count_messages, parse_frame, DecodeError};
-pub use encode::{channel_push_from_json, encode_push, encode_reply, PING};
+pub use decode::{count_messages, emulation_request, parse_frame, DecodeError};
+pub use encode::{channel_push_from_json, disconnect_push, encode_push, encode_reply, PING};
 
 /// Types generated from `proto/client.proto` (package `centrifugal.centrifuge.protocol`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -1,10 +1,12 @@
 //! Emulation requests sent to one node: they reach that node and no other,
-//! and a node nobody runs is reported (where the engine can tell). Run
-//! against every engine by `engine_conformance`.
+//! JSON and Protobuf frames byte for byte, and a node nobody runs is
+//! reported (where the engine can tell). Run against every engine by
+//! `engine_conformance`.
 
 use std::time::Duration;
 
-use herald_core::control::Emulation;
+use bytes::Bytes;
+use herald_core::control::{ClientFrame, Emulation};
 
 use super::backend::{recorders, Backend};
 use super::recorder::*;
@@ -21,7 +23,7 @@ pub async fn emulation_reaches_the_named_node_only(backend: &Backend) {
     for attempt in 1.. {
         let request = Emulation {
             session: "s1".into(),
-            data: format!("{{\"id\":{attempt},\"ping\":{{}}}}\n{{}}"),
+            data: ClientFrame::Json(format!("{{\"id\":{attempt},\"ping\":{{}}}}\n{{}}")),
         };
         assert!(sender.send_to_node(&target.uid, &request).await.unwrap());
         sent += 1;
@@ -33,17 +35,26 @@ pub async fn emulation_reaches_the_named_node_only(backend: &Backend) {
     let got = target.emulations();
     assert!(got.len() <= sent);
     assert_eq!(got[0].session, "s1");
-    assert!(
-        got[0].data.ends_with("\"ping\":{}}\n{}"),
-        "{:?}",
-        got[0].data
-    );
+    let ClientFrame::Json(json) = &got[0].data else {
+        panic!("{:?}", got[0].data)
+    };
+    assert!(json.ends_with("\"ping\":{}}\n{}"), "{json:?}");
+    let binary = Emulation {
+        session: "s2".into(),
+        data: ClientFrame::Protobuf(Bytes::from_static(&[3, 8, 0xff, b'\n', 0])),
+    };
+    assert!(sender.send_to_node(&target.uid, &binary).await.unwrap());
+    let arrived = || target.emulations().iter().any(|e| e.session == "s2");
+    assert!(holds_within(Duration::from_secs(5), arrived).await);
+    let got = target.emulations();
+    let last = got.iter().find(|e| e.session == "s2").unwrap();
+    assert_eq!(last, &binary, "Protobuf frames arrive byte for byte");
     for (_, other) in &nodes[..nodes.len() - 1] {
         assert!(other.emulations().is_empty(), "node {} got it", other.uid);
     }
     let nobody = Emulation {
         session: "s1".into(),
-        data: "{}".into(),
+        data: ClientFrame::Json("{}".into()),
     };
     let reached = sender.send_to_node("nobody", &nobody).await.unwrap();
     // A Cluster cannot count a plain PUBLISH's receivers on other shards.

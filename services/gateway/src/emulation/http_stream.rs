@@ -1,5 +1,7 @@
 //! `/connection/http_stream`: the SDK POSTs its connect command as the body
-//! and reads the response as newline-delimited JSON replies and pushes.
+//! and reads the response as newline-delimited JSON replies and pushes, or,
+//! with `Content-Type: application/octet-stream`, as length-delimited
+//! Protobuf ones.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,5 +26,6 @@ pub async fn open(
     body: Body,
 ) -> Response {
     let peer = remote.map(|Extension(ConnectInfo(addr))| addr);
-    stream::open_posted(gw, &headers, peer, body, Wire::HttpStream).await
+    let wire = Wire::HttpStream(super::body_format(&headers));
+    stream::open_posted(gw, &headers, peer, body, wire).await
 }

@@ -1,8 +1,9 @@
 //! One emulation connection's response body: opens the session with the
 //! connect frame of the opening request, then pumps it — client frames from
 //! the session's [`Inbox`] (posted to `/emulation`), control commands, timers
-//! — and renders the outbox's frames for the wire, one body chunk per wake-up.
-//! A closing session ends the stream with a disconnect push.
+//! — and renders the outbox's frames for the wire in the connection's format
+//! (JSON or Protobuf), one body chunk per wake-up. A closing session ends the
+//! stream with a disconnect push.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -12,9 +13,9 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
+use herald_core::control::ClientFrame;
 use herald_core::metrics::labels::Transport;
-use herald_core::protocol::reply::disconnect_push;
-use herald_core::protocol::Disconnect;
+use herald_core::protocol::{protobuf, reply, Disconnect, Format};
 use prometheus::IntGauge;
 
 use crate::admission::Slot;
@@ -28,44 +29,66 @@ use crate::Gateway;
 /// How frames are written on the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wire {
-    /// `/connection/http_stream`: one JSON reply or push per line.
-    HttpStream,
-    /// `/connection/sse` with a connect command: one `data:` event per reply or push.
+    /// `/connection/http_stream`: JSON replies and pushes one per line, or
+    /// length-delimited Protobuf ones back to back.
+    HttpStream(Format),
+    /// `/connection/sse` with a connect command: one `data:` event per JSON
+    /// reply or push (centrifuge-js's `sse` transport speaks JSON only).
     Sse,
 }
 
 impl Wire {
     fn transport(self) -> Transport {
         match self {
-            Wire::HttpStream => Transport::HttpStream,
+            Wire::HttpStream(_) => Transport::HttpStream,
             Wire::Sse => Transport::SseEmulation,
+        }
+    }
+
+    fn format(self) -> Format {
+        match self {
+            Wire::HttpStream(format) => format,
+            Wire::Sse => Format::Json,
         }
     }
 
     fn content_type(self) -> &'static str {
         match self {
-            Wire::HttpStream => "application/x-ndjson",
+            Wire::HttpStream(Format::Json) => "application/x-ndjson",
+            Wire::HttpStream(Format::Protobuf) => "application/octet-stream",
             Wire::Sse => "text/event-stream",
         }
     }
 
     /// Appends one encoded reply or push.
-    fn put(self, out: &mut BytesMut, json: &[u8]) {
+    fn put(self, out: &mut BytesMut, encoded: &[u8]) {
         match self {
-            Wire::HttpStream => {
-                out.put_slice(json);
+            Wire::HttpStream(Format::Json) => {
+                out.put_slice(encoded);
                 out.put_u8(b'\n');
             }
+            // Length-delimited already.
+            Wire::HttpStream(Format::Protobuf) => out.put_slice(encoded),
             Wire::Sse => {
                 out.put_slice(b"data: ");
-                out.put_slice(json);
+                out.put_slice(encoded);
                 out.put_slice(b"\n\n");
             }
         }
     }
+
+    /// Appends the disconnect push that ends the stream.
+    fn put_disconnect(self, out: &mut BytesMut, reason: Disconnect) {
+        let push = match self.format() {
+            Format::Json => reply::disconnect_push(reason.code, reason.reason),
+            Format::Protobuf => protobuf::disconnect_push(reason.code, reason.reason),
+        };
+        self.put(out, &push);
+    }
 }
 
-/// Opens a connection whose connect command is the body of a POST.
+/// Opens a connection whose connect command is the body of a POST (in the
+/// format of `wire`).
 pub async fn open_posted(
     gw: Arc<Gateway>,
     headers: &HeaderMap,
@@ -73,12 +96,18 @@ pub async fn open_posted(
     body: Body,
     wire: Wire,
 ) -> Response {
-    let connect = match super::read_body(&gw, headers, body).await {
+    let connect = match super::read_body(&gw, body).await {
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let Ok(connect) = std::str::from_utf8(&connect) else {
-        return (StatusCode::BAD_REQUEST, "connect command is not UTF-8").into_response();
+    let connect = match wire.format() {
+        Format::Protobuf => ClientFrame::Protobuf(connect),
+        Format::Json => match String::from_utf8(connect.into()) {
+            Ok(text) => ClientFrame::Json(text),
+            Err(_) => {
+                return (StatusCode::BAD_REQUEST, "connect command is not UTF-8").into_response()
+            }
+        },
     };
     open(gw.clone(), headers, peer, connect, wire).await
 }
@@ -90,16 +119,21 @@ pub async fn open(
     gw: Arc<Gateway>,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
-    connect: &str,
+    connect: ClientFrame,
     wire: Wire,
 ) -> Response {
     let origin = match cors::check(&gw, headers) {
         Ok(origin) => origin,
         Err(refused) => return refused.into_response(),
     };
-    let mut response = match gw.admit() {
-        Ok(slot) => respond(gw, peer, connect, wire, slot).await,
-        Err(refusal) => refusal.into_response(),
+    let mut response = if super::opens_with_connect(&connect) {
+        match gw.admit() {
+            Ok(slot) => respond(gw, peer, connect, wire, slot).await,
+            Err(refusal) => refusal.into_response(),
+        }
+    } else {
+        let message = "the body does not open with a connect command";
+        (StatusCode::BAD_REQUEST, message).into_response()
     };
     cors::allow(&mut response, origin);
     response
@@ -108,16 +142,13 @@ pub async fn open(
 async fn respond(
     gw: Arc<Gateway>,
     peer: Option<SocketAddr>,
-    connect: &str,
+    connect: ClientFrame,
     wire: Wire,
     slot: Slot,
 ) -> Response {
-    if connect.trim().is_empty() {
-        return (StatusCode::BAD_REQUEST, "no connect command").into_response();
-    }
     let mut stream = Stream::new(gw, peer, wire, slot);
     let session = stream.session.as_mut().expect("present until drop");
-    if let Err(reason) = session.handle_frame(connect).await {
+    if let Err(reason) = handle_frame(session, wire.format(), connect).await {
         stream.outbox.close(reason);
     }
     let mut first = BytesMut::new();
@@ -135,6 +166,22 @@ async fn respond(
             first, rest,
         )))
         .expect("valid response")
+}
+
+/// Hands a client frame to the session; a frame in the other format than the
+/// connection's is a bad request, as on a WebSocket.
+async fn handle_frame(
+    session: &mut Session,
+    format: Format,
+    frame: ClientFrame,
+) -> Result<(), Disconnect> {
+    match (format, frame) {
+        (Format::Json, ClientFrame::Json(text)) => session.handle_frame(&text).await,
+        (Format::Protobuf, ClientFrame::Protobuf(bytes)) => {
+            session.handle_protobuf_frame(&bytes).await
+        }
+        _ => Err(Disconnect::BAD_REQUEST),
+    }
 }
 
 /// A session with its stream state; ends the session when dropped.
@@ -188,8 +235,7 @@ impl Stream {
                 if outbox::flushes_before_close(reason) {
                     self.render_queued(&mut out);
                 }
-                self.wire
-                    .put(&mut out, &disconnect_push(reason.code, reason.reason));
+                self.wire.put_disconnect(&mut out, reason);
                 return Some((Ok(out.freeze()), self));
             }
             let session = self.session.as_mut().expect("present until drop");
@@ -202,7 +248,8 @@ impl Stream {
                 let Some(frame) = self.inbox.take() else {
                     break;
                 };
-                if let Err(reason) = Box::pin(session.handle_frame(&frame)).await {
+                let handled = handle_frame(session, self.wire.format(), frame);
+                if let Err(reason) = Box::pin(handled).await {
                     self.outbox.close(reason);
                 }
             }
@@ -238,9 +285,10 @@ impl Stream {
         let mut stats = WriteStats::new(self.gw.metrics.transport(self.wire.transport()));
         stats.handed(frames.iter());
         let before = out.len();
+        let format = self.wire.format();
         for frame in frames.iter_mut() {
-            frame.encode_json();
-            self.wire.put(out, frame.json());
+            frame.encode(format);
+            self.wire.put(out, frame.bytes(format));
         }
         stats.written(out.len() - before);
     }
@@ -264,11 +312,31 @@ mod tests {
     #[test]
     fn each_wire_frames_one_message() {
         let mut out = BytesMut::new();
-        Wire::HttpStream.put(&mut out, br#"{"id":1}"#);
-        Wire::HttpStream.put(&mut out, b"{}");
+        let json = Wire::HttpStream(Format::Json);
+        json.put(&mut out, br#"{"id":1}"#);
+        json.put(&mut out, b"{}");
         assert_eq!(&out[..], b"{\"id\":1}\n{}\n");
         let mut out = BytesMut::new();
         Wire::Sse.put(&mut out, br#"{"id":1}"#);
         assert_eq!(&out[..], b"data: {\"id\":1}\n\n");
+        let mut out = BytesMut::new();
+        let binary = Wire::HttpStream(Format::Protobuf);
+        binary.put(&mut out, protobuf::PING);
+        binary.put(&mut out, &[2, 8, 1]);
+        assert_eq!(&out[..], [0, 2, 8, 1], "length-delimited, nothing between");
+    }
+
+    #[test]
+    fn the_closing_push_is_in_the_connection_format() {
+        let mut out = BytesMut::new();
+        Wire::HttpStream(Format::Json).put_disconnect(&mut out, Disconnect::SHUTDOWN);
+        assert!(out.starts_with(br#"{"push":{"disconnect":{"code":3001"#));
+        let mut out = BytesMut::new();
+        Wire::HttpStream(Format::Protobuf).put_disconnect(&mut out, Disconnect::SHUTDOWN);
+        let shutdown = Disconnect::SHUTDOWN;
+        assert_eq!(
+            &out[..],
+            &protobuf::disconnect_push(shutdown.code, shutdown.reason)[..]
+        );
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use herald_core::control::ClientFrame;
 use tokio::sync::Notify;
 
 use super::shard;
@@ -28,13 +29,13 @@ pub struct Inbox {
 
 #[derive(Debug, Default)]
 struct Pending {
-    frames: VecDeque<String>,
+    frames: VecDeque<ClientFrame>,
     bytes: usize,
 }
 
 impl Inbox {
     /// Adds a frame; false when the inbox is full.
-    fn put(&self, frame: String) -> bool {
+    fn put(&self, frame: ClientFrame) -> bool {
         let mut pending = self.pending.lock().expect("poisoned");
         let bytes = pending.bytes + frame.len();
         // One frame is always taken, whatever its size (the body limit bounds it).
@@ -51,7 +52,7 @@ impl Inbox {
     }
 
     /// Takes the oldest frame.
-    pub fn take(&self) -> Option<String> {
+    pub fn take(&self) -> Option<ClientFrame> {
         let mut pending = self.pending.lock().expect("poisoned");
         let frame = pending.frames.pop_front()?;
         pending.bytes -= frame.len();
@@ -102,7 +103,7 @@ impl Sessions {
     }
 
     /// Hands a client frame to session `id`.
-    pub fn deliver(&self, id: &str, frame: String) -> Delivery {
+    pub fn deliver(&self, id: &str, frame: ClientFrame) -> Delivery {
         let inbox = self.shards[shard(id)]
             .lock()
             .expect("poisoned")
@@ -133,19 +134,23 @@ impl Sessions {
 mod tests {
     use super::*;
 
+    fn json(text: &str) -> ClientFrame {
+        ClientFrame::Json(text.to_owned())
+    }
+
     #[test]
     fn frames_reach_the_registered_session_in_order() {
         let sessions = Sessions::default();
         let inbox = Arc::new(Inbox::default());
         sessions.insert(Arc::from("s1"), inbox.clone());
-        assert_eq!(sessions.deliver("s1", "a".into()), Delivery::Queued);
-        assert_eq!(sessions.deliver("s1", "b".into()), Delivery::Queued);
-        assert_eq!(sessions.deliver("s2", "c".into()), Delivery::Unknown);
-        assert_eq!(inbox.take().as_deref(), Some("a"));
-        assert_eq!(inbox.take().as_deref(), Some("b"));
+        assert_eq!(sessions.deliver("s1", json("a")), Delivery::Queued);
+        assert_eq!(sessions.deliver("s1", json("b")), Delivery::Queued);
+        assert_eq!(sessions.deliver("s2", json("c")), Delivery::Unknown);
+        assert_eq!(inbox.take(), Some(json("a")));
+        assert_eq!(inbox.take(), Some(json("b")));
         assert_eq!(inbox.take(), None);
         sessions.remove("s1");
-        assert_eq!(sessions.deliver("s1", "d".into()), Delivery::Unknown);
+        assert_eq!(sessions.deliver("s1", json("d")), Delivery::Unknown);
         assert!(sessions.is_empty());
     }
 
@@ -155,18 +160,18 @@ mod tests {
         let inbox = Arc::new(Inbox::default());
         sessions.insert(Arc::from("s"), inbox.clone());
         for _ in 0..MAX_PENDING_FRAMES {
-            assert_eq!(sessions.deliver("s", "{}".into()), Delivery::Queued);
+            assert_eq!(sessions.deliver("s", json("{}")), Delivery::Queued);
         }
-        assert_eq!(sessions.deliver("s", "{}".into()), Delivery::Busy);
+        assert_eq!(sessions.deliver("s", json("{}")), Delivery::Busy);
         while inbox.take().is_some() {}
-        let big = "x".repeat(MAX_PENDING_BYTES);
+        let big = vec![0u8; MAX_PENDING_BYTES];
         assert_eq!(
-            sessions.deliver("s", big.clone()),
+            sessions.deliver("s", ClientFrame::Protobuf(big.into())),
             Delivery::Queued,
             "one frame always fits"
         );
-        assert_eq!(sessions.deliver("s", "{}".into()), Delivery::Busy);
+        assert_eq!(sessions.deliver("s", json("{}")), Delivery::Busy);
         assert_eq!(inbox.take().map(|f| f.len()), Some(MAX_PENDING_BYTES));
-        assert_eq!(sessions.deliver("s", "{}".into()), Delivery::Queued);
+        assert_eq!(sessions.deliver("s", json("{}")), Delivery::Queued);
     }
 }

@@ -69,6 +69,13 @@ pub fn parse_frame(frame: &[u8]) -> Result<Vec<(u32, Request)>, DecodeError> {
         .collect()
 }
 
+/// The body of a Protobuf `POST /emulation`: one `EmulationRequest`, not
+/// length-delimited (centrifuge-js `ProtobufCodec.encodeEmulationRequest`).
+/// Its `data` shares the body's buffer.
+pub fn emulation_request(body: Bytes) -> Result<proto::EmulationRequest, DecodeError> {
+    Ok(proto::EmulationRequest::decode(body)?)
+}
+
 /// The id and request of a decoded command: the first request field set, as in JSON.
 fn command(c: proto::Command) -> Result<(u32, Request), DecodeError> {
     let request = if let Some(r) = c.connect {
@@ -233,6 +240,21 @@ mod tests {
             ..Default::default()
         }]);
         assert!(matches!(parse_frame(&empty), Err(DecodeError::MissingData)));
+    }
+
+    #[test]
+    fn emulation_requests_are_one_plain_message() {
+        let request = proto::EmulationRequest {
+            node: "n".into(),
+            session: "s".into(),
+            data: Bytes::from_static(&[0]),
+        };
+        let decoded = emulation_request(Bytes::from(request.encode_to_vec())).unwrap();
+        assert_eq!(decoded, request);
+        assert!(matches!(
+            emulation_request(Bytes::from_static(&[0x0a, 5, b'n'])),
+            Err(DecodeError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub fn encode_reply(reply: &Reply) -> Bytes {
                     .collect(),
                 ping: saturate(r.ping),
                 pong: r.pong,
+                session: r.session.clone(),
+                node: r.node.clone(),
                 ..Default::default()
             });
         }
@@ -114,6 +116,19 @@ pub fn encode_push(push: &Push) -> Bytes {
         },
     };
     push_reply(out)
+}
+
+/// A disconnect notice, for transports without close frames (the
+/// emulation's HTTP stream).
+pub fn disconnect_push(code: u16, reason: &str) -> Bytes {
+    push_reply(proto::Push {
+        disconnect: Some(proto::Disconnect {
+            code: u32::from(code),
+            reason: reason.to_owned(),
+            reconnect: false,
+        }),
+        ..Default::default()
+    })
 }
 
 /// A JSON channel push frame as [`crate::publication`] encodes it.
@@ -258,6 +273,26 @@ mod tests {
         let unsub = push.push.unwrap();
         assert_eq!(unsub.channel, "c");
         assert_eq!(unsub.unsubscribe.unwrap().code, 2000);
+    }
+
+    #[test]
+    fn emulation_connect_results_name_session_and_node_and_disconnects_are_pushes() {
+        let r = decode(&encode_reply(&Reply {
+            id: 1,
+            body: Body::Connect(reply::ConnectResult {
+                session: "s".into(),
+                node: "n".into(),
+                ..Default::default()
+            }),
+        }));
+        let connect = r.connect.unwrap();
+        assert_eq!(
+            (connect.session.as_str(), connect.node.as_str()),
+            ("s", "n")
+        );
+        let d = decode(&disconnect_push(3001, "shutdown")).push.unwrap();
+        let d = d.disconnect.unwrap();
+        assert_eq!((d.code, d.reason.as_str()), (3001, "shutdown"));
     }
 
     #[test]
