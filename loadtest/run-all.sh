@@ -209,8 +209,9 @@ main() {
   local invocation="loadtest/run-all.sh"
   local knobs="RUNS=$RUNS FORMATS='$FORMATS' DURATION=$DURATION BROADCAST_DURATION=$BROADCAST_DURATION WARMUP=$WARMUP BROADCAST_CONNECTIONS=$BROADCAST_CONNECTIONS BROADCAST_RATE=$BROADCAST_RATE PERSONAL_CONNECTIONS=$PERSONAL_CONNECTIONS PERSONAL_RATE=$PERSONAL_RATE IDLE_CONNECTIONS=$IDLE_CONNECTIONS CHURN_WORKERS=$CHURN_WORKERS FLOOR_BATCH=$FLOOR_BATCH MULTINODE_CONNECTIONS=$MULTINODE_CONNECTIONS MULTINODE_RATE=$MULTINODE_RATE PEER_WORKERS=$PEER_WORKERS HERALD_ENGINE=$HERALD_ENGINE"
   "$LOADTEST" report --results "$RESULTS" --out "$REPORT" --invocation "$knobs $invocation"
-  # What each server change bought: kept by hand, measured when the change was made.
-  { echo; cat loadtest/changes.md; } >>"$REPORT"
+  # Kept by hand: what the scale-out runs show together, and what each server change bought
+  # (measured when the change was made).
+  { echo; cat loadtest/scale.md; echo; cat loadtest/changes.md; } >>"$REPORT"
   log "done in $(( $(date +%s) - started_at ))s; server logs in $LOGS"
 }
 

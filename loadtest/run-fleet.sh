@@ -26,7 +26,9 @@
 # publications/s over all topics], PERSONAL_RATE [5000/s over all users], DURATION [60s],
 # WARMUP [2s], SETTLE [2, seconds], NODE_THREADS [1 runtime worker per Herald node],
 # LOADER_THREADS [1 per load process] (a dozen processes share the cores: one thread each
-# spares them the switching), CLUSTER [0; 1 = 3-master Redis Cluster], PUBLISHERS [1
+# spares them the switching), LOADER_NICE [0; the load processes' nice value: 10 lets the
+# servers have the cores first, which tells Herald's share of the tail from the load
+# generator's], CLUSTER [0; 1 = 3-master Redis Cluster], PUBLISHERS [1
 # publisher node; load process k publishes through publisher k mod PUBLISHERS], KILL_AT [unset],
 # RECONNECT [0; 1 with KILL_AT], HISTORY_SIZE [100, of the stock namespace], HISTORY_TTL [5m],
 # SCENARIO [fleet, fleet-cluster with CLUSTER=1], RUN [1], RESULTS [loadtest/results],
@@ -53,6 +55,7 @@ CLUSTER=${CLUSTER:-0}
 PUBLISHERS=${PUBLISHERS:-1}
 NODE_THREADS=${NODE_THREADS:-1}
 LOADER_THREADS=${LOADER_THREADS:-1}
+LOADER_NICE=${LOADER_NICE:-0}
 KILL_AT=${KILL_AT:-}
 RECONNECT=${RECONNECT:-$([[ -n $KILL_AT ]] && echo 1 || echo 0)}
 HISTORY_SIZE=${HISTORY_SIZE:-100}
@@ -110,7 +113,17 @@ check_knobs() {
 }
 
 # Starts a Herald node of role $1 named $2; sets NODE_PID, NODE_PORT (client) and NODE_IPORT.
+# A port taken between its choice and the bind fails the attempt; three are made.
 start_node() {
+  local attempt
+  for attempt in 1 2 3; do
+    try_start_node "$@" && return 0
+    log "start of $2 failed (attempt $attempt)"
+  done
+  exit 1
+}
+
+try_start_node() {
   local role=$1 name=$2 logf="$LOGS/$2.log" engine
   NODE_PORT=$(free_port)
   NODE_IPORT=$(free_port)
@@ -211,7 +224,7 @@ main() {
     parts+=("$RESULTS/parts/herald-$SCENARIO-$RUN-$((k + 1)).json")
     mkfifo "$LOGS/go-$k" "$LOGS/ready-$k"
     # shellcheck disable=SC2086
-    "$LOADTEST" --target herald --scenario fleet --connections $((u1 - u0)) \
+    nice -n "$LOADER_NICE" "$LOADTEST" --target herald --scenario fleet --connections $((u1 - u0)) \
       --user-offset "$u0" --topics $((t1 - t0)) --topic-offset "$t0" \
       --topic-rate "$trate" --personal-rate "$prate" \
       --duration "$DURATION" --warmup "$WARMUP" --settle "${SETTLE}s" \
