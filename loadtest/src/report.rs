@@ -201,7 +201,8 @@ fn render(runs: &Runs, args: &ReportArgs) -> anyhow::Result<String> {
 }
 
 fn heading(scenario: &str, s: &Summary) -> String {
-    let rate = s.publish.target_rate;
+    // A rate summed over load processes (1000/6 × 6) is printed as the whole number it means.
+    let rate = format!("{}", (s.publish.target_rate * 1000.0).round() / 1000.0);
     let dur = s.duration_s.round();
     match scenario {
         "broadcast" => format!(
