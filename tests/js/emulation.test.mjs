@@ -98,20 +98,17 @@ async function metric(h, series) {
 const emulationCount = (h, outcome) => metric(h, `herald_emulation_requests_total{outcome="${outcome}"}`);
 
 /**
- * A raw `/connection/http_stream` connection: connects with `token`, keeps every message of the
- * stream (`messages`), and posts frames to `/emulation` for its session.
+ * Keeps every message of a stream response (`messages`) as `take(buffer, chunk)` splits them
+ * off (it returns the messages and what is left), offers `next` to wait for one, and waits for
+ * the connect reply (`connect`). `post(data)` sends frames to `/emulation` for the session,
+ * `cancel()` stops reading.
  */
-async function rawStream(base, token) {
-  const res = await fetch(`${base}/connection/http_stream`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ id: 1, connect: { token } }),
-  });
+async function streamLog(base, res, empty, take, post) {
   assert.equal(res.status, 200);
   const reader = res.body.getReader();
   const raw = { res, messages: [], ended: false, listeners: new Set() };
   raw.done = (async () => {
-    let buffer = '';
+    let buffer = empty;
     for (;;) {
       let chunk;
       try {
@@ -120,11 +117,9 @@ async function rawStream(base, token) {
         break;
       }
       if (chunk.done) break;
-      buffer += Buffer.from(chunk.value).toString();
-      let nl;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const msg = JSON.parse(buffer.slice(0, nl));
-        buffer = buffer.slice(nl + 1);
+      let msgs;
+      [msgs, buffer] = take(buffer, chunk.value);
+      for (const msg of msgs) {
         raw.messages.push(msg);
         for (const l of [...raw.listeners]) l(msg);
       }
@@ -145,13 +140,28 @@ async function rawStream(base, token) {
   const reply = await raw.next((m) => m.id === 1);
   assert.ok(reply.connect, JSON.stringify(reply));
   raw.connect = reply.connect;
-  raw.post = (data) => fetch(`${base}/emulation`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ session: raw.connect.session, node: raw.connect.node, data }),
-  });
+  raw.post = (data) => fetch(`${base}/emulation`, post({ session: raw.connect.session, node: raw.connect.node, data }));
   raw.cancel = () => reader.cancel().catch(() => {});
   return raw;
+}
+
+/**
+ * A raw `/connection/http_stream` connection: connects with `token`, keeps every message of the
+ * stream (`messages`), and posts frames to `/emulation` for its session.
+ */
+async function rawStream(base, token) {
+  const res = await fetch(`${base}/connection/http_stream`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ id: 1, connect: { token } }),
+  });
+  const lines = (buffer, chunk) => {
+    const all = (buffer + Buffer.from(chunk).toString()).split('\n');
+    const rest = all.pop();
+    return [all.map((l) => JSON.parse(l)), rest];
+  };
+  const post = (body) => ({ method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  return streamLog(base, res, '', lines, post);
 }
 
 /** Herald's Protobuf schema: `Command`, `Reply` and `EmulationRequest`. */
@@ -173,57 +183,25 @@ async function rawProtobufStream(base, token) {
   const res = await fetch(`${base}/connection/http_stream`, {
     method: 'POST', headers: OCTETS, body: commands({ id: 1, connect: { token } }),
   });
-  assert.equal(res.status, 200);
-  const reader = res.body.getReader();
-  const raw = { res, messages: [], ended: false, listeners: new Set() };
-  raw.done = (async () => {
-    let buffer = Buffer.alloc(0);
+  const replies = (buffer, chunk) => {
+    let rest = Buffer.concat([buffer, chunk]);
+    const msgs = [];
     for (;;) {
-      let chunk;
+      const r = protobuf.Reader.create(rest);
+      let length;
       try {
-        chunk = await reader.read();
+        length = r.uint32();
       } catch {
         break;
       }
-      if (chunk.done) break;
-      buffer = Buffer.concat([buffer, chunk.value]);
-      for (;;) {
-        const r = protobuf.Reader.create(buffer);
-        let length;
-        try {
-          length = r.uint32();
-        } catch {
-          break;
-        }
-        if (r.pos + length > buffer.length) break;
-        const msg = Reply.toObject(Reply.decode(buffer.subarray(r.pos, r.pos + length)), { longs: Number });
-        buffer = buffer.subarray(r.pos + length);
-        raw.messages.push(msg);
-        for (const l of [...raw.listeners]) l(msg);
-      }
+      if (r.pos + length > rest.length) break;
+      msgs.push(Reply.toObject(Reply.decode(rest.subarray(r.pos, r.pos + length)), { longs: Number }));
+      rest = rest.subarray(r.pos + length);
     }
-    raw.ended = true;
-  })();
-  raw.next = (filter, timeout = 5000, from = 0) => {
-    const found = raw.messages.slice(from).find(filter);
-    if (found) return Promise.resolve(found);
-    let l;
-    const p = new Promise((resolve) => {
-      l = (m) => { if (filter(m)) resolve(m); };
-      raw.listeners.add(l);
-    });
-    return withTimeout(p, timeout, 'stream message').finally(() => raw.listeners.delete(l));
+    return [msgs, rest];
   };
-  const reply = await raw.next((m) => m.id === 1);
-  assert.ok(reply.connect, JSON.stringify(reply));
-  raw.connect = reply.connect;
-  raw.post = (data) => fetch(`${base}/emulation`, {
-    method: 'POST',
-    headers: OCTETS,
-    body: emulationRequest({ session: raw.connect.session, node: raw.connect.node, data }),
-  });
-  raw.cancel = () => reader.cancel().catch(() => {});
-  return raw;
+  const post = (fields) => ({ method: 'POST', headers: OCTETS, body: emulationRequest(fields) });
+  return streamLog(base, res, Buffer.alloc(0), replies, post);
 }
 
 /** Connect, subscribe, client publish, server publication, 103, history, presence, recovery. */

@@ -83,18 +83,20 @@ mod tests {
         assert!(sse_url_from("ws://h/socket.io/").is_err());
     }
 
+    /// The run arguments of a command line with a Herald WebSocket URL and `extra`.
+    fn parse(extra: &[&str]) -> crate::cli::RunArgs {
+        use clap::Parser;
+        let mut argv = vec![
+            "herald-loadtest",
+            "--ws-url",
+            "ws://h:1/connection/websocket",
+        ];
+        argv.extend_from_slice(extra);
+        crate::cli::Cli::parse_from(argv).run
+    }
+
     #[test]
     fn sse_needs_the_herald_target() {
-        use clap::Parser;
-        let parse = |extra: &[&str]| {
-            let mut argv = vec![
-                "herald-loadtest",
-                "--ws-url",
-                "ws://h:1/connection/websocket",
-            ];
-            argv.extend_from_slice(extra);
-            crate::cli::Cli::parse_from(argv).run
-        };
         let (proto, url) = endpoint(&parse(&["--transport", "sse"])).unwrap();
         assert_eq!(
             (proto, url.as_str()),
@@ -114,16 +116,6 @@ mod tests {
 
     #[test]
     fn protobuf_needs_herald_over_websocket() {
-        use clap::Parser;
-        let parse = |extra: &[&str]| {
-            let mut argv = vec![
-                "herald-loadtest",
-                "--ws-url",
-                "ws://h:1/connection/websocket",
-            ];
-            argv.extend_from_slice(extra);
-            crate::cli::Cli::parse_from(argv).run
-        };
         let (proto, url) = endpoint(&parse(&["--format", "protobuf"])).unwrap();
         assert_eq!(
             (proto, url.as_str()),
