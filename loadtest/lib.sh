@@ -95,3 +95,17 @@ start_cluster() {
 save_redis_info() {
   { printf 'sampled_at_s:%s\n' "$(date +%s.%N)"; redis-cli -p "$1" info all; } >"$2"
 }
+
+# Waits for the `ready` line of every load process, given its read ends in process order (the
+# k-th logs to $LOGS/loadtest-k.log); exits naming the first that ended before connecting.
+await_loaders_ready() {
+  local k=0 fd line
+  for fd in "$@"; do
+    k=$((k + 1))
+    if ! read -r line <&"$fd" || [[ $line != ready ]]; then
+      log "load process $k ended before connecting; last lines of its log:"
+      tail -5 "$LOGS/loadtest-$k.log" >&2
+      exit 1
+    fi
+  done
+}

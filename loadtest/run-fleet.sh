@@ -241,14 +241,7 @@ main() {
     ready+=("$fd")
   done
   log "connecting $FLEET_CONNECTIONS clients ($LOADERS load processes, logs in $LOGS)"
-  local line
-  for k in $(seq 0 $((LOADERS - 1))); do
-    if ! read -r line <&"${ready[k]}" || [[ $line != ready ]]; then
-      log "load process $((k + 1)) ended before connecting; last lines of its log:"
-      tail -5 "$LOGS/loadtest-$((k + 1)).log" >&2
-      exit 1
-    fi
-  done
+  await_loaders_ready "${ready[@]}"
   local scraped=() redis_before metrics_before redis_kill=""
   if [[ -n $KILL_AT ]]; then scraped=($(seq 1 $((GATEWAYS - 1)))); else scraped=($(seq 0 $((GATEWAYS - 1)))); fi
   redis_before=$(sample_redis before)

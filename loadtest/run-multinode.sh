@@ -137,14 +137,7 @@ main() {
     ready+=("$fd")
   done
   log "connecting $PER clients per gateway ($NODES load processes, logs in $LOGS)"
-  local line
-  for k in $(seq 0 $((NODES - 1))); do
-    if ! read -r line <&"${ready[k]}" || [[ $line != ready ]]; then
-      log "load process $((k + 1)) ended before connecting; last lines of its log:"
-      tail -5 "$LOGS/loadtest-$((k + 1)).log" >&2
-      exit 1
-    fi
-  done
+  await_loaders_ready "${ready[@]}"
   log "all connected; publishing $MULTINODE_RATE/s in all for $DURATION"
   for k in $(seq 0 $((NODES - 1))); do echo go >&"${go[k]}"; done
 
