@@ -41,7 +41,11 @@ pub fn check(gw: &Gateway, headers: &HeaderMap) -> Result<Option<HeaderValue>, F
 
 /// Marks `response` readable by the page at `origin`.
 pub fn allow(response: &mut Response, origin: Option<HeaderValue>) {
-    let headers = response.headers_mut();
+    allow_head(response.headers_mut(), origin);
+}
+
+/// Marks an answer with `headers` readable by the page at `origin`.
+pub fn allow_head(headers: &mut HeaderMap, origin: Option<HeaderValue>) {
     headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     if let Some(origin) = origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

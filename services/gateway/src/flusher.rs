@@ -2,7 +2,7 @@
 //! rings the writer of each connection it fed (see [`crate::outbox::Bell`]);
 //! the writer puts itself on its flusher's dirty list, and one flusher task
 //! per worker thread runs every dirty writer once per round (for a
-//! WebSocket: one `writev` of its queued frames). Flushers schedule; they
+//! WebSocket: one `writev` of its queued frames; for SSE: one chunk). Flushers schedule; they
 //! know nothing of queues or sockets. Nothing waits on a timer: when the flusher is idle a frame goes
 //! out at once, and while it is busy writing, later frames for the same
 //! connection pile up and leave together in the next round. The coalescing
@@ -11,7 +11,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use herald_core::metrics::TransportMetrics;
+use herald_core::metrics::labels::Transport;
+use herald_core::Metrics;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -21,7 +22,44 @@ use crate::write_stats::WriteStats;
 /// A writer that a flusher runs.
 pub trait Flush: Send + Sync {
     /// Writes what is queued without waiting, counting in `stats`.
-    fn flush_now(&self, stats: &mut WriteStats);
+    fn flush_now(&self, stats: &mut FlushStats);
+}
+
+/// A flusher's write counts, one [`WriteStats`] per transport it wrote for.
+pub struct FlushStats {
+    metrics: Metrics,
+    /// A flusher writes for one or two transports: a list beats a map.
+    by_transport: Vec<(Transport, WriteStats)>,
+}
+
+impl FlushStats {
+    /// Empty counts for `metrics`.
+    pub fn new(metrics: Metrics) -> FlushStats {
+        FlushStats {
+            metrics,
+            by_transport: Vec::new(),
+        }
+    }
+
+    /// The counts of `transport`'s writes.
+    pub fn of(&mut self, transport: Transport) -> &mut WriteStats {
+        let index = match self.by_transport.iter().position(|(t, _)| *t == transport) {
+            Some(index) => index,
+            None => {
+                let stats = WriteStats::new(self.metrics.transport(transport));
+                self.by_transport.push((transport, stats));
+                self.by_transport.len() - 1
+            }
+        };
+        &mut self.by_transport[index].1
+    }
+
+    /// Adds the counts to the shared metrics.
+    pub fn flush(&mut self) {
+        for (_, stats) in &mut self.by_transport {
+            stats.flush();
+        }
+    }
 }
 
 /// Writers run per round before the flusher lets other tasks run.
@@ -49,7 +87,7 @@ impl Flushers {
     /// Starts `count` flusher tasks on `tasks`; they stop on `cancel`.
     pub fn start(
         count: usize,
-        metrics: &TransportMetrics,
+        metrics: &Metrics,
         tasks: &TaskTracker,
         cancel: &CancellationToken,
     ) -> Flushers {
@@ -58,7 +96,7 @@ impl Flushers {
                 let shard = Arc::new(Shard::default());
                 // A token each: flushers going idle never contend on one lock.
                 let cancel = cancel.child_token();
-                let stats = WriteStats::new(metrics);
+                let stats = FlushStats::new(metrics.clone());
                 let run = run(shard.clone(), stats, cancel);
                 tasks.spawn(tokio::task::unconstrained(run));
                 shard
@@ -93,7 +131,7 @@ impl Shard {
     }
 }
 
-async fn run(shard: Arc<Shard>, mut stats: WriteStats, cancel: CancellationToken) {
+async fn run(shard: Arc<Shard>, mut stats: FlushStats, cancel: CancellationToken) {
     // Made once: the wake-up path polls only `notified` while work comes in.
     let cancelled = cancel.cancelled();
     tokio::pin!(cancelled);

@@ -22,6 +22,7 @@ pub mod sse;
 mod subscribers;
 pub mod uni;
 pub mod write_stats;
+pub mod writer;
 pub mod ws;
 
 use std::future::Future;
@@ -31,7 +32,6 @@ use std::sync::{Arc, OnceLock};
 use axum::routing::{get, post};
 use axum::Router;
 use herald_core::auth::{self, Verifier};
-use herald_core::metrics::labels::Transport;
 use herald_core::namespace::Namespaces;
 use herald_core::{Engine, Metrics};
 use tokio_util::sync::CancellationToken;
@@ -130,13 +130,12 @@ impl Gateway {
     }
 
     /// The flusher that writes connection `conn`'s frames (started with the first
-    /// WebSocket, one per runtime worker).
+    /// WebSocket or SSE stream, one per runtime worker).
     pub(crate) fn flusher(&self, conn: u64) -> Arc<flusher::Shard> {
         self.flushers
             .get_or_init(|| {
                 let threads = tokio::runtime::Handle::current().metrics().num_workers();
-                let metrics = self.metrics.transport(Transport::WebSocket);
-                flusher::Flushers::start(threads, metrics, &self.tasks, &self.cancel)
+                flusher::Flushers::start(threads, &self.metrics, &self.tasks, &self.cancel)
             })
             .shard(conn)
     }
@@ -168,7 +167,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(ws::PATH, get(ws::upgrade))
         .route(
-            "/connection/sse",
+            sse::PATH,
             get(sse::stream)
                 .post(emulation::sse::post)
                 .options(cors::preflight),

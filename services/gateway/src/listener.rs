@@ -2,7 +2,8 @@
 //! request itself. A WebSocket upgrade request that arrives whole is answered
 //! right here and the connection goes on as a WebSocket on a task of its own
 //! ([`crate::ws::serve_upgraded`]), with no HTTP server or router between the
-//! socket and the session. Every other connection is served by
+//! socket and the session; so does an SSE request ([`crate::sse::direct`]).
+//! Every other connection is served by
 //! hyper's HTTP/1.1 server with the bytes already read put back in front
 //! ([`crate::prefixed`]); a WebSocket upgrade hyper serves later on a
 //! kept-alive connection still gets its `TcpStream` back (see [`crate::ws`]).
@@ -33,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use crate::prefixed::Prefixed;
+use crate::sse::{self, direct::SseRequest};
 use crate::ws::{self, handshake};
 use crate::Gateway;
 
@@ -124,6 +126,8 @@ enum First {
         /// Length of the request head; bytes after it are the client's first frames.
         head: usize,
     },
+    /// A complete one-way SSE request (not the SDKs' emulation).
+    Sse(Box<SseRequest>),
     /// An upgrade to the test-only echo endpoint ([`ws::echo`]).
     #[cfg(feature = "autobahn-echo")]
     Echo {
@@ -169,6 +173,10 @@ async fn first_request<S: ws::Stream>(shared: Arc<Shared>, mut stream: S, peer: 
                 let _ = ws::write_flushed(&mut stream, refusal.raw_response().as_bytes()).await;
             }
         },
+        Ok(Ok(First::Sse(request))) => {
+            drop(buf);
+            sse::direct::serve(shared.gateway.clone(), stream, *request, peer).await;
+        }
         #[cfg(feature = "autobahn-echo")]
         Ok(Ok(First::Echo { accepted, head })) => {
             ws::echo::serve(stream, &accepted, &buf[head..], shared.stop.clone()).await;
@@ -224,7 +232,16 @@ fn classify(
     let (path, query) = target
         .split_once('?')
         .map_or((target, None), |(p, q)| (p, Some(q)));
-    if request.method != Some("GET") || request.version != Some(1) || path != ws::PATH {
+    if request.method != Some("GET") {
+        return Some(First::Http);
+    }
+    if path == sse::PATH {
+        return Some(match SseRequest::parse(&request) {
+            Some(sse) => First::Sse(Box::new(sse)),
+            None => First::Http,
+        });
+    }
+    if request.version != Some(1) || path != ws::PATH {
         return Some(First::Http);
     }
     let headers = request.headers.iter().map(|h| (h.name, h.value));

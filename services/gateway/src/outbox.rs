@@ -4,7 +4,7 @@
 //! [`hold::HoldBack`] and the control [`mailbox::Mailbox`], and who must be
 //! woken when frames arrive: the connection's task, or the flusher that runs
 //! the connection's writer. It knows nothing of sockets; writers take frames
-//! out and report back (see [`crate::ws::writer`]).
+//! out and report back (see [`crate::writer`]).
 //!
 //! Replies to the client's own commands do not count against the queue's
 //! capacity (a frame of many commands is not a slow client); they have a

@@ -1,12 +1,18 @@
 //! The Server-Sent Events transport (`/connection/sse`) for one-way clients
 //! such as the browser's `EventSource`: builds the session's connect and
 //! subscribe commands from the request, then streams the connection's frames
-//! as events (see [`events`]), one response-body chunk per wake-up. A
-//! `cf_connect` holding a protocol command (`{"id":1,"connect":{..}}`, what
-//! the SDKs' `sse` transport sends) selects bidirectional emulation instead
-//! ([`crate::emulation::sse`]).
+//! as events (see [`events`]). A request the client listener reads first on
+//! its connection is served there without an HTTP server ([`direct`]: the
+//! flushers write the events, as for a WebSocket); one hyper serves (a later
+//! request on a kept-alive connection, a head too long for the listener)
+//! streams a response body, one chunk per wake-up. Both read the request and
+//! open the session through [`open`]. A `cf_connect` holding a protocol
+//! command (`{"id":1,"connect":{..}}`, what the SDKs' `sse` transport sends)
+//! selects bidirectional emulation instead ([`crate::emulation::sse`]).
 
+pub mod direct;
 mod events;
+mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,8 +42,11 @@ use crate::write_stats::WriteStats;
 use crate::Gateway;
 use events::{decode_positions, event, Events};
 
+/// Path of the SSE endpoint.
+pub const PATH: &str = "/connection/sse";
+
 /// `GET /connection/sse` query.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct SseQuery {
     /// Connection token.
     token: Option<String>,
@@ -47,8 +56,19 @@ pub struct SseQuery {
     channels: Option<String>,
 }
 
-/// `GET /connection/sse`: answers from an accepted origin carry CORS headers
-/// (refusals too, so the page can read why).
+impl SseQuery {
+    /// Whether `cf_connect` selects the SDKs' bidirectional emulation: a
+    /// connect command, or the Protobuf build's stringified frame (refused).
+    pub fn is_emulation(&self) -> bool {
+        self.cf_connect.as_deref().is_some_and(|connect| {
+            emulation::is_connect_command(connect)
+                || emulation::sse::is_stringified_protobuf(connect)
+        })
+    }
+}
+
+/// `GET /connection/sse` when hyper serves it: answers from an accepted
+/// origin carry CORS headers (refusals too, so the page can read why).
 pub async fn stream(
     State(gw): State<Arc<Gateway>>,
     remote: Option<Extension<ConnectInfo<SocketAddr>>>,
@@ -64,25 +84,62 @@ pub async fn stream(
             return emulation::sse::refuse_protobuf(&gw, &headers);
         }
     }
-    let origin = match cors::check(&gw, &headers) {
-        Ok(origin) => origin,
-        Err(refused) => return refused.into_response(),
+    let opened = match open(&gw, &headers, query, peer).await {
+        Ok(opened) => opened,
+        Err(refused) => return refused,
     };
-    let mut response = match gw.admit() {
-        Ok(slot) => open(gw, &headers, query, peer, slot).await,
-        Err(refusal) => refusal.into_response(),
+    let (head, _) = opened.head.into_parts();
+    let sse = Sse {
+        _slot: opened.slot,
+        gauge: gw.metrics.transport(Transport::Sse).connections.clone(),
+        gw,
+        outbox: opened.outbox,
+        session: Some(opened.session),
+        events: opened.events,
+        done: false,
     };
-    cors::allow(&mut response, origin);
-    response
+    sse.gauge.inc();
+    let first = opened.first.freeze();
+    let rest = futures_util::stream::unfold(sse, Sse::next_chunk);
+    let body =
+        futures_util::StreamExt::chain(futures_util::stream::once(async move { Ok(first) }), rest);
+    Response::from_parts(head, Body::from_stream(body))
 }
 
-async fn open(
-    gw: Arc<Gateway>,
+/// A stream whose session is connected and subscribed, not answered yet.
+pub(crate) struct Opened {
+    /// Held for the stream's life: the node's count of open connections.
+    pub slot: Slot,
+    pub outbox: Arc<Outbox>,
+    pub session: Session,
+    /// Positions of the recoverable channels so far.
+    pub events: Events,
+    /// The events of the frames queued while opening (connect and subscribe
+    /// results, recovered publications).
+    pub first: BytesMut,
+    /// The answer's status and headers (its body is the stream).
+    pub head: Response<()>,
+}
+
+/// What both paths do before streaming: the Origin check, admission, then
+/// the session's connect and subscribes from the request. `Err` is the
+/// complete answer refusing the request (with CORS headers for an accepted
+/// origin). A drain in progress opens the stream only to say so, and the
+/// browser's reconnect finds another node (an HTTP error would stop `EventSource`).
+pub(crate) async fn open(
+    gw: &Arc<Gateway>,
     headers: &HeaderMap,
     query: SseQuery,
     peer: Option<SocketAddr>,
-    slot: Slot,
-) -> Response {
+) -> Result<Opened, Response> {
+    let origin = cors::check(gw, headers).map_err(IntoResponse::into_response)?;
+    let with_cors = |mut response: Response| {
+        cors::allow(&mut response, origin.clone());
+        response
+    };
+    let slot = gw
+        .admit()
+        .map_err(|refusal| with_cors(refusal.into_response()))?;
     let extra: Vec<&str> = query
         .channels
         .as_deref()
@@ -91,13 +148,18 @@ async fn open(
         .filter(|c| !c.is_empty())
         .collect();
     if extra.len() > MAX_COMMANDS_PER_FRAME {
-        return (StatusCode::BAD_REQUEST, "too many channels").into_response();
+        return Err(with_cors(
+            (StatusCode::BAD_REQUEST, "too many channels").into_response(),
+        ));
     }
     let token = match (&query.token, &query.cf_connect) {
         (Some(t), _) => t.clone(),
         (None, Some(json)) => match serde_json::from_str::<Value>(json) {
             Ok(v) => v["token"].as_str().unwrap_or_default().to_owned(),
-            Err(_) => return (StatusCode::BAD_REQUEST, "cf_connect is not JSON").into_response(),
+            Err(_) => {
+                let refusal = (StatusCode::BAD_REQUEST, "cf_connect is not JSON");
+                return Err(with_cors(refusal.into_response()));
+            }
         },
         (None, None) => String::new(),
     };
@@ -143,40 +205,35 @@ async fn open(
         });
         outcome = session.handle(id, Request::Subscribe(request)).await;
     }
-    let mut sse = Sse {
-        _slot: slot,
-        gauge: gw.metrics.transport(Transport::Sse).connections.clone(),
-        gw: gw.clone(),
-        outbox,
-        session: Some(session),
-        events,
-        done: false,
-    };
-    sse.gauge.inc();
-    match outcome {
-        // A drain began: the stream opens only to say so, and the browser's
-        // reconnect finds another node (an HTTP error would stop `EventSource`).
+    let refused = match outcome {
         Err(reason) if reason == Disconnect::SHUTDOWN => {
-            sse.outbox.close(reason);
+            outbox.close(reason);
+            None
         }
-        Err(reason) => return refusal(u32::from(reason.code), reason.reason),
-        Ok(()) => {}
-    }
+        Err(reason) => Some((u32::from(reason.code), reason.reason)),
+        Ok(()) => None,
+    };
     let mut first = BytesMut::new();
-    if let Err((code, message)) = sse.render_queued(&mut first) {
-        return refusal(code, message);
+    let rendered = render_queued(gw, &outbox, &mut events, &mut first);
+    if let Some((code, message)) = refused.or(rendered.err()) {
+        gw.spawn(session.close(outbox.closing()));
+        return Err(with_cors(refusal(code, message)));
     }
-    let rest = futures_util::stream::unfold(sse, Sse::next_chunk);
-    let body = futures_util::StreamExt::chain(
-        futures_util::stream::once(async move { Ok(first.freeze()) }),
-        rest,
-    );
-    Response::builder()
+    let mut head = Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .header("x-accel-buffering", "no")
-        .body(Body::from_stream(body))
-        .expect("valid response")
+        .body(())
+        .expect("valid response head");
+    cors::allow_head(head.headers_mut(), origin);
+    Ok(Opened {
+        slot,
+        outbox,
+        session,
+        events,
+        first,
+        head,
+    })
 }
 
 /// Connect or subscribe refused before streaming: an HTTP error, so that
@@ -230,7 +287,7 @@ impl Sse {
                 }
                 let mut out = BytesMut::new();
                 if outbox::flushes_before_close(reason) {
-                    let _ = self.render_queued(&mut out);
+                    let _ = render_queued(&self.gw, &self.outbox, &mut self.events, &mut out);
                 }
                 let push = disconnect_push(reason.code, reason.reason);
                 event(&mut out, None, &push_body(&push));
@@ -243,7 +300,7 @@ impl Sse {
                 }
             }
             let mut out = BytesMut::new();
-            let _ = self.render_queued(&mut out);
+            let _ = render_queued(&self.gw, &self.outbox, &mut self.events, &mut out);
             if !out.is_empty() {
                 return Some((Ok(out.freeze()), self));
             }
@@ -260,23 +317,28 @@ impl Sse {
             }
         }
     }
+}
 
-    /// Renders every queued frame into `out` as one chunk for the response
-    /// body (counted as one write). The first error reply is returned (it
-    /// refuses a stream that has not started; later ones are dropped).
-    fn render_queued(&mut self, out: &mut BytesMut) -> Result<(), events::Refused> {
-        let frames = self.outbox.take_frames();
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let mut stats = WriteStats::new(self.gw.metrics.transport(Transport::Sse));
-        stats.handed(frames.iter());
-        let before = out.len();
-        let mut rendered = Ok(());
-        for frame in frames {
-            rendered = rendered.and(self.events.render(frame, out));
-        }
-        stats.written(out.len() - before);
-        rendered
+/// Renders every queued frame into `out` as one chunk for the response
+/// body (counted as one write). The first error reply is returned (it
+/// refuses a stream that has not started; later ones are dropped).
+fn render_queued(
+    gw: &Gateway,
+    outbox: &Outbox,
+    events: &mut Events,
+    out: &mut BytesMut,
+) -> Result<(), events::Refused> {
+    let frames = outbox.take_frames();
+    if frames.is_empty() {
+        return Ok(());
     }
+    let mut stats = WriteStats::new(gw.metrics.transport(Transport::Sse));
+    stats.handed(frames.iter());
+    let before = out.len();
+    let mut rendered = Ok(());
+    for frame in frames {
+        rendered = rendered.and(events.render(frame, out));
+    }
+    stats.written(out.len() - before);
+    rendered
 }

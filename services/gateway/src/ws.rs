@@ -3,7 +3,7 @@
 //! runs the session's timers. The upgraded connection is the plain
 //! `TcpStream` (the client listener, [`crate::listener`], serves HTTP/1.1
 //! with nothing layered on the socket) or, on a TLS listener, the TLS stream
-//! over it ([`tls`]), owned by the connection's [`writer::Writer`]; the task
+//! over it ([`tls`]), owned by the connection's [`Writer`]; the task
 //! reads through it. Queued frames are written by a flusher running the
 //! writer (messages in the connection's format, JSON or Protobuf, one
 //! vectored write each, straight from the frames the hub encoded once for
@@ -18,7 +18,6 @@ pub mod echo;
 pub mod handshake;
 pub mod tls;
 mod wire;
-pub mod writer;
 
 use std::future::poll_fn;
 use std::mem::MaybeUninit;
@@ -45,10 +44,11 @@ use crate::admission::Slot;
 use crate::outbox::{self, Outbox};
 use crate::prefixed::Prefixed;
 use crate::session::Session;
+use crate::writer::{Conn, ReadHalf, Writer};
 use crate::Gateway;
 use codec::{DecodeError, Decoder, Incoming, Kind};
 use tls::TlsConn;
-use writer::{Conn, ReadHalf, Writer};
+use wire::Wire;
 
 /// Path of the WebSocket endpoint.
 pub const PATH: &str = "/connection/websocket";
@@ -279,7 +279,7 @@ fn run<S: Conn>(
     let mut session = Session::new(gw.clone(), outbox.clone(), peer);
     let batch = gw.config.write_batch;
     let shard = gw.flusher(session.conn());
-    let writer = Writer::attach(stream, outbox.clone(), shard, batch, format);
+    let writer = Writer::attach(stream, outbox.clone(), shard, Wire::new(batch, format));
     let mut reader = Reader {
         io: ReadHalf(writer.clone()),
         decoder,
@@ -310,7 +310,7 @@ fn ws_metrics(gw: &Gateway) -> &TransportMetrics {
 }
 
 /// Writes what is queued, then a close frame.
-async fn close<S: Conn>(gw: &Gateway, writer: &Writer<S>, close: Option<(u16, &str)>) {
+async fn close<S: Conn>(gw: &Gateway, writer: &Writer<S, Wire>, close: Option<(u16, &str)>) {
     let payload = close.map_or_else(Vec::new, |(code, reason)| {
         let mut p = code.to_be_bytes().to_vec();
         p.extend_from_slice(reason.as_bytes());
@@ -320,7 +320,7 @@ async fn close<S: Conn>(gw: &Gateway, writer: &Writer<S>, close: Option<(u16, &s
         // What was queued before the close (replies among them) goes first: a
         // control frame would overtake it.
         poll_fn(|cx| writer.poll_flush(cx, ws_metrics(gw))).await?;
-        writer.push_control(Kind::Close, &payload);
+        writer.push_control(|wire| wire.push_control(Kind::Close, &payload));
         poll_fn(|cx| writer.poll_flush(cx, ws_metrics(gw))).await
     };
     let _ = timeout(gw.config.write_timeout, write).await;
@@ -332,7 +332,7 @@ async fn serve<R: AsyncRead + Unpin, S: Conn>(
     reader: &mut Reader<R>,
     session: &mut Session,
     outbox: &Outbox,
-    writer: &Writer<S>,
+    writer: &Writer<S, Wire>,
     format: Format,
 ) -> Option<Disconnect> {
     let timer = tokio::time::sleep_until(session.next_deadline());
@@ -381,7 +381,9 @@ async fn serve<R: AsyncRead + Unpin, S: Conn>(
                 Ok(Some(Incoming::Text(_) | Incoming::Binary(_))) => {
                     return Some(Disconnect::BAD_REQUEST)
                 }
-                Ok(Some(Incoming::Ping(payload))) => writer.push_control(Kind::Pong, &payload),
+                Ok(Some(Incoming::Ping(payload))) => {
+                    writer.push_control(|wire| wire.push_control(Kind::Pong, &payload));
+                }
                 Ok(Some(Incoming::Close(code))) => {
                     close(gw, writer, code.map(|c| (c, ""))).await;
                     return None;

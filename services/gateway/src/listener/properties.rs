@@ -27,6 +27,8 @@ enum Outcome {
         head: usize,
         response: String,
     },
+    /// A one-way SSE request the listener serves.
+    Sse,
 }
 
 /// The judge the tests configure: requests without `Origin`, same-origin
@@ -41,6 +43,7 @@ fn outcome(bytes: &[u8]) -> Outcome {
     match classify(bytes, origin_allowed) {
         None => Outcome::Pending,
         Some(First::Http) => Outcome::Http,
+        Some(First::Sse(_)) => Outcome::Sse,
         Some(First::WebSocket { accepted, head }) => Outcome::WebSocket {
             head,
             response: accepted.response_head(),
@@ -140,6 +143,7 @@ fn check_invariants(bytes: &[u8], outcome: &Outcome) -> Result<(), TestCaseError
     match outcome {
         Outcome::Pending => prop_assert!(bytes.len() < FIRST_HEAD_MAX),
         Outcome::Http => {}
+        Outcome::Sse => prop_assert!(is_sse_request(bytes), "{:?}", bytes),
         Outcome::WebSocket { head, response } => {
             prop_assert!(*head <= bytes.len().min(FIRST_HEAD_MAX));
             let expected = spec(&bytes[..*head]).map(answer);
@@ -147,6 +151,15 @@ fn check_invariants(bytes: &[u8], outcome: &Outcome) -> Result<(), TestCaseError
         }
     }
     Ok(())
+}
+
+/// Whether a head's request line is a GET of the SSE endpoint.
+fn is_sse_request(bytes: &[u8]) -> bool {
+    let mut lines = bytes
+        .split(|&b| b == b'\n')
+        .skip_while(|l| l.is_empty() || *l == b"\r");
+    let line = lines.next().unwrap_or_default();
+    line.starts_with(b"GET /connection/sse ") || line.starts_with(b"GET /connection/sse?")
 }
 
 /// Pieces of HTTP/1.1 request heads that mutations insert.
@@ -238,6 +251,7 @@ fn generated_requests_are_upgrades_exactly_when_the_spec_says() {
                     head: head.len(),
                     response: answer(key),
                 },
+                None if m == "GET" && p == "/connection/sse" => Outcome::Sse,
                 None => Outcome::Http,
             };
             prop_assert_eq!(outcome(&bytes), expected, "{}", head);
@@ -317,4 +331,30 @@ fn too_many_headers_are_left_to_hyper() {
     }
     head.push_str("\r\n");
     assert_eq!(outcome(head.as_bytes()), Outcome::Http);
+}
+
+#[test]
+fn sse_requests_are_served_unless_they_ask_for_emulation() {
+    let sse = |target: &str, version: &str| {
+        let head = format!("GET {target} {version}\r\nHost: h\r\nLast-Event-ID: 1:e:c\r\n\r\n");
+        match classify(head.as_bytes(), origin_allowed) {
+            Some(First::Sse(request)) => Some(request),
+            Some(First::Http) => None,
+            _ => panic!("{head}"),
+        }
+    };
+    let request = sse("/connection/sse?token=t&channels=a,b", "HTTP/1.1").expect("served");
+    assert!(!request.is_http10());
+    assert!(sse("/connection/sse", "HTTP/1.0")
+        .expect("served")
+        .is_http10());
+    let json = "%7B%22token%22%3A%22t%22%7D";
+    assert!(sse(&format!("/connection/sse?cf_connect={json}"), "HTTP/1.1").is_some());
+    let command = "%7B%22id%22%3A1%2C%22connect%22%3A%7B%7D%7D";
+    assert!(sse(&format!("/connection/sse?cf_connect={command}"), "HTTP/1.1").is_none());
+    assert!(sse("/connection/sse?cf_connect=10,1,2", "HTTP/1.1").is_none());
+    let post = b"POST /connection/sse HTTP/1.1\r\nHost: h\r\n\r\n";
+    assert!(matches!(classify(post, origin_allowed), Some(First::Http)));
+    let partial = b"GET /connection/sse HTTP/1.1\r\nHost: h\r\n";
+    assert!(classify(partial, origin_allowed).is_none());
 }

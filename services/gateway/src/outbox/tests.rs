@@ -99,7 +99,7 @@ fn nothing_is_queued_after_close() {
 struct Idle;
 
 impl Flush for Idle {
-    fn flush_now(&self, _: &mut crate::write_stats::WriteStats) {}
+    fn flush_now(&self, _: &mut crate::flusher::FlushStats) {}
 }
 
 fn attached(capacity: usize) -> (Arc<Outbox>, Arc<Shard>, Arc<dyn Flush>) {

@@ -1,4 +1,4 @@
-//! A TLS WebSocket's socket for the [`Writer`](super::writer::Writer): the
+//! A TLS WebSocket's socket for the [`Writer`](crate::writer::Writer): the
 //! stream behind a lock, taken by the writer for one flush and by the
 //! connection's task for one read (neither waits on the other for longer than
 //! a non-blocking call). Encrypted bytes the socket did not take stay in the
@@ -13,7 +13,7 @@ use herald_core::tls::TlsStream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::writer::Conn;
+use crate::writer::Conn;
 
 /// A TLS stream shared by the writer and the connection's task.
 pub struct TlsConn(Mutex<TlsStream<TcpStream>>);

@@ -14,12 +14,14 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
+use herald_core::metrics::labels::Transport;
 use herald_core::protocol::Format;
 use tokio::io::AsyncWrite;
 
 use super::codec::{self, Kind, MAX_HEADER};
 use crate::frame_queue::FrameQueue;
 use crate::write_stats::WriteStats;
+use crate::writer;
 
 /// Bytes coalesced into one message at most (a single larger frame is still sent whole).
 pub const MAX_COALESCED: usize = 64 * 1024;
@@ -60,11 +62,6 @@ impl Wire {
         }
     }
 
-    /// Queued frames that belong to the write in progress (they must go out whole).
-    pub fn frames_in_flight(&self) -> usize {
-        self.message.as_ref().map_or(0, |m| m.frames as usize)
-    }
-
     /// Sends a control frame after the message in flight; a control frame
     /// still waiting is replaced (a pong answers the latest ping).
     pub fn push_control(&mut self, kind: Kind, payload: &[u8]) {
@@ -78,10 +75,36 @@ impl Wire {
         }
     }
 
-    /// Writes to `io` until `frames` is empty, nothing is in flight and `io`
-    /// is flushed (`Ready(Ok)`), or the socket is full (`Pending`, progress kept).
-    /// Written frames leave `frames`; messages and writes are counted in `stats`.
-    pub fn poll_flush<W: AsyncWrite + Unpin>(
+    /// Frames from the front of the queue that make the next write,
+    /// encoded in the connection's format first where they are typed.
+    fn next_message(&self, frames: &mut FrameQueue) -> Message {
+        let format = self.format;
+        let mut iter = frames.iter_mut().map(|frame| {
+            frame.encode(format);
+            let length = frame.bytes(format).len();
+            codec::header_len(length) + length
+        });
+        let mut count = 1;
+        let mut total = iter.next().unwrap_or(0);
+        for next in iter {
+            if count == self.batch || total + next > MAX_COALESCED {
+                break;
+            }
+            total += next;
+            count += 1;
+        }
+        Message {
+            frames: count as u32,
+            total: total as u32,
+            written: 0,
+        }
+    }
+}
+
+impl writer::Wire for Wire {
+    const TRANSPORT: Transport = Transport::WebSocket;
+
+    fn poll_flush<W: AsyncWrite + Unpin>(
         &mut self,
         io: &mut W,
         cx: &mut Context<'_>,
@@ -128,29 +151,8 @@ impl Wire {
         }
     }
 
-    /// Frames from the front of the queue that make the next write,
-    /// encoded in the connection's format first where they are typed.
-    fn next_message(&self, frames: &mut FrameQueue) -> Message {
-        let format = self.format;
-        let mut iter = frames.iter_mut().map(|frame| {
-            frame.encode(format);
-            let length = frame.bytes(format).len();
-            codec::header_len(length) + length
-        });
-        let mut count = 1;
-        let mut total = iter.next().unwrap_or(0);
-        for next in iter {
-            if count == self.batch || total + next > MAX_COALESCED {
-                break;
-            }
-            total += next;
-            count += 1;
-        }
-        Message {
-            frames: count as u32,
-            total: total as u32,
-            written: 0,
-        }
+    fn frames_in_flight(&self) -> usize {
+        self.message.as_ref().map_or(0, |m| m.frames as usize)
     }
 }
 

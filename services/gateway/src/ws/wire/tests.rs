@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::frame::Frame;
+use crate::writer::Wire as _;
 use herald_core::metrics::labels::Transport;
 use std::task::Waker;
 

@@ -1,29 +1,52 @@
-//! The WebSocket writer: owns the upgraded socket and the connection's write
-//! state ([`Wire`]). A flusher runs it (see [`crate::flusher`]); while the
+//! A streaming connection's writer (WebSocket, SSE): owns the socket and the
+//! connection's write state, a [`Wire`] that turns frames into the
+//! transport's bytes. A flusher runs it (see [`crate::flusher`]); while the
 //! socket is full the connection's task writes instead. It takes the queued
 //! frames out of the outbox, writes them with the outbox unlocked (no
 //! system call while a producer could wait) and puts back what the socket did
 //! not take. The connection's task reads through it too. The socket is a
 //! plain `TcpStream` (written with `sendmsg` on its descriptor) or a TLS
-//! stream ([`super::tls`]); the writer is generic over the two, so the plain
-//! one pays nothing for the other.
+//! stream ([`crate::ws::tls`]); the writer is generic over both and over the
+//! wire, so neither pays for the others.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
 
+use herald_core::metrics::labels::Transport;
 use herald_core::metrics::TransportMetrics;
-use herald_core::protocol::{Disconnect, Format};
+use herald_core::protocol::Disconnect;
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::codec::Kind;
-use super::wire::Wire;
-use crate::flusher::{Flush, Shard};
+use crate::flusher::{Flush, FlushStats, Shard};
+use crate::frame_queue::FrameQueue;
 use crate::outbox::Outbox;
 use crate::write_stats::WriteStats;
+
+/// One connection's write state in its transport's framing: what a
+/// [`Writer`] runs. It keeps what a partial write left over, so any task may
+/// continue the write.
+pub trait Wire: Send + 'static {
+    /// The transport whose metrics count the writes.
+    const TRANSPORT: Transport;
+
+    /// Writes to `io` until `frames` is empty, nothing is in flight and `io`
+    /// is flushed (`Ready(Ok)`), or the socket is full (`Pending`, progress
+    /// kept). Written frames leave `frames`; writes are counted in `stats`.
+    fn poll_flush<W: AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut W,
+        cx: &mut Context<'_>,
+        frames: &mut FrameQueue,
+        stats: &mut WriteStats,
+    ) -> Poll<io::Result<()>>;
+
+    /// Queued frames that belong to the write in progress (they must go out whole).
+    fn frames_in_flight(&self) -> usize;
+}
 
 /// A socket a [`Writer`] writes to and the connection's task reads from,
 /// both through a shared reference.
@@ -62,26 +85,20 @@ impl Conn for TcpStream {
     }
 }
 
-/// A WebSocket connection's socket and write side.
-pub struct Writer<S = TcpStream> {
+/// A connection's socket and write side.
+pub struct Writer<S, W> {
     socket: S,
     outbox: Arc<Outbox>,
-    wire: Mutex<Wire>,
+    wire: Mutex<W>,
 }
 
-impl<S: Conn> Writer<S> {
-    /// Takes over writing `outbox`'s frames to `socket` in `format`, run by the flusher `shard`.
-    pub fn attach(
-        socket: S,
-        outbox: Arc<Outbox>,
-        shard: Arc<Shard>,
-        batch: usize,
-        format: Format,
-    ) -> Arc<Writer<S>> {
+impl<S: Conn, W: Wire> Writer<S, W> {
+    /// Takes over writing `outbox`'s frames to `socket` through `wire`, run by the flusher `shard`.
+    pub fn attach(socket: S, outbox: Arc<Outbox>, shard: Arc<Shard>, wire: W) -> Arc<Writer<S, W>> {
         let writer = Arc::new(Writer {
             socket,
             outbox: outbox.clone(),
-            wire: Mutex::new(Wire::new(batch, format)),
+            wire: Mutex::new(wire),
         });
         let flush: Arc<dyn Flush> = writer.clone();
         outbox.attach(Arc::downgrade(&flush), shard);
@@ -124,12 +141,10 @@ impl<S: Conn> Writer<S> {
         }
     }
 
-    /// Queues a control frame (pong, close) for the connection's task to write.
-    pub fn push_control(&self, kind: Kind, payload: &[u8]) {
-        self.wire
-            .lock()
-            .expect("poisoned")
-            .push_control(kind, payload);
+    /// Changes the wire's state (a control frame to write after the frames in
+    /// flight), then hands the writing to the connection's task.
+    pub fn push_control(&self, push: impl FnOnce(&mut W)) {
+        push(&mut self.wire.lock().expect("poisoned"));
         self.outbox.hand_to_task();
     }
 
@@ -146,8 +161,9 @@ impl<S: Conn> Writer<S> {
     }
 }
 
-impl<S: Conn> Flush for Writer<S> {
-    fn flush_now(&self, stats: &mut WriteStats) {
+impl<S: Conn, W: Wire> Flush for Writer<S, W> {
+    fn flush_now(&self, stats: &mut FlushStats) {
+        let stats = stats.of(W::TRANSPORT);
         let mut wire = self.wire.lock().expect("poisoned");
         let Some(mut frames) = self.outbox.take_for_flusher() else {
             return;
@@ -225,9 +241,9 @@ impl AsyncWrite for Socket<'_> {
 }
 
 /// The read side the connection's task holds.
-pub struct ReadHalf<S = TcpStream>(pub Arc<Writer<S>>);
+pub struct ReadHalf<S, W>(pub Arc<Writer<S, W>>);
 
-impl<S: Conn> AsyncRead for ReadHalf<S> {
+impl<S: Conn, W: Wire> AsyncRead for ReadHalf<S, W> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
