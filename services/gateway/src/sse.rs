@@ -215,6 +215,7 @@ pub(crate) async fn open(
     };
     let mut first = BytesMut::new();
     let rendered = render_queued(gw, &outbox, &mut events, &mut first);
+    events.opened();
     if let Some((code, message)) = refused.or(rendered.err()) {
         gw.spawn(session.close(outbox.closing()));
         return Err(with_cors(refusal(code, message)));

@@ -6,6 +6,7 @@
 //! re-reading JSON.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write;
 
 use bytes::{BufMut, BytesMut};
 use herald_core::protocol::reply::{Body, ConnectResult, Push, SubscribeResult};
@@ -45,18 +46,27 @@ impl Events {
         self.requested.insert(id, channel.to_owned());
     }
 
+    /// Forgets the requested channels once their replies are rendered (all
+    /// come before the stream starts): a stream holds nothing it no longer needs.
+    pub fn opened(&mut self) {
+        self.requested = HashMap::new();
+    }
+
     /// Appends the events for one frame; an error reply is returned.
     pub fn render(&mut self, frame: Frame, out: &mut BytesMut) -> Result<(), Refused> {
         match frame {
             Frame::Ping => out.put_slice(b": ping\n\n"),
             Frame::Channel(push) => {
-                let id = (push.offset > 0).then(|| {
+                if push.offset > 0 {
                     if let Some(position) = self.positions.get_mut(&*push.channel) {
                         position.0 = push.offset;
                     }
-                    encode_positions(&self.positions)
-                });
-                event(out, id.as_deref(), &push_body(&push.json));
+                    // Written in place: an id per publication is the hot path.
+                    out.put_slice(b"id: ");
+                    write_positions(out, &self.positions);
+                    out.put_u8(b'\n');
+                }
+                event(out, None, &push_body(&push.json));
             }
             Frame::Push(push) => {
                 if let Push::Subscribe { channel, result } = &*push {
@@ -136,11 +146,18 @@ pub fn event(out: &mut BytesMut, id: Option<&str>, data: &[u8]) {
 
 /// `offset:epoch:channel` entries joined by `,` (channel names contain no `,`).
 pub fn encode_positions(positions: &Positions) -> String {
-    positions
-        .iter()
-        .map(|(channel, (offset, epoch))| format!("{offset}:{epoch}:{channel}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut id = String::new();
+    write_positions(&mut id, positions);
+    id
+}
+
+/// Appends [`encode_positions`]'s text to `out`.
+fn write_positions(out: &mut impl Write, positions: &Positions) {
+    for (i, (channel, (offset, epoch))) in positions.iter().enumerate() {
+        let comma = if i == 0 { "" } else { "," };
+        // Writing to memory cannot fail.
+        let _ = write!(out, "{comma}{offset}:{epoch}:{channel}");
+    }
 }
 
 /// Positions from a `Last-Event-ID`; unreadable entries are left out.
