@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
+use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
 use herald_core::protocol::reply::{Body, ConnectResult, Push, SubscribeResult};
@@ -14,6 +15,7 @@ use herald_core::publication::{encode_publication_push, push_body, Publication};
 use serde::Serialize;
 
 use crate::frame::Frame;
+use crate::small_map::SmallMap;
 
 /// Stream positions per channel: offset and epoch.
 pub type Positions = BTreeMap<String, (u64, String)>;
@@ -21,7 +23,9 @@ pub type Positions = BTreeMap<String, (u64, String)>;
 /// One SSE stream's rendering state.
 #[derive(Debug, Default)]
 pub struct Events {
-    positions: Positions,
+    /// The tracked channels' positions: a vector sized to them (a stream
+    /// tracks one or two channels, and a B-tree node reserves room for eleven).
+    positions: SmallMap<(u64, String)>,
     /// Channels by the id of the subscribe command the stream's request made.
     requested: HashMap<u32, String>,
 }
@@ -46,6 +50,18 @@ impl Events {
         self.requested.insert(id, channel.to_owned());
     }
 
+    /// About the bytes of the events of `frame` (for sizing a buffer once).
+    pub fn size_hint(&self, frame: &Frame) -> usize {
+        const EVENT: usize = "id: \ndata: \n\n".len();
+        // An offset takes at most 20 digits, and two colons and a comma join the parts.
+        let id: usize = self
+            .positions
+            .iter()
+            .map(|(c, (_, e))| c.len() + e.len() + 23)
+            .sum();
+        EVENT + id + frame.json().len()
+    }
+
     /// Forgets the requested channels once their replies are rendered (all
     /// come before the stream starts): a stream holds nothing it no longer needs.
     pub fn opened(&mut self) {
@@ -58,12 +74,12 @@ impl Events {
             Frame::Ping => out.put_slice(b": ping\n\n"),
             Frame::Channel(push) => {
                 if push.offset > 0 {
-                    if let Some(position) = self.positions.get_mut(&*push.channel) {
+                    if let Some(position) = self.positions.get_mut(&push.channel) {
                         position.0 = push.offset;
                     }
                     // Written in place: an id per publication is the hot path.
                     out.put_slice(b"id: ");
-                    write_positions(out, &self.positions);
+                    write_positions(out, self.positions.iter());
                     out.put_u8(b'\n');
                 }
                 event(out, None, &push_body(&push.json));
@@ -114,7 +130,7 @@ impl Events {
         if result.recoverable && !result.epoch.is_empty() {
             let replayed = result.publications.len() as u64;
             self.positions.insert(
-                channel.to_owned(),
+                Arc::from(channel),
                 (result.offset.saturating_sub(replayed), result.epoch.clone()),
             );
         }
@@ -125,9 +141,11 @@ impl Events {
             if let Some(position) = self.positions.get_mut(channel) {
                 position.0 = position.0.max(publication.offset);
             }
-            let id = encode_positions(&self.positions);
+            out.put_slice(b"id: ");
+            write_positions(out, self.positions.iter());
+            out.put_u8(b'\n');
             let frame = encode_publication_push(channel, &publication);
-            event(out, Some(&id), &push_body(&frame));
+            event(out, None, &push_body(&frame));
         }
     }
 }
@@ -144,16 +162,23 @@ pub fn event(out: &mut BytesMut, id: Option<&str>, data: &[u8]) {
     out.put_slice(b"\n\n");
 }
 
-/// `offset:epoch:channel` entries joined by `,` (channel names contain no `,`).
+/// `offset:epoch:channel` entries joined by `,` (channel names contain no
+/// `,`): an event's id ([`Events`] writes it in place).
+#[cfg(test)]
 pub fn encode_positions(positions: &Positions) -> String {
     let mut id = String::new();
-    write_positions(&mut id, positions);
+    write_positions(&mut id, positions.iter());
     id
 }
 
-/// Appends [`encode_positions`]'s text to `out`.
-fn write_positions(out: &mut impl Write, positions: &Positions) {
-    for (i, (channel, (offset, epoch))) in positions.iter().enumerate() {
+/// Appends the id of `positions` to `out`: `offset:epoch:channel` entries
+/// joined by `,` (channel names contain no `,`).
+fn write_positions<'a, K: AsRef<str> + 'a>(
+    out: &mut impl Write,
+    positions: impl Iterator<Item = (&'a K, &'a (u64, String))>,
+) {
+    for (i, (channel, (offset, epoch))) in positions.enumerate() {
+        let channel = channel.as_ref();
         let comma = if i == 0 { "" } else { "," };
         // Writing to memory cannot fail.
         let _ = write!(out, "{comma}{offset}:{epoch}:{channel}");

@@ -77,6 +77,9 @@ impl Wire {
     /// Renders the queued frames into one chunk (nothing is in flight; the
     /// queue is bounded, and so is the chunk).
     fn render(&mut self, frames: &mut FrameQueue, stats: &mut WriteStats) {
+        let events: usize = frames.iter().map(|f| self.events.size_hint(f)).sum();
+        // One allocation for the whole chunk: growing as events are added copies them again.
+        self.out.reserve(SIZE_LINE_MAX + events + 2);
         if self.chunked {
             self.out.put_bytes(0, SIZE_LINE_MAX);
         }
