@@ -110,7 +110,9 @@ pub async fn stream(
 pub(crate) struct Opened {
     /// Held for the stream's life: the node's count of open connections.
     pub slot: Slot,
+    /// The connection's outgoing side.
     pub outbox: Arc<Outbox>,
+    /// Connected, subscribed to what the request asked for.
     pub session: Session,
     /// Positions of the recoverable channels so far.
     pub events: Events,
@@ -254,6 +256,7 @@ fn refusal(code: u32, message: &str) -> Response {
         .into_response()
 }
 
+/// A stream hyper serves: the state behind its response body.
 struct Sse {
     /// Held for the stream's life: the node's count of open connections.
     _slot: Slot,
