@@ -1,9 +1,9 @@
 //! The Redis engine: standalone Redis, or Redis Cluster with sharded pub/sub.
 //! Publications are stored and published by one script call per batch
-//! (`batch`, `scripts`); nodes
-//! subscribe channels over a few connections (`pubsub`) and deliver them in
-//! offset order, filling gaps from history (`sync`); readiness is probed end to
-//! end (`probe`); node heartbeats serve `/api/info` (`nodes`).
+//! (`batch`, `scripts`); nodes subscribe channels over a few connections
+//! (`pubsub`) and deliver them in offset order, filling gaps from history
+//! (`sync`); readiness is probed end to end (`probe`); node heartbeats serve
+//! `/api/info` (`nodes`).
 
 mod batch;
 mod coalesce;
