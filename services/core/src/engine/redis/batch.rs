@@ -72,6 +72,9 @@ impl Batcher {
     /// are sent in the order their calls reached the queue (waiting for room
     /// is first come, first served), so one caller's successive publishes into
     /// a channel get increasing offsets even when it does not await each one.
+    /// One exception: after Redis lost its scripts (a restart, a failover),
+    /// calls in flight load the script and run again, and two of them may
+    /// then run in either order.
     pub(super) async fn publish(&self, publication: Stored) -> Reply {
         let (reply, answer) = oneshot::channel();
         // Outside the task's cooperative budget: a send refused for want of
