@@ -2,12 +2,14 @@
 # Redis's own publish limit on this machine, the floor Herald's publish path is compared with:
 # redis-benchmark runs PUBLISH and EVALSHA of Herald's publish script (read from the engine's
 # source, so the figure follows the script) at the load generator's payload, one request at a
-# time per client and pipelined, on a redis-server of its own. Prints one line per case and
-# writes $RESULTS/redis-floor.json.
+# time per client and pipelined, on a redis-server of its own; and the script with BATCH
+# publications per call (its figure is publications/s). Prints one line per case and writes
+# $RESULTS/redis-floor.json.
 #
 #   loadtest/run-redis-floor.sh
 #
-# Knobs: REQUESTS [300000 per case], CLIENTS [50], PIPELINE [16], RESULTS [loadtest/results].
+# Knobs: REQUESTS [300000 per case], CLIENTS [50], PIPELINE [16], BATCH [50],
+# RESULTS [loadtest/results].
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,6 +20,7 @@ source loadtest/lib.sh
 REQUESTS=${REQUESTS:-300000}
 CLIENTS=${CLIENTS:-50}
 PIPELINE=${PIPELINE:-16}
+BATCH=${BATCH:-50}
 RESULTS=${RESULTS:-loadtest/results}
 
 log() { printf '[redis-floor] %s\n' "$*" >&2; }
@@ -26,7 +29,7 @@ STARTED=()
 trap 'for pid in "${STARTED[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
 start_redis
 
-SCRIPT=$(sed -n '/^const PUBLISH: &str = r#"$/,/^"#;$/p' services/core/src/engine/redis/scripts.rs | sed '1d;$d')
+SCRIPT=$(sed -n '/^const PUBLISH_BATCH: &str = r#"$/,/^"#;$/p' services/core/src/engine/redis/scripts.rs | sed '1d;$d')
 [[ -n $SCRIPT ]] || { log "publish script not found in services/core/src/engine/redis/scripts.rs"; exit 1; }
 SHA=$(redis-cli -p "$REDIS_PORT" SCRIPT LOAD "$SCRIPT")
 # The load generator's publication data, and the envelope Herald publishes for it.
@@ -48,8 +51,17 @@ for p in 1 "$PIPELINE"; do
   # placeholder on its own, so random channels would pair one channel's stream with
   # another's offsets. A history of 100 kept full: every append also trims one entry.
   rps[evalsha_p$p]=$(bench "$p" EVALSHA "$SHA" 2 'herald.stream.{user:1}' 'herald.meta.{user:1}' \
-    "$DATA" 100 300000 a1b2c3d4 2592000 'herald.pub.{user:1}' publish 300 '')
+    publish 300 "$DATA" 100 300000 a1b2c3d4 2592000 'herald.pub.{user:1}' '' 0)
 done
+# BATCH publications into the one channel per call, one call at a time per client.
+keys=() args=()
+for ((i = 0; i < BATCH; i++)); do
+  keys+=('herald.stream.{user:1}' 'herald.meta.{user:1}')
+  args+=("$DATA" 100 300000 a1b2c3d4 2592000 'herald.pub.{user:1}' '' 0)
+done
+redis-cli -p "$REDIS_PORT" FLUSHALL >/dev/null
+calls=$(REQUESTS=$((REQUESTS / BATCH)) bench 1 EVALSHA "$SHA" "${#keys[@]}" "${keys[@]}" publish 300 "${args[@]}")
+rps[evalsha_batch$BATCH]=$(awk -v c="$calls" -v b="$BATCH" 'BEGIN { if (c != "") printf "%.0f", c * b }')
 
 mkdir -p "$RESULTS"
 {
@@ -57,7 +69,7 @@ mkdir -p "$RESULTS"
   for k in "${!rps[@]}"; do printf ',"%s_per_sec":%s' "$k" "${rps[$k]:-null}"; done
   printf '}\n'
 } >"$RESULTS/redis-floor.json"
-for k in publish_p1 "publish_p$PIPELINE" evalsha_p1 "evalsha_p$PIPELINE"; do
+for k in publish_p1 "publish_p$PIPELINE" evalsha_p1 "evalsha_p$PIPELINE" "evalsha_batch$BATCH"; do
   printf '%-14s %10s/s\n' "$k" "${rps[$k]:-?}"
 done
 log "wrote $RESULTS/redis-floor.json"

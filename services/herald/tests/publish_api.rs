@@ -177,3 +177,63 @@ async fn subscribe_unsubscribe_and_disconnect_act_on_users() {
     let (code, reason) = c.closed().await.unwrap();
     assert_eq!((code, reason.as_str()), (3503, "force disconnect"));
 }
+
+#[tokio::test]
+async fn batches_through_redis_keep_their_publishes_in_command_order() {
+    let redis = herald_testkit::RedisServer::start().await.unwrap();
+    let url = redis.url();
+    let h = Herald::start(
+        BIN,
+        &[
+            ("HERALD_ENGINE__REDIS_URL", &url),
+            ("HERALD_NAMESPACES__ROOM__HISTORY_SIZE", "1000"),
+            ("HERALD_NAMESPACES__ROOM__HISTORY_TTL", "1m"),
+        ],
+    )
+    .await
+    .unwrap();
+    let (mut c, _) = Client::connect(&h.ws_url(), &h.token("8")).await.unwrap();
+    let (status, _) = h
+        .api("subscribe", json!({"user": "8", "channel": "room:seq"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(c.next_push().await.unwrap()["channel"], "room:seq");
+    let count = 200;
+    for (parallel, first) in [(false, 1), (true, count + 1)] {
+        let mut commands: Vec<_> = (0..count)
+            .map(|n| json!({"publish": {"channel": "room:seq", "data": {"n": first + n}}}))
+            .collect();
+        commands.push(json!({"history": {"channel": "room:seq", "limit": -1}}));
+        let (status, body) = h
+            .api("batch", json!({"commands": commands, "parallel": parallel}))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+        let replies = body["replies"].as_array().unwrap();
+        let mut offsets: Vec<u64> = replies[..count]
+            .iter()
+            .map(|r| r["publish"]["offset"].as_u64().unwrap())
+            .collect();
+        if parallel {
+            // Only a sequential batch promises command order.
+            offsets.sort_unstable();
+        }
+        let expected: Vec<u64> = (first..first + count).map(|n| n as u64).collect();
+        assert_eq!(offsets, expected, "parallel: {parallel}");
+        if !parallel {
+            // The history command waits for the publishes before it.
+            let kept = replies[count]["history"]["publications"]
+                .as_array()
+                .unwrap();
+            assert_eq!(kept.len(), count, "{}", replies[count]);
+        }
+        for n in first..first + count {
+            let push = c.next_push().await.unwrap();
+            assert_eq!(push["pub"]["offset"], n, "{push}");
+            if !parallel {
+                assert_eq!(push["pub"]["data"]["n"], n, "{push}");
+            }
+        }
+    }
+}

@@ -1,9 +1,11 @@
 //! The Redis engine: standalone Redis, or Redis Cluster with sharded pub/sub.
-//! A publication is stored and published by one script (`scripts`); nodes
-//! subscribe channels over a few connections (`pubsub`) and deliver them in
-//! offset order, filling gaps from history (`sync`); readiness is probed end to
-//! end (`probe`); node heartbeats serve `/api/info` (`nodes`).
+//! Publications are stored and published by one script call per batch
+//! (`batch`, `scripts`); nodes subscribe channels over a few connections
+//! (`pubsub`) and deliver them in offset order, filling gaps from history
+//! (`sync`); readiness is probed end to end (`probe`); node heartbeats serve
+//! `/api/info` (`nodes`).
 
+mod batch;
 mod coalesce;
 mod conn;
 mod envelope;
@@ -40,6 +42,8 @@ const SUBSCRIBERS: usize = 2;
 /// The Redis engine.
 pub struct Redis {
     shared: Arc<Shared>,
+    /// Publications with history, sent in batches.
+    batcher: batch::Batcher,
     /// Forward history reads of a channel gathered into one (recoveries).
     recoveries: coalesce::Coalescer,
     subs: Arc<Subscriptions>,
@@ -97,10 +101,12 @@ impl Redis {
             }
             clients.push((client, messages));
         }
+        let batcher = batch::Batcher::spawn(shared.clone(), &tracker, &cancel);
         let workers = sync::Workers::spawn(shared.clone(), SUBSCRIBERS, &tracker, &cancel);
         let subs = Subscriptions::start(shared.clone(), clients, workers, &tracker, &cancel);
         let engine = Redis {
             shared: shared.clone(),
+            batcher,
             recoveries: coalesce::Coalescer::default(),
             subs: subs.clone(),
             ready: Arc::new(AtomicBool::new(true)),
@@ -161,15 +167,15 @@ impl Redis {
         }
         let body = envelope::encode_publication(&publication);
         let trace = envelope::trace_arg(&publication);
-        self.shared
-            .publish_stored(
-                channel.name(),
+        self.batcher
+            .publish(batch::Stored {
+                channel: channel.name_arc().clone(),
                 body,
-                opts.history_size,
-                opts.history_ttl,
-                key.as_deref(),
-                trace,
-            )
+                history_size: opts.history_size,
+                history_ttl: opts.history_ttl,
+                idempotency_key: key,
+                traceparent: trace,
+            })
             .await
     }
 

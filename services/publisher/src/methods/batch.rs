@@ -2,7 +2,9 @@
 //! (`BatchResponse` in its `api.proto`): `{"replies": [...]}` at the top level,
 //! not under `result`, one reply per command in command order, each
 //! `{"<method>": result}` or `{"error": {...}}`. With `parallel` the commands
-//! run concurrently, otherwise one after another. Metrics count the batch only.
+//! run concurrently, otherwise one after another, except that consecutive
+//! `publish` commands are handed to the engine together, in command order
+//! (the engine keeps that order). Metrics count the batch only.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -53,7 +55,10 @@ struct Response {
 pub(super) async fn call(api: &Publisher, body: &str) -> Outcome {
     let r: Request = parse_envelope(body)?;
     let commands = r.commands.unwrap_or_default();
-    let replies = run_all(commands, r.parallel.unwrap_or(false), |c| answer(api, c)).await;
+    let replies = run_all(commands, r.parallel.unwrap_or(false), is_publish, |c| {
+        answer(api, c)
+    })
+    .await;
     let replies = replies.into_iter().collect::<Result<Vec<_>, _>>()?;
     raw(&Response { replies })
 }
@@ -90,9 +95,24 @@ fn error_reply(e: ApiError) -> Result<Reply, ApiError> {
     })
 }
 
+/// Whether a command is a `publish` (and nothing else).
+fn is_publish(command: &Command) -> bool {
+    command
+        .as_ref()
+        .is_some_and(|c| c.len() == 1 && c.contains_key("publish"))
+}
+
 /// Answers every command, in command order: concurrently on this task when
-/// `parallel` (at most [`MAX_IN_FLIGHT`] at once), else each after the last.
-async fn run_all<C, T, F, Fut>(commands: Vec<C>, parallel: bool, answer: F) -> Vec<T>
+/// `parallel` (at most [`MAX_IN_FLIGHT`] at once), else each after the last,
+/// except that each run of consecutive commands for which `joins` holds runs
+/// together: their first polls come in command order (so each reaches the
+/// engine's queue before the next) and the command after them waits for all.
+async fn run_all<C, T, F, Fut>(
+    commands: Vec<C>,
+    parallel: bool,
+    joins: impl Fn(&C) -> bool,
+    answer: F,
+) -> Vec<T>
 where
     F: Fn(C) -> Fut,
     Fut: Future<Output = T>,
@@ -105,8 +125,21 @@ where
             .await;
     }
     let mut replies = Vec::with_capacity(commands.len());
-    for command in commands {
-        replies.push(answer(command).await);
+    let mut commands = commands.into_iter().peekable();
+    while let Some(command) = commands.next() {
+        if !joins(&command) {
+            replies.push(answer(command).await);
+            continue;
+        }
+        let mut run = vec![command];
+        while run.len() < MAX_IN_FLIGHT {
+            match commands.next_if(&joins) {
+                Some(next) => run.push(next),
+                None => break,
+            }
+        }
+        let answers = stream::iter(run).map(&answer).buffered(MAX_IN_FLIGHT);
+        replies.extend(answers.collect::<Vec<_>>().await);
     }
     replies
 }
@@ -117,12 +150,14 @@ mod tests {
 
     use super::*;
 
-    /// Runs commands that each yield `n` times, logging when they start and end.
+    /// Runs commands that each yield `n` times, logging when they start and
+    /// end; those with an odd `n` join their neighbours in a sequential batch.
     async fn logged(yields: Vec<usize>, parallel: bool) -> (Vec<usize>, Vec<String>) {
         let log = Mutex::new(Vec::new());
         let answers = run_all(
             yields.into_iter().enumerate().collect(),
             parallel,
+            |(_, n)| n % 2 == 1,
             |(i, n)| {
                 let log = &log;
                 async move {
@@ -154,11 +189,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_sequential_batch_runs_each_command_after_the_last() {
-        let (answers, log) = logged(vec![3, 0, 1], false).await;
+        let (answers, log) = logged(vec![4, 0, 2], false).await;
         assert_eq!(answers, [0, 1, 2]);
         assert_eq!(
             log,
             ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_sequential_batch_starts_consecutive_joining_commands_together_in_order() {
+        let (answers, log) = logged(vec![5, 3, 1, 0, 1, 2], false).await;
+        assert_eq!(answers, [0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            log,
+            [
+                "start 0", "start 1", "start 2", "end 2", "end 1", "end 0", "start 3", "end 3",
+                "start 4", "end 4", "start 5", "end 5"
+            ]
         );
     }
 

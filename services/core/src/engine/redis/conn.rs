@@ -55,6 +55,15 @@ impl Shared {
         }
     }
 
+    /// The connection for batched publishes: always the first while it is up,
+    /// since one connection keeps the batches in flight in the order sent.
+    pub(super) fn publish_client(&self) -> Result<&Client, EngineError> {
+        match self.pool.clients().first() {
+            Some(first) if first.is_connected() => Ok(first),
+            _ => self.client(),
+        }
+    }
+
     /// Runs one Redis operation with a deadline, recording its latency and errors.
     pub(super) async fn timed<T>(
         &self,

@@ -29,6 +29,8 @@ pub(super) struct RedisMetrics {
     pub(super) resyncs: IntCounter,
     /// Round trip of the readiness probe (publish to arrival).
     pub(super) probe_rtt: Histogram,
+    /// Publications per batch of the publish script (before the split by slot).
+    pub(super) publish_batch: Histogram,
     /// `metrics.nodes`.
     pub(super) nodes: IntGauge,
 }
@@ -119,6 +121,14 @@ impl RedisMetrics {
                 ]),
             )
             .expect("valid metric"),
+            publish_batch: Histogram::with_opts(
+                HistogramOpts::new(
+                    "redis_publish_batch_size",
+                    "Publications with history sent to Redis together",
+                )
+                .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
+            )
+            .expect("valid metric"),
             nodes: metrics.nodes.clone(),
         };
         let r = metrics.registry();
@@ -130,6 +140,7 @@ impl RedisMetrics {
         let _ = r.register(Box::new(m.reconnects.clone()));
         let _ = r.register(Box::new(m.resyncs.clone()));
         let _ = r.register(Box::new(m.probe_rtt.clone()));
+        let _ = r.register(Box::new(m.publish_batch.clone()));
         m
     }
 
@@ -164,6 +175,7 @@ mod tests {
                 "herald_redis_pubsub_reconnects_total",
                 "herald_redis_resyncs_total",
                 "herald_redis_probe_rtt_seconds_count",
+                "herald_redis_publish_batch_size_count",
             ]
             .map(|s| format!("{s} 0")),
         );

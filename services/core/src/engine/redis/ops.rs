@@ -1,5 +1,6 @@
-//! Single Redis operations on one channel (publish, history reads, presence,
-//! raw pub/sub sends), shared by the engine's API and its delivery workers.
+//! Single Redis operations on one channel (history reads, presence, raw pub/sub
+//! sends), shared by the engine's API and its delivery workers. Publications
+//! with history are batched (`batch`).
 
 use std::time::Duration;
 
@@ -19,45 +20,9 @@ const META_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 pub(super) const PRESENCE_TTL: Duration = Duration::from_secs(60);
 
 impl Shared {
-    fn meta_ttl(history_ttl: Duration) -> u64 {
+    /// The meta hash's TTL (s) for a channel keeping history for `history_ttl`.
+    pub(super) fn meta_ttl(history_ttl: Duration) -> u64 {
         META_TTL.max(history_ttl * 2).as_secs()
-    }
-
-    /// Runs the publish script: stores the publication and publishes its
-    /// envelope; with an idempotency key, only the first time.
-    pub(super) async fn publish_stored(
-        &self,
-        channel: &str,
-        body: String,
-        history_size: usize,
-        history_ttl: Duration,
-        idempotency_key: Option<&str>,
-        traceparent: String,
-    ) -> Result<StreamPosition, EngineError> {
-        let client = self.client()?;
-        let mut keys = vec![self.keys.stream(channel), self.keys.meta(channel)];
-        if let Some(key) = idempotency_key {
-            keys.push(self.keys.result(channel, key));
-        }
-        let command = if self.cluster { "spublish" } else { "publish" };
-        let args: Vec<Value> = vec![
-            body.into(),
-            (history_size as i64).into(),
-            (history_ttl.as_millis().max(1) as i64).into(),
-            new_epoch().into(),
-            (Self::meta_ttl(history_ttl) as i64).into(),
-            self.keys.pubsub(channel).into(),
-            command.into(),
-            (IDEMPOTENCY_TTL.as_secs() as i64).into(),
-            traceparent.into(),
-        ];
-        let reply = self
-            .timed(
-                "publish",
-                scripts::run(&self.scripts.publish, client, keys, args),
-            )
-            .await?;
-        scripts::position(reply)
     }
 
     /// Publishes a message without history, unless `idempotency_key` was used

@@ -11,45 +11,76 @@ use super::envelope;
 use crate::engine::EngineError;
 use crate::publication::{Publication, StreamPosition};
 
-/// KEYS: stream, meta, and for a keyed publish its result. ARGV: publication
-/// JSON, history size, history TTL (ms), epoch to create, meta TTL (s), pub/sub
-/// channel, `publish` or `spublish`, result TTL (s), `traceparent` (empty for none).
-/// Returns `{offset, epoch}`: a repeated key answers the stored result and
-/// publishes nothing.
-const PUBLISH: &str = r#"
-if KEYS[3] then
-  local done = redis.call('get', KEYS[3])
-  if done then
-    local sep = string.find(done, ':', 1, true)
-    return {tonumber(string.sub(done, 1, sep - 1)), string.sub(done, sep + 1)}
+/// Stores and publishes publications in submission order, each exactly as a
+/// lone one would be. ARGV[1]: `publish` or `spublish`, ARGV[2]: result TTL
+/// (s), then eight per publication: publication JSON, history size, history
+/// TTL (ms), epoch to create, meta TTL (s), pub/sub channel, `traceparent`
+/// (empty for none), `1` when it has an idempotency key. KEYS, per
+/// publication: stream, meta, and for a keyed one its result.
+/// Returns one `{offset, epoch}` per publication (a repeated key answers the
+/// stored result and publishes nothing), or `{0, '', error}` for one that
+/// failed: a failure stops only its own publication.
+const PUBLISH_BATCH: &str = r#"
+local function publish(stream, meta, result, body, size, ttl, epoch_new, meta_ttl, channel, trace)
+  if result then
+    local done = redis.call('get', result)
+    if done then
+      local sep = string.find(done, ':', 1, true)
+      return {tonumber(string.sub(done, 1, sep - 1)), string.sub(done, sep + 1)}
+    end
+  end
+  local offset = redis.call('hincrby', meta, 's', 1)
+  local epoch = redis.call('hget', meta, 'e')
+  if not epoch then
+    epoch = epoch_new
+    redis.call('hset', meta, 'e', epoch)
+    redis.call('del', stream)
+  end
+  redis.call('expire', meta, meta_ttl)
+  local id = string.format('%d-0', offset)
+  local added = redis.pcall('xadd', stream, 'MAXLEN', size, id, 'd', body)
+  if type(added) == 'table' and added.err then
+    -- A stream left from an older generation: it cannot hold this offset.
+    redis.call('del', stream)
+    redis.call('xadd', stream, 'MAXLEN', size, id, 'd', body)
+  end
+  redis.call('pexpire', stream, ttl)
+  local traced = ''
+  if trace ~= '' then
+    traced = ',"t":"' .. trace .. '"'
+  end
+  redis.call(ARGV[1], channel,
+    '{"o":' .. string.format('%d', offset) .. ',"e":"' .. epoch .. '","p":' .. body .. traced .. '}')
+  if result then
+    redis.call('set', result, string.format('%d', offset) .. ':' .. epoch, 'EX', ARGV[2])
+  end
+  return {offset, epoch}
+end
+local replies = {}
+local k = 1
+for a = 3, #ARGV, 8 do
+  local result = nil
+  if ARGV[a + 7] == '1' then
+    result = KEYS[k + 2]
+  end
+  local ok, reply = pcall(publish, KEYS[k], KEYS[k + 1], result, ARGV[a], ARGV[a + 1],
+    ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
+  if ok then
+    replies[#replies + 1] = reply
+  else
+    local message = reply
+    if type(reply) == 'table' then
+      message = reply.err
+    end
+    replies[#replies + 1] = {0, '', tostring(message)}
+  end
+  if result then
+    k = k + 3
+  else
+    k = k + 2
   end
 end
-local offset = redis.call('hincrby', KEYS[2], 's', 1)
-local epoch = redis.call('hget', KEYS[2], 'e')
-if not epoch then
-  epoch = ARGV[4]
-  redis.call('hset', KEYS[2], 'e', epoch)
-  redis.call('del', KEYS[1])
-end
-redis.call('expire', KEYS[2], ARGV[5])
-local id = string.format('%d-0', offset)
-local added = redis.pcall('xadd', KEYS[1], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
-if type(added) == 'table' and added.err then
-  -- A stream left from an older generation: it cannot hold this offset.
-  redis.call('del', KEYS[1])
-  redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], id, 'd', ARGV[1])
-end
-redis.call('pexpire', KEYS[1], ARGV[3])
-local trace = ''
-if ARGV[9] ~= '' then
-  trace = ',"t":"' .. ARGV[9] .. '"'
-end
-redis.call(ARGV[7], ARGV[6],
-  '{"o":' .. string.format('%d', offset) .. ',"e":"' .. epoch .. '","p":' .. ARGV[1] .. trace .. '}')
-if KEYS[3] then
-  redis.call('set', KEYS[3], string.format('%d', offset) .. ':' .. epoch, 'EX', ARGV[8])
-end
-return {offset, epoch}
+return replies
 "#;
 
 /// A keyed publish without history. KEYS: its result. ARGV: pub/sub channel,
@@ -116,7 +147,7 @@ return redis.call('hvals', KEYS[1])
 
 /// The engine's scripts.
 pub(super) struct Scripts {
-    pub(super) publish: Script,
+    pub(super) publish_batch: Script,
     pub(super) publish_once: Script,
     pub(super) history: Script,
     pub(super) presence_add: Script,
@@ -127,7 +158,7 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
-            publish: Script::from_lua(PUBLISH),
+            publish_batch: Script::from_lua(PUBLISH_BATCH),
             publish_once: Script::from_lua(PUBLISH_ONCE),
             history: Script::from_lua(HISTORY),
             presence_add: Script::from_lua(PRESENCE_ADD),
@@ -139,7 +170,7 @@ impl Scripts {
     /// Loads every script (on every primary in Cluster), so the first calls skip the `NOSCRIPT` round trip.
     pub(super) async fn load(&self, client: &Client) -> Result<(), FredError> {
         for s in [
-            &self.publish,
+            &self.publish_batch,
             &self.publish_once,
             &self.history,
             &self.presence_add,
@@ -166,8 +197,17 @@ fn malformed(what: &str) -> EngineError {
     EngineError::Internal(format!("malformed redis reply: {what}"))
 }
 
-/// Decodes the publish script's `{offset, epoch}`.
-pub(super) fn position(reply: Value) -> Result<StreamPosition, EngineError> {
+/// Decodes the batch publish script's reply: one position or error per
+/// publication, `count` in all.
+pub(super) fn positions(reply: Value, count: usize) -> Vec<Result<StreamPosition, EngineError>> {
+    let mut replies: Vec<_> = reply.into_array().into_iter().map(position).collect();
+    replies.resize_with(count, || Err(malformed("publication missing")));
+    replies.truncate(count);
+    replies
+}
+
+/// Decodes one `{offset, epoch}`, or a failed publication's `{0, '', error}`.
+fn position(reply: Value) -> Result<StreamPosition, EngineError> {
     let mut parts = reply.into_array().into_iter();
     let offset = parts
         .next()
@@ -177,6 +217,11 @@ pub(super) fn position(reply: Value) -> Result<StreamPosition, EngineError> {
         .next()
         .and_then(|v| v.into_string())
         .ok_or_else(|| malformed("epoch"))?;
+    // A stored result of a publish without history is `0:`: only a third part marks a failure.
+    if let Some(error) = parts.next() {
+        let error = error.into_string().unwrap_or_default();
+        return Err(EngineError::Internal(format!("redis publish: {error}")));
+    }
     Ok(StreamPosition { offset, epoch })
 }
 
@@ -223,4 +268,34 @@ pub(super) fn read(reply: Value) -> Result<Read, EngineError> {
         position: StreamPosition { offset, epoch },
         publications,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(values: Vec<Value>) -> Value {
+        Value::Array(values)
+    }
+
+    #[test]
+    fn batch_replies_decode_per_publication() {
+        let reply = array(vec![
+            array(vec![7.into(), "ep".into()]),
+            array(vec![0.into(), "".into()]),
+            array(vec![0.into(), "".into(), "ERR OOM".into()]),
+        ]);
+        let decoded = positions(reply, 4);
+        assert_eq!(decoded.len(), 4);
+        let position = |offset, epoch: &str| StreamPosition {
+            offset,
+            epoch: epoch.into(),
+        };
+        assert_eq!(decoded[0].as_ref().unwrap(), &position(7, "ep"));
+        // A repeated key of a publish without history: its stored result, no failure.
+        assert_eq!(decoded[1].as_ref().unwrap(), &position(0, ""));
+        assert!(matches!(&decoded[2], Err(EngineError::Internal(m)) if m.contains("ERR OOM")));
+        assert!(matches!(&decoded[3], Err(EngineError::Internal(_))));
+        assert_eq!(positions(array(vec![]), 0).len(), 0);
+    }
 }
