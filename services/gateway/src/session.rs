@@ -251,8 +251,16 @@ impl Session {
         }
     }
 
+    /// Applies the cluster-wide commands waiting in the outbox, until one ends the connection.
+    pub async fn handle_controls(&mut self) -> Outcome {
+        while let Some(command) = self.outbox.pop_control() {
+            Box::pin(self.handle_control(command)).await?;
+        }
+        Ok(())
+    }
+
     /// Applies a cluster-wide command addressed to this connection.
-    pub async fn handle_control(&mut self, command: control::Command) -> Outcome {
+    async fn handle_control(&mut self, command: control::Command) -> Outcome {
         match command {
             control::Command::Disconnect { code, .. } => Err(Disconnect::forced(code)),
             control::Command::Subscribe { channel, .. } => {

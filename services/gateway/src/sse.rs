@@ -298,10 +298,8 @@ impl Sse {
                 return Some((Ok(out.freeze()), self));
             }
             let session = self.session.as_mut().expect("present until drop");
-            while let Some(command) = self.outbox.pop_control() {
-                if let Err(reason) = Box::pin(session.handle_control(command)).await {
-                    self.outbox.close(reason);
-                }
+            if let Err(reason) = Box::pin(session.handle_controls()).await {
+                self.outbox.close(reason);
             }
             let mut out = BytesMut::new();
             let _ = render_queued(&self.gw, &self.outbox, &mut self.events, &mut out);

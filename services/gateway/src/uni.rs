@@ -158,10 +158,8 @@ impl Stream {
                 return Taken::End(out.freeze(), reason);
             }
             let session = self.session.as_mut().expect("present until drop");
-            while let Some(command) = self.outbox.pop_control() {
-                if let Err(reason) = Box::pin(session.handle_control(command)).await {
-                    self.outbox.close(reason);
-                }
+            if let Err(reason) = Box::pin(session.handle_controls()).await {
+                self.outbox.close(reason);
             }
             self.render(&mut out);
             if self.outbox.closing().is_none() {

@@ -13,6 +13,7 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
 
 use herald_core::metrics::labels::Transport;
 use herald_core::metrics::TransportMetrics;
@@ -20,6 +21,7 @@ use herald_core::protocol::Disconnect;
 use rustix::net::{SendAncillaryBuffer, SendFlags};
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::flusher::{Flush, FlushStats, Shard};
 use crate::frame_queue::FrameQueue;
@@ -250,5 +252,34 @@ impl<S: Conn, W: Wire> AsyncRead for ReadHalf<S, W> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.0.poll_read(cx, buf)
+    }
+}
+
+/// When a connection's task gives up writing to a full socket: the write
+/// timeout runs from when the task began writing, and is forgotten once the
+/// flushers write again.
+#[derive(Debug, Default)]
+pub(crate) struct WriteDeadline(Option<Instant>);
+
+impl WriteDeadline {
+    /// The task's next wake-up: `session` (the session's timers), or the
+    /// write timeout if sooner while the task writes.
+    pub(crate) fn next(
+        &mut self,
+        task_writes: bool,
+        timeout: Duration,
+        session: Instant,
+    ) -> Instant {
+        if !task_writes {
+            self.0 = None;
+        } else if self.0.is_none() {
+            self.0 = Some(Instant::now() + timeout);
+        }
+        self.0.map_or(session, |deadline| deadline.min(session))
+    }
+
+    /// Whether the write timeout has passed.
+    pub(crate) fn passed(&self) -> bool {
+        self.0.is_some_and(|deadline| deadline <= Instant::now())
     }
 }

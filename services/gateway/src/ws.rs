@@ -37,14 +37,14 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, Instant};
+use tokio::time::timeout;
 use tracing::{debug, error};
 
 use crate::admission::Slot;
 use crate::outbox::{self, Outbox};
 use crate::prefixed::Prefixed;
 use crate::session::Session;
-use crate::writer::{Conn, ReadHalf, Writer};
+use crate::writer::{Conn, ReadHalf, WriteDeadline, Writer};
 use crate::Gateway;
 use codec::{DecodeError, Decoder, Incoming, Kind};
 use tls::TlsConn;
@@ -337,25 +337,20 @@ async fn serve<R: AsyncRead + Unpin, S: Conn>(
 ) -> Option<Disconnect> {
     let timer = tokio::time::sleep_until(session.next_deadline());
     tokio::pin!(timer);
-    let mut write_deadline = None;
+    let mut write_deadline = WriteDeadline::default();
     loop {
         if let Some(reason) = outbox.closing() {
             return Some(reason);
         }
-        while let Some(command) = outbox.pop_control() {
-            if let Err(reason) = Box::pin(session.handle_control(command)).await {
-                return Some(reason);
-            }
+        if let Err(reason) = Box::pin(session.handle_controls()).await {
+            return Some(reason);
         }
         let task_writes = outbox.task_writes();
-        if !task_writes {
-            write_deadline = None;
-        } else if write_deadline.is_none() {
-            write_deadline = Some(Instant::now() + gw.config.write_timeout);
-        }
-        let next = write_deadline.map_or(session.next_deadline(), |d: Instant| {
-            d.min(session.next_deadline())
-        });
+        let next = write_deadline.next(
+            task_writes,
+            gw.config.write_timeout,
+            session.next_deadline(),
+        );
         if timer.deadline() != next {
             timer.as_mut().reset(next);
         }
@@ -399,7 +394,7 @@ async fn serve<R: AsyncRead + Unpin, S: Conn>(
                 }
             },
             () = &mut timer => {
-                if write_deadline.is_some_and(|d| d <= Instant::now()) {
+                if write_deadline.passed() {
                     return Some(Disconnect::WRITE_ERROR);
                 }
                 if let Err(reason) = Box::pin(session.tick()).await {

@@ -239,10 +239,8 @@ impl Stream {
                 return Some((Ok(out.freeze()), self));
             }
             let session = self.session.as_mut().expect("present until drop");
-            while let Some(command) = self.outbox.pop_control() {
-                if let Err(reason) = Box::pin(session.handle_control(command)).await {
-                    self.outbox.close(reason);
-                }
+            if let Err(reason) = Box::pin(session.handle_controls()).await {
+                self.outbox.close(reason);
             }
             while self.outbox.closing().is_none() {
                 let Some(frame) = self.inbox.take() else {
