@@ -154,14 +154,14 @@ impl Redis {
         };
         let opts = channel.options();
         if !opts.has_history() || options.skip_history {
+            // Boxed: the batched path below is the common one, and these
+            // command futures would make every publish's state several KiB.
             let message = envelope::encode_plain(&publication);
             match key {
                 Some(key) => {
-                    self.shared
-                        .publish_raw_once(channel.name(), message, &key)
-                        .await?
+                    Box::pin(self.shared.publish_raw_once(channel.name(), message, &key)).await?
                 }
-                None => self.shared.publish_raw(channel.name(), message).await?,
+                None => Box::pin(self.shared.publish_raw(channel.name(), message)).await?,
             }
             return Ok(StreamPosition::default());
         }

@@ -14,6 +14,7 @@ use fred::types::config::{
     Config as FredConfig, ReconnectPolicy, ServerConfig, UnresponsiveConfig,
 };
 use fred::types::{Builder, RespVersion};
+use futures_util::FutureExt;
 
 use super::keys::Keys;
 use super::metrics::{ErrorKind, RedisMetrics};
@@ -65,25 +66,29 @@ impl Shared {
     }
 
     /// Runs one Redis operation with a deadline, recording its latency and errors.
-    pub(super) async fn timed<T>(
-        &self,
+    /// A combinator, not an `async` block: one would keep the deadline's future
+    /// twice in its state (captured, then awaited), and fred's command futures
+    /// take several KiB each.
+    pub(super) fn timed<'a, T>(
+        &'a self,
         op: &'static str,
-        fut: impl Future<Output = Result<T, FredError>>,
-    ) -> Result<T, EngineError> {
+        fut: impl Future<Output = Result<T, FredError>> + 'a,
+    ) -> impl Future<Output = Result<T, EngineError>> + 'a {
         let started = Instant::now();
-        let result = tokio::time::timeout(COMMAND_TIMEOUT + Duration::from_secs(1), fut).await;
-        self.metrics
-            .latency
-            .with_label_values(&[op])
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.fail(op, e)),
-            Err(_) => {
-                self.metrics.error(ErrorKind::Timeout);
-                Err(EngineError::Unavailable(format!("redis {op}: timed out")))
+        tokio::time::timeout(COMMAND_TIMEOUT + Duration::from_secs(1), fut).map(move |result| {
+            self.metrics
+                .latency
+                .with_label_values(&[op])
+                .observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(self.fail(op, e)),
+                Err(_) => {
+                    self.metrics.error(ErrorKind::Timeout);
+                    Err(EngineError::Unavailable(format!("redis {op}: timed out")))
+                }
             }
-        }
+        })
     }
 
     /// Counts and maps a fred error.
