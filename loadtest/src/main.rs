@@ -3,6 +3,12 @@
 //! scenario on a multi-threaded runtime and writes the JSON summary and SVG plots; or runs one
 //! of the `report` and `merge` subcommands.
 
+/// mimalloc rather than the system allocator: the load processes' receive and
+/// publish loops allocate short-lived buffers, where glibc's bins cost CPU that
+/// the machine under test would rather have.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cli;
 mod client;
 mod fleet;
