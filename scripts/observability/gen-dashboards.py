@@ -149,6 +149,12 @@ def engine():
     b.ts("Engine errors/s by pod", [(f"sum by (pod) ({rate('herald_engine_errors_total')})", "{{pod}}")], unit="ops")
     b.ts("Engine publish latency", [(quantile(0.5, "herald_publish_duration_seconds"), "p50"),
                                     (quantile(0.99, "herald_publish_duration_seconds"), "p99")], unit="s")
+    b.ts("Publications per Redis publish call",
+         [(f"sum({rate('herald_redis_publish_batch_size_sum')}) / "
+           f"sum({rate('herald_redis_publish_batch_size_count')})", "mean"),
+          (quantile(0.99, "herald_redis_publish_batch_size"), "p99")],
+         description="Publications with history that one call of the publish script stored: "
+                     "near 1 while Redis keeps up, growing as publishers outrun it (at most 256).")
     return dashboard("herald-engine", "Herald engine",
                      "Herald's engine: Redis latency and errors, pub/sub, gaps, recovery, nodes.", b)
 
