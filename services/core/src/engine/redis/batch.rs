@@ -12,7 +12,7 @@ use fred::types::Value;
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::task::coop::unconstrained;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -54,6 +54,11 @@ struct Queued {
 /// The queue of the engine's batched publishes; the task draining it is the engine's.
 pub(super) struct Batcher {
     queue: mpsc::Sender<Queued>,
+    /// Held by a caller until its publication is in the queue. Waiting for
+    /// the queue's room alone is not enough for order: a waiter given room
+    /// enqueues only when next polled, and a newcomer finding room meanwhile
+    /// would pass it. Callers take this lock first come, first served.
+    turn: Mutex<()>,
 }
 
 impl Batcher {
@@ -65,12 +70,15 @@ impl Batcher {
     ) -> Batcher {
         let (queue, queued) = mpsc::channel(QUEUE);
         tracker.spawn(run(shared, queued, cancel.clone()));
-        Batcher { queue }
+        Batcher {
+            queue,
+            turn: Mutex::new(()),
+        }
     }
 
     /// Stores and publishes one publication with the next batch. Publications
-    /// are sent in the order their calls reached the queue (waiting for room
-    /// is first come, first served), so one caller's successive publishes into
+    /// are sent in the order their calls were first polled (callers take
+    /// turns, first come, first served), so one caller's successive publishes into
     /// a channel get increasing offsets even when it does not await each one.
     /// One exception: after Redis lost its scripts (a restart, a failover),
     /// calls in flight load the script and run again, and two of them may
@@ -79,7 +87,10 @@ impl Batcher {
         let (reply, answer) = oneshot::channel();
         // Outside the task's cooperative budget: a send refused for want of
         // budget would let a later call of this task take its place.
-        let queued = unconstrained(self.queue.send(Queued { publication, reply }));
+        let queued = unconstrained(async {
+            let _turn = self.turn.lock().await;
+            self.queue.send(Queued { publication, reply }).await
+        });
         queued.await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
     }
