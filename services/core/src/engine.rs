@@ -75,8 +75,13 @@ pub trait Handler: Send + Sync + 'static {
     fn has_subscribers(&self, channel: &str) -> bool;
     /// This node, for `/api/info`.
     fn node_info(&self) -> NodeInfo;
-    /// Local channels and their subscriber counts, for `/api/channels`.
-    fn channels(&self) -> HashMap<String, u64>;
+    /// Local channels and their subscriber counts, for `/api/channels`: at most `limit`.
+    fn channels(&self, limit: usize) -> HashMap<String, u64>;
+    /// A number that changes whenever [`Handler::channels`] may answer
+    /// differently; `None` when the handler does not keep one (every answer may differ).
+    fn channels_version(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// A node without connections (publisher role).
@@ -100,8 +105,11 @@ impl Handler for NoConnections {
     fn node_info(&self) -> NodeInfo {
         self.info.clone()
     }
-    fn channels(&self) -> HashMap<String, u64> {
+    fn channels(&self, _: usize) -> HashMap<String, u64> {
         HashMap::new()
+    }
+    fn channels_version(&self) -> Option<u64> {
+        Some(0)
     }
 }
 

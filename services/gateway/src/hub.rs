@@ -9,7 +9,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -55,6 +55,8 @@ pub struct Hub {
     live: AtomicUsize,
     /// Woken when `live` drops to zero.
     emptied: Notify,
+    /// Changes whenever a channel's subscriber count does (see [`herald_core::engine::Handler::channels_version`]).
+    channels_version: AtomicU64,
     /// Set once, when the drain begins; read under the shard locks it guards.
     draining: AtomicBool,
     metrics: Metrics,
@@ -84,6 +86,7 @@ impl Hub {
             pending: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             live: AtomicUsize::new(0),
             emptied: Notify::new(),
+            channels_version: AtomicU64::new(0),
             draining: AtomicBool::new(false),
             metrics,
             emulation: emulation::Sessions::default(),
@@ -115,6 +118,7 @@ impl Hub {
         };
         drop(shard);
         if added {
+            self.channels_version.fetch_add(1, Ordering::Release);
             let ns = self.metrics.namespace(channel);
             ns.subscriptions.inc();
             if first {
@@ -133,6 +137,7 @@ impl Hub {
         let (removed, empty) = subscribers.remove(conn);
         let ns = self.metrics.namespace(channel);
         if removed {
+            self.channels_version.fetch_add(1, Ordering::Release);
             ns.subscriptions.dec();
         }
         if empty {

@@ -329,7 +329,7 @@ impl Memory {
 
     /// This node's channels.
     pub async fn channels(&self) -> Result<HashMap<String, u64>, EngineError> {
-        Ok(self.inner.handler.channels())
+        Ok(self.inner.handler.channels(usize::MAX))
     }
 
     /// Always ready.

@@ -20,7 +20,7 @@ mod scripts;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -85,6 +85,7 @@ impl Redis {
             metrics: metrics::RedisMetrics::new(&metrics),
             uid,
             positions: positions::Positions::new(sync::WORKERS),
+            channels_written: AtomicU64::new(nodes::NEVER_WRITTEN),
         });
         let tracker = TaskTracker::new();
         let mut clients: Vec<(fred::clients::Client, _)> = Vec::with_capacity(SUBSCRIBERS);

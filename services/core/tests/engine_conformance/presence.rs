@@ -2,7 +2,7 @@
 //! commands look like from every node. Run against every engine by `engine_conformance`.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use herald_core::control::Command;
 use herald_core::engine::{Handler, PresenceStats, PublishOptions};
@@ -48,10 +48,11 @@ pub async fn join_leave_control_and_nodes_reach_every_node(backend: &Backend) {
     let all = recorders(&["a", "b"]);
     all[0].set_local_channels(&[("x", 2), ("y", 1)]);
     all[1].set_local_channels(&[("x", 3)]);
+    let started = Instant::now();
     let nodes = backend.nodes("control", &all).await;
     let mut want_channels: HashMap<String, u64> = HashMap::new();
     for (_, rec) in &nodes {
-        for (c, n) in rec.channels() {
+        for (c, n) in rec.channels(usize::MAX) {
             *want_channels.entry(c).or_default() += n;
         }
     }
@@ -68,6 +69,32 @@ pub async fn join_leave_control_and_nodes_reach_every_node(backend: &Backend) {
         .collect();
     assert_eq!(uids, all_uids);
     assert_eq!(a.channels().await.unwrap(), want_channels);
+
+    // A node writes its channel map again only when its channels changed; an
+    // unchanged map (node b's) stays listed past the expiry of its first write.
+    recorders[0].set_local_channels(&[("x", 5), ("z", 1)]);
+    let mut want_channels: HashMap<String, u64> = HashMap::new();
+    for rec in &recorders {
+        for (c, n) in rec.channels(usize::MAX) {
+            *want_channels.entry(c).or_default() += n;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = a.channels().await.unwrap();
+        if got == want_channels {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "channels {got:?}, want {want_channels:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if nodes.len() > 1 {
+        tokio::time::sleep_until((started + Duration::from_secs(8)).into()).await;
+        assert_eq!(a.channels().await.unwrap(), want_channels);
+    }
 
     // Pub/sub keeps nothing: a node whose subscriber connection is being re-established
     // (as happens while a new cluster's topology settles) misses what is published

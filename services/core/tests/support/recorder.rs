@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,8 @@ pub struct Recorder {
     controls: Mutex<Vec<Command>>,
     emulations: Mutex<Vec<Emulation>>,
     local: Mutex<HashMap<String, u64>>,
+    /// Bumped by every [`Recorder::set_local_channels`].
+    local_version: AtomicU64,
     needed: Mutex<HashSet<String>>,
     /// A channel whose deliveries block until released (a stalled consumer).
     gate: (Mutex<Option<String>>, Condvar),
@@ -45,6 +48,7 @@ impl Recorder {
             controls: Mutex::default(),
             emulations: Mutex::default(),
             local: Mutex::default(),
+            local_version: AtomicU64::new(0),
             needed: Mutex::default(),
             gate: (Mutex::new(None), Condvar::new()),
         })
@@ -117,6 +121,7 @@ impl Recorder {
     /// Sets what `channels()` reports.
     pub fn set_local_channels(&self, channels: &[(&str, u64)]) {
         *self.local.lock().unwrap() = channels.iter().map(|(c, n)| (c.to_string(), *n)).collect();
+        self.local_version.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Makes deliveries of `channel` block (breaking the handler contract on
@@ -195,8 +200,16 @@ impl Handler for Recorder {
             ..NodeInfo::default()
         }
     }
-    fn channels(&self) -> HashMap<String, u64> {
-        self.local.lock().unwrap().clone()
+    fn channels(&self, limit: usize) -> HashMap<String, u64> {
+        let local = self.local.lock().unwrap();
+        local
+            .iter()
+            .take(limit)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+    fn channels_version(&self) -> Option<u64> {
+        Some(self.local_version.load(Ordering::SeqCst))
     }
 }
 

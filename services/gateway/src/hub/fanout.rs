@@ -4,6 +4,7 @@
 //! node's figures.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use herald_core::control::{self, NodeInfo};
@@ -127,16 +128,24 @@ impl Handler for Hub {
         }
     }
 
-    fn channels(&self) -> HashMap<String, u64> {
-        self.channels
-            .iter()
-            .flat_map(|s| {
-                s.read()
-                    .expect("poisoned")
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.len() as u64))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
+    fn channels(&self, limit: usize) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        for s in &self.channels {
+            let room = limit.saturating_sub(out.len());
+            if room == 0 {
+                break;
+            }
+            let s = s.read().expect("poisoned");
+            out.extend(
+                s.iter()
+                    .take(room)
+                    .map(|(k, v)| (k.to_string(), v.len() as u64)),
+            );
+        }
+        out
+    }
+
+    fn channels_version(&self) -> Option<u64> {
+        Some(self.channels_version.load(Ordering::Acquire))
     }
 }

@@ -4,6 +4,7 @@
 //! Subscriptions live in `pubsub`; this module only builds the clients.
 
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub(super) struct Shared {
     pub(super) uid: String,
     /// How far delivery of each channel with history has come.
     pub(super) positions: Positions,
+    /// The handler's channels version of the channel map last written.
+    pub(super) channels_written: AtomicU64,
 }
 
 impl Shared {

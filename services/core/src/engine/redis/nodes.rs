@@ -5,6 +5,7 @@
 //! [`MAX_CHANNELS`] channels per node.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,8 @@ pub(super) const HEARTBEAT: Duration = Duration::from_secs(2);
 const EXPIRY: Duration = Duration::from_secs(6);
 /// Channels one node reports.
 pub(super) const MAX_CHANNELS: usize = 10_000;
+/// `Shared::channels_written` before the first write (no handler reports it as a version).
+pub(super) const NEVER_WRITTEN: u64 = u64::MAX;
 
 #[derive(Serialize, Deserialize)]
 struct Beat {
@@ -41,7 +44,9 @@ impl Shared {
         info
     }
 
-    /// Writes this node's heartbeat and channel map.
+    /// Writes this node's heartbeat and channel map. The map is written again
+    /// only when the handler's channels changed since it was last written (or
+    /// the key is gone); otherwise its expiry is extended.
     pub(super) async fn heartbeat(&self) -> Result<(), EngineError> {
         let client = self.client()?;
         let beat = Beat {
@@ -49,13 +54,6 @@ impl Shared {
             seen: crate::now_ms(),
         };
         let beat = serde_json::to_string(&beat).expect("heartbeats serialize");
-        let channels: HashMap<String, u64> = self
-            .handler
-            .channels()
-            .into_iter()
-            .take(MAX_CHANNELS)
-            .collect();
-        let channels = serde_json::to_string(&channels).expect("maps serialize");
         let ttl = EXPIRY.as_millis() as i64;
         let nodes = self.keys.nodes();
         self.timed(
@@ -68,17 +66,25 @@ impl Shared {
             client.pexpire::<Value, _>(&nodes, ttl * 10, None),
         )
         .await?;
+        let key = self.keys.node_channels(&self.uid);
+        let version = self.handler.channels_version();
+        let written = self.channels_written.load(Ordering::Relaxed);
+        if version.is_some_and(|v| v == written)
+            && self
+                .timed("heartbeat", client.pexpire::<bool, _>(&key, ttl, None))
+                .await?
+        {
+            return Ok(());
+        }
+        let channels =
+            serde_json::to_string(&self.handler.channels(MAX_CHANNELS)).expect("maps serialize");
         self.timed(
             "heartbeat",
-            client.set::<Value, _, _>(
-                self.keys.node_channels(&self.uid),
-                channels,
-                Some(Expiration::PX(ttl)),
-                None,
-                false,
-            ),
+            client.set::<Value, _, _>(key, channels, Some(Expiration::PX(ttl)), None, false),
         )
         .await?;
+        self.channels_written
+            .store(version.unwrap_or(NEVER_WRITTEN), Ordering::Relaxed);
         Ok(())
     }
 
