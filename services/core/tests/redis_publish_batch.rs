@@ -1,8 +1,10 @@
 //! Publications with history go to Redis in batches, one script call for
 //! many: against a real standalone `redis-server` and a 3-master Cluster,
 //! concurrent publishes keep per-channel offsets gapless and in submission
-//! order, idempotency keys and history settings hold per publication, and a
-//! Redis that dies under a stream of publishes fails them all, hanging none.
+//! order, idempotency keys and history settings hold per publication, a
+//! Cluster call carries the publications of every slot its node serves (and
+//! a slot that moved meanwhile loses none), and a Redis that dies under a
+//! stream of publishes fails them all, hanging none.
 
 #[path = "support/recorder.rs"]
 mod recorder;
@@ -93,7 +95,8 @@ async fn one_channel_keeps_submission_order_in_cluster() {
 /// channel's offsets and delivery.
 async fn many_channels_at_once(config: &herald_core::engine::Config) {
     let (rp, rs) = (Recorder::new("p"), Recorder::new("s"));
-    let publisher = start(config, rp).await;
+    let metrics = herald_core::Metrics::new();
+    let publisher = start_with(config, rp, metrics.clone()).await;
     let subscriber = start(config, rs.clone()).await;
     let channels: Vec<String> = (0..200).map(|i| format!("h:many{i}")).collect();
     let parsed: Vec<_> = channels.iter().map(|c| channel(c)).collect();
@@ -118,6 +121,14 @@ async fn many_channels_at_once(config: &herald_core::engine::Config) {
         assert_eq!(position.offset, n as u64 + 1, "{name} #{n}");
     }
     expect_every_publication(&[&rs], &channels, per_channel, WAIT).await;
+    // A call carries publications of many channels: on a Cluster, of every
+    // slot its node serves (one call per slot would carry one or two here).
+    let (calls, _) = batches(&metrics);
+    let count = channels.len() * per_channel;
+    assert!(
+        calls * 2.0 < count as f64,
+        "{calls} script calls for {count} publications"
+    );
     publisher.close().await;
     subscriber.close().await;
 }
@@ -336,4 +347,60 @@ async fn close_quickly(engine: Engine) {
     tokio::time::timeout(WAIT, engine.close())
         .await
         .expect("closes");
+}
+
+/// A slot moves to another master after the publisher last saw the slots: a
+/// call made for its old node carries publications of that slot beside
+/// others. Those the node reached no longer serves are sent again on their
+/// own, and every publish succeeds, each channel's offsets gapless.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_moved_under_a_batch_fails_no_publication() {
+    let cluster = RedisCluster::start(3).await.unwrap();
+    let config = recorder::cluster(cluster.seeds(), &prefix("moved"));
+    let metrics = herald_core::Metrics::new();
+    let publisher = start_with(&config, Recorder::new("p"), metrics.clone()).await;
+    // The first master serves slots 0-5460 (see `RedisCluster::start`).
+    let on_first = |name: &String| fred::util::redis_keyslot(name.as_bytes()) <= 5460;
+    let names: Vec<String> = (0..)
+        .map(|i| format!("h:mv{i}"))
+        .filter(on_first)
+        .take(20)
+        .collect();
+    let moved = fred::util::redis_keyslot(names[0].as_bytes()).to_string();
+    let target = cluster.nodes()[1].cmd(&["CLUSTER", "MYID"]).await.unwrap();
+    let target = target.text().unwrap().to_owned();
+    for node in cluster.nodes() {
+        let reply = node
+            .cmd(&["CLUSTER", "SETSLOT", &moved, "NODE", &target])
+            .await
+            .unwrap();
+        assert_eq!(reply.text(), Some("OK"), "{reply:?}");
+    }
+
+    let rounds = 5;
+    let parsed: Vec<_> = names.iter().map(|c| channel(c)).collect();
+    let publishes = (0..rounds).flat_map(|_| parsed.iter());
+    let results = join_all(publishes.map(|ch| {
+        let publisher = &publisher;
+        async move {
+            let position = publisher
+                .publish(ch, data("{}"), PublishOptions::default())
+                .await;
+            (ch.name().to_owned(), position)
+        }
+    }))
+    .await;
+    let mut offsets: HashMap<String, Vec<u64>> = HashMap::new();
+    for (name, position) in results {
+        let position = position.unwrap_or_else(|e| panic!("{name}: {e}"));
+        offsets.entry(name).or_default().push(position.offset);
+    }
+    for (name, mut got) in offsets {
+        got.sort_unstable();
+        assert_eq!(got, (1..=rounds).collect::<Vec<u64>>(), "{name}");
+    }
+    let (calls, _) = batches(&metrics);
+    let count = names.len() as u64 * rounds;
+    assert!(calls < count as f64, "{calls} script calls for {count}");
+    publisher.close().await;
 }

@@ -69,7 +69,7 @@ impl Redis {
         let pool = conn::connect_pool(&fred_config).await?;
         let scripts = scripts::Scripts::new();
         scripts
-            .load(pool.next())
+            .load(pool.next(), cluster)
             .await
             .map_err(|e| conn::map_error("script load", &e))?;
         let mut uid = handler.node_info().uid;

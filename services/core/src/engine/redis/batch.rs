@@ -1,5 +1,5 @@
 //! Publications with history go to Redis in batches: one script call (per
-//! Cluster slot) stores and publishes everything queued while earlier calls
+//! Cluster node) stores and publishes everything queued while earlier calls
 //! were in flight. A write combiner, not a timer: an idle engine sends a lone
 //! publication at once. Publications without history are plain `PUBLISH`es (`ops`).
 
@@ -8,6 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Client;
+use fred::interfaces::ClusterInterface;
+use fred::types::config::Server;
+use fred::types::scripts::Script;
 use fred::types::Value;
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -80,9 +83,10 @@ impl Batcher {
     /// are sent in the order their calls were first polled (callers take
     /// turns, first come, first served), so one caller's successive publishes into
     /// a channel get increasing offsets even when it does not await each one.
-    /// One exception: after Redis lost its scripts (a restart, a failover),
-    /// calls in flight load the script and run again, and two of them may
-    /// then run in either order.
+    /// Two exceptions: after Redis lost its scripts (a restart, a failover),
+    /// calls in flight load the script and run again, and while a Cluster
+    /// slot moves its publications are sent again alone (see `call`); two of
+    /// them may then run in either order.
     pub(super) async fn publish(&self, publication: Stored) -> Reply {
         let (reply, answer) = oneshot::channel();
         // Outside the task's cooperative budget: a send refused for want of
@@ -135,10 +139,9 @@ fn gather(first: Queued, queued: &mut mpsc::Receiver<Queued>) -> Vec<Queued> {
     batch
 }
 
-/// One script call per Cluster slot (one in all on standalone Redis), each
+/// One script call per Cluster node (one in all on standalone Redis), each
 /// caller answered with its own result or its call's error.
 async fn send(shared: Arc<Shared>, batch: Vec<Queued>) {
-    shared.metrics.publish_batch.observe(batch.len() as f64);
     let client = match shared.publish_client() {
         Ok(client) => client,
         Err(e) => {
@@ -148,48 +151,152 @@ async fn send(shared: Arc<Shared>, batch: Vec<Queued>) {
             return;
         }
     };
-    let groups = by_slot(&shared, batch);
+    let groups = by_node(&shared, client, batch);
     join_all(groups.into_iter().map(|group| call(&shared, client, group))).await;
 }
 
-/// Splits a batch by Cluster slot (every key of one script call must share
-/// one), keeping the order within each.
-fn by_slot(shared: &Shared, batch: Vec<Queued>) -> Vec<Vec<Queued>> {
+/// Where one script call goes: a Cluster node, or a single slot when the
+/// client does not know the slot's node.
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Route {
+    Node(Server),
+    Slot(u16),
+}
+
+/// Publications for one script call, in submission order.
+struct Group {
+    members: Vec<Queued>,
+    /// The Cluster node that serves their slots, as the client last saw them
+    /// (the node's script then runs there); `None`: one slot's script, routed by its keys.
+    node: Option<Server>,
+}
+
+/// Splits a batch by the Cluster node serving each publication's slot (as
+/// the client last saw the slots; by slot where it knows no node), keeping
+/// the order within each.
+fn by_node(shared: &Shared, client: &Client, batch: Vec<Queued>) -> Vec<Group> {
     if !shared.cluster {
-        return vec![batch];
+        return vec![Group {
+            members: batch,
+            node: None,
+        }];
     }
-    let mut groups: BTreeMap<u16, Vec<Queued>> = BTreeMap::new();
+    let routing = client.cached_cluster_state();
+    let mut groups: BTreeMap<Route, Vec<Queued>> = BTreeMap::new();
     for q in batch {
         let stream = shared.keys.stream(&q.publication.channel);
         let slot = fred::util::redis_keyslot(stream.as_bytes());
-        groups.entry(slot).or_default().push(q);
+        let route = match routing.as_ref().and_then(|r| r.get_server(slot)) {
+            Some(server) => Route::Node(server.clone()),
+            None => Route::Slot(slot),
+        };
+        groups.entry(route).or_default().push(q);
     }
-    groups.into_values().collect()
+    groups
+        .into_iter()
+        .map(|(route, members)| Group {
+            members,
+            node: match route {
+                Route::Node(server) => Some(server),
+                Route::Slot(_) => None,
+            },
+        })
+        .collect()
 }
 
-/// Runs the publish script for publications of one slot.
-async fn call(shared: &Shared, client: &Client, group: Vec<Queued>) {
-    let command = if shared.cluster {
-        "spublish"
-    } else {
-        "publish"
-    };
-    let mut keys = Vec::with_capacity(group.len() * 3);
-    let mut args: Vec<Value> = Vec::with_capacity(2 + group.len() * 8);
-    args.push(command.into());
-    args.push((IDEMPOTENCY_TTL.as_secs() as i64).into());
-    let mut replies = Vec::with_capacity(group.len());
-    for Queued {
-        publication: p,
-        reply,
-    } in group
-    {
-        keys.push(shared.keys.stream(&p.channel));
-        keys.push(shared.keys.meta(&p.channel));
-        if let Some(key) = &p.idempotency_key {
-            keys.push(shared.keys.result(&p.channel, key));
+/// Runs the publish script for one group: the node's script on its node
+/// (keys then travel in ARGV, see `scripts`), or the slot's script. A
+/// publication of a node's call whose slot the node no longer serves (it
+/// moved after the client last saw the slots) changed nothing; the client's
+/// view of the slots is renewed and it is sent again alone, routed by its keys. During such a move a
+/// channel's publications of successive batches may then get their offsets
+/// in another order than submitted.
+async fn call(shared: &Shared, client: &Client, group: Group) {
+    let Group { members, node } = group;
+    shared.metrics.publish_batch.observe(members.len() as f64);
+    let mut replies = Vec::with_capacity(members.len());
+    let mut args = Args::default();
+    for Queued { publication, reply } in members {
+        args.add(shared, publication);
+        replies.push(reply);
+    }
+    let results = if let Some(node) = node {
+        let mut head: Vec<Value> =
+            Vec::with_capacity(3 + args.keys.len() + args.publications.len());
+        args.head(shared, &mut head);
+        head.push((args.keys.len() as i64).into());
+        head.extend(args.keys.iter().map(|k| Value::from(k.as_str())));
+        head.extend(args.publications.iter().cloned());
+        let script = &shared.scripts.publish_batch_node;
+        let call = scripts::run_on(script, client, &node, head);
+        let mut results = match shared.timed("publish", call).await {
+            Ok(reply) => scripts::positions(reply, replies.len()),
+            Err(e) => vec![Err(e); replies.len()],
+        };
+        if results
+            .iter()
+            .any(|r| r.as_ref().is_err_and(scripts::slot_moved))
+        {
+            // The client's view of the slots is stale: renew it, then route each by its keys.
+            let _ = client.sync_cluster().await;
         }
-        args.extend([
+        for (i, result) in results.iter_mut().enumerate() {
+            if result.as_ref().is_err_and(scripts::slot_moved) {
+                let (keys, head) = args.alone(shared, i);
+                let script = &shared.scripts.publish_batch;
+                *result = run_script(shared, client, script, keys, head, 1)
+                    .await
+                    .remove(0);
+            }
+        }
+        results
+    } else {
+        let mut head = Vec::with_capacity(2 + args.publications.len());
+        args.head(shared, &mut head);
+        head.append(&mut args.publications);
+        let script = &shared.scripts.publish_batch;
+        run_script(shared, client, script, args.keys, head, replies.len()).await
+    };
+    for (reply, result) in replies.into_iter().zip(results) {
+        let _ = reply.send(result);
+    }
+}
+
+/// Runs a batch publish script; one result per publication, `count` in all.
+async fn run_script(
+    shared: &Shared,
+    client: &Client,
+    script: &Script,
+    keys: Vec<String>,
+    args: Vec<Value>,
+    count: usize,
+) -> Vec<Reply> {
+    let script = scripts::run(script, client, keys, args);
+    match shared.timed("publish", script).await {
+        Ok(reply) => scripts::positions(reply, count),
+        Err(e) => vec![Err(e); count],
+    }
+}
+
+/// The keys and arguments of a group's publications, in order.
+#[derive(Default)]
+struct Args {
+    keys: Vec<String>,
+    /// Where each publication's keys start in `keys`.
+    starts: Vec<usize>,
+    /// Eight per publication.
+    publications: Vec<Value>,
+}
+
+impl Args {
+    fn add(&mut self, shared: &Shared, p: Stored) {
+        self.starts.push(self.keys.len());
+        self.keys.push(shared.keys.stream(&p.channel));
+        self.keys.push(shared.keys.meta(&p.channel));
+        if let Some(key) = &p.idempotency_key {
+            self.keys.push(shared.keys.result(&p.channel, key));
+        }
+        self.publications.extend([
             p.body.into(),
             (p.history_size as i64).into(),
             (p.history_ttl.as_millis().max(1) as i64).into(),
@@ -204,20 +311,26 @@ async fn call(shared: &Shared, client: &Client, group: Vec<Queued>) {
             }
             .into(),
         ]);
-        replies.push(reply);
     }
-    let script = scripts::run(&shared.scripts.publish_batch, client, keys, args);
-    match shared.timed("publish", script).await {
-        Ok(reply) => {
-            let positions = scripts::positions(reply, replies.len());
-            for (reply, position) in replies.into_iter().zip(positions) {
-                let _ = reply.send(position);
-            }
-        }
-        Err(e) => {
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
-            }
-        }
+
+    /// The arguments every call starts with: the publish command and the result TTL.
+    fn head(&self, shared: &Shared, head: &mut Vec<Value>) {
+        let command = if shared.cluster {
+            "spublish"
+        } else {
+            "publish"
+        };
+        head.push(command.into());
+        head.push((IDEMPOTENCY_TTL.as_secs() as i64).into());
+    }
+
+    /// Keys and arguments of publication `i` alone, for the slot's script.
+    fn alone(&self, shared: &Shared, i: usize) -> (Vec<String>, Vec<Value>) {
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.keys.len());
+        let keys = self.keys[self.starts[i]..end].to_vec();
+        let mut args = Vec::with_capacity(10);
+        self.head(shared, &mut args);
+        args.extend_from_slice(&self.publications[8 * i..8 * i + 8]);
+        (keys, args)
     }
 }

@@ -124,7 +124,7 @@ impl RedisMetrics {
             publish_batch: Histogram::with_opts(
                 HistogramOpts::new(
                     "redis_publish_batch_size",
-                    "Publications with history sent to Redis together",
+                    "Publications with history in one Redis publish script call",
                 )
                 .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0]),
             )

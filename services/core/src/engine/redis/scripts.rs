@@ -4,23 +4,29 @@
 
 use fred::clients::Client;
 use fred::error::Error as FredError;
+use fred::interfaces::ClientLike;
+use fred::types::config::{Options, Server};
 use fred::types::scripts::Script;
-use fred::types::Value;
+use fred::types::{ClusterHash, CustomCommand, Value};
 
 use super::envelope;
 use crate::engine::EngineError;
 use crate::publication::{Publication, StreamPosition};
 
-/// Stores and publishes publications in submission order, each exactly as a
-/// lone one would be. ARGV[1]: `publish` or `spublish`, ARGV[2]: result TTL
-/// (s), then eight per publication: publication JSON, history size, history
-/// TTL (ms), epoch to create, meta TTL (s), pub/sub channel, `traceparent`
-/// (empty for none), `1` when it has an idempotency key. KEYS, per
-/// publication: stream, meta, and for a keyed one its result.
+/// The body of the batch publish scripts: stores and publishes publications
+/// in submission order, each exactly as a lone one would be. It expects
+/// `keys` (per publication: stream, meta, and for a keyed one its result) and
+/// `first`, the index of the first publication's arguments. ARGV[1]: `publish`
+/// or `spublish`, ARGV[2]: result TTL (s); from `first`, eight per
+/// publication: publication JSON, history size, history TTL (ms), epoch to
+/// create, meta TTL (s), pub/sub channel, `traceparent` (empty for none), `1`
+/// when it has an idempotency key.
 /// Returns one `{offset, epoch}` per publication (a repeated key answers the
 /// stored result and publishes nothing), or `{0, '', error}` for one that
 /// failed: a failure stops only its own publication.
-const PUBLISH_BATCH: &str = r#"
+macro_rules! publish_batch_body {
+    () => {
+        r#"
 local function publish(stream, meta, result, body, size, ttl, epoch_new, meta_ttl, channel, trace)
   if result then
     local done = redis.call('get', result)
@@ -58,12 +64,12 @@ local function publish(stream, meta, result, body, size, ttl, epoch_new, meta_tt
 end
 local replies = {}
 local k = 1
-for a = 3, #ARGV, 8 do
+for a = first, #ARGV, 8 do
   local result = nil
   if ARGV[a + 7] == '1' then
-    result = KEYS[k + 2]
+    result = keys[k + 2]
   end
-  local ok, reply = pcall(publish, KEYS[k], KEYS[k + 1], result, ARGV[a], ARGV[a + 1],
+  local ok, reply = pcall(publish, keys[k], keys[k + 1], result, ARGV[a], ARGV[a + 1],
     ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6])
   if ok then
     replies[#replies + 1] = reply
@@ -81,7 +87,26 @@ for a = 3, #ARGV, 8 do
   end
 end
 return replies
-"#;
+"#
+    };
+}
+
+/// The batch publish script for one Cluster slot (or standalone Redis): the
+/// keys are KEYS, the publications' arguments start at ARGV[3].
+const PUBLISH_BATCH: &str = concat!("local keys, first = KEYS, 3\n", publish_batch_body!());
+
+/// The batch publish script for one Cluster node: publications of several
+/// slots that node serves. No key is declared (Redis refuses declared keys of
+/// several slots; the client sends the call to the node, see [`run_on`]):
+/// ARGV[3] is the number of keys, which follow in ARGV, then the
+/// publications' arguments. A key whose slot the node does not serve (it
+/// moved meanwhile) fails its own publication only, before it changed anything.
+const PUBLISH_BATCH_NODE: &str = concat!(
+    "#!lua flags=allow-cross-slot-keys\n",
+    "local count = tonumber(ARGV[3])\n",
+    "local keys, first = {unpack(ARGV, 4, 3 + count)}, 4 + count\n",
+    publish_batch_body!()
+);
 
 /// A keyed publish without history. KEYS: its result. ARGV: pub/sub channel,
 /// message, `publish` or `spublish`, result TTL (s). Publishes unless the key
@@ -148,6 +173,8 @@ return redis.call('hvals', KEYS[1])
 /// The engine's scripts.
 pub(super) struct Scripts {
     pub(super) publish_batch: Script,
+    /// Redis Cluster only (script flags need Redis 7, as sharded pub/sub does).
+    pub(super) publish_batch_node: Script,
     pub(super) publish_once: Script,
     pub(super) history: Script,
     pub(super) presence_add: Script,
@@ -159,6 +186,7 @@ impl Scripts {
     pub(super) fn new() -> Scripts {
         Scripts {
             publish_batch: Script::from_lua(PUBLISH_BATCH),
+            publish_batch_node: Script::from_lua(PUBLISH_BATCH_NODE),
             publish_once: Script::from_lua(PUBLISH_ONCE),
             history: Script::from_lua(HISTORY),
             presence_add: Script::from_lua(PRESENCE_ADD),
@@ -168,7 +196,10 @@ impl Scripts {
     }
 
     /// Loads every script (on every primary in Cluster), so the first calls skip the `NOSCRIPT` round trip.
-    pub(super) async fn load(&self, client: &Client) -> Result<(), FredError> {
+    pub(super) async fn load(&self, client: &Client, cluster: bool) -> Result<(), FredError> {
+        if cluster {
+            self.publish_batch_node.load(client).await?;
+        }
         for s in [
             &self.publish_batch,
             &self.publish_once,
@@ -191,6 +222,33 @@ pub(super) async fn run(
     args: Vec<Value>,
 ) -> Result<Value, FredError> {
     script.evalsha_with_reload(client, keys, args).await
+}
+
+/// Runs a script that declares no key on the Cluster node `node`, loading it
+/// when the node does not know it.
+pub(super) async fn run_on(
+    script: &Script,
+    client: &Client,
+    node: &Server,
+    args: Vec<Value>,
+) -> Result<Value, FredError> {
+    let options = Options {
+        cluster_node: Some(node.clone()),
+        ..Options::default()
+    };
+    let routed = client.with_options(&options);
+    let evalsha = || CustomCommand::new_static("EVALSHA", ClusterHash::Random, false);
+    let mut full = Vec::with_capacity(2 + args.len());
+    full.push(Value::from(script.sha1().clone()));
+    full.push(0.into());
+    full.extend(args);
+    match routed.custom(evalsha(), full.clone()).await {
+        Err(e) if e.details().starts_with("NOSCRIPT") => {
+            script.load(client).await?;
+            routed.custom(evalsha(), full).await
+        }
+        result => result,
+    }
 }
 
 fn malformed(what: &str) -> EngineError {
@@ -223,6 +281,12 @@ fn position(reply: Value) -> Result<StreamPosition, EngineError> {
         return Err(EngineError::Internal(format!("redis publish: {error}")));
     }
     Ok(StreamPosition { offset, epoch })
+}
+
+/// Whether a publication of the node's batch script failed because its slot
+/// is not served by the node the call reached (it moved): nothing of it ran.
+pub(super) fn slot_moved(e: &EngineError) -> bool {
+    matches!(e, EngineError::Internal(m) if m.contains("non local key"))
 }
 
 /// A history script reply: the stream's top position and the entries read.
