@@ -4,13 +4,14 @@
 //! publication at once. Publications without history are plain `PUBLISH`es (`ops`).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Client;
+use fred::error::Error as FredError;
 use fred::interfaces::ClusterInterface;
 use fred::types::config::Server;
-use fred::types::scripts::Script;
 use fred::types::Value;
 use futures_util::future::join_all;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -208,9 +209,9 @@ fn by_node(shared: &Shared, client: &Client, batch: Vec<Queued>) -> Vec<Group> {
 /// (keys then travel in ARGV, see `scripts`), or the slot's script. A
 /// publication of a node's call whose slot the node no longer serves (it
 /// moved after the client last saw the slots) changed nothing; the client's
-/// view of the slots is renewed and it is sent again alone, routed by its keys. During such a move a
-/// channel's publications of successive batches may then get their offsets
-/// in another order than submitted.
+/// view of the slots is renewed and it is sent again alone, routed by its
+/// keys. During such a move a channel's publications of successive batches
+/// may then get their offsets in another order than submitted.
 async fn call(shared: &Shared, client: &Client, group: Group) {
     let Group { members, node } = group;
     shared.metrics.publish_batch.observe(members.len() as f64);
@@ -220,62 +221,71 @@ async fn call(shared: &Shared, client: &Client, group: Group) {
         args.add(shared, publication);
         replies.push(reply);
     }
-    let results = if let Some(node) = node {
-        let mut head: Vec<Value> =
-            Vec::with_capacity(3 + args.keys.len() + args.publications.len());
-        args.head(shared, &mut head);
-        head.push((args.keys.len() as i64).into());
-        head.extend(args.keys.iter().map(|k| Value::from(k.as_str())));
-        head.extend(args.publications.iter().cloned());
-        let script = &shared.scripts.publish_batch_node;
-        let call = scripts::run_on(script, client, &node, head);
-        let mut results = match shared.timed("publish", call).await {
-            Ok(reply) => scripts::positions(reply, replies.len()),
-            Err(e) => vec![Err(e); replies.len()],
-        };
-        if results
-            .iter()
-            .any(|r| r.as_ref().is_err_and(scripts::slot_moved))
-        {
-            // The client's view of the slots is stale: renew it, then route each by its keys.
-            let _ = client.sync_cluster().await;
-        }
-        for (i, result) in results.iter_mut().enumerate() {
-            if result.as_ref().is_err_and(scripts::slot_moved) {
-                let (keys, head) = args.alone(shared, i);
-                let script = &shared.scripts.publish_batch;
-                *result = run_script(shared, client, script, keys, head, 1)
-                    .await
-                    .remove(0);
+    let count = replies.len();
+    let results = match node {
+        Some(node) => {
+            let mut head = Vec::with_capacity(3 + args.keys.len());
+            head.extend(call_head(shared));
+            head.push((args.keys.len() as i64).into());
+            head.extend(args.keys.iter().map(|k| Value::from(k.as_str())));
+            let script = &shared.scripts.publish_batch_node;
+            let parts: [&[Value]; 2] = [&head, &args.publications];
+            let mut results = answers(
+                shared,
+                scripts::run_on(script, client, &node, &parts),
+                count,
+            )
+            .await;
+            if results
+                .iter()
+                .any(|r| r.as_ref().is_err_and(scripts::slot_moved))
+            {
+                // The client's view of the slots is stale: renew it, then route each by its keys.
+                let _ = client.sync_cluster().await;
             }
+            for (i, result) in results.iter_mut().enumerate() {
+                if result.as_ref().is_err_and(scripts::slot_moved) {
+                    let (keys, alone) = args.alone(shared, i);
+                    let script = &shared.scripts.publish_batch;
+                    let run = scripts::run(script, client, keys, alone);
+                    *result = answers(shared, run, 1).await.remove(0);
+                }
+            }
+            results
         }
-        results
-    } else {
-        let mut head = Vec::with_capacity(2 + args.publications.len());
-        args.head(shared, &mut head);
-        head.append(&mut args.publications);
-        let script = &shared.scripts.publish_batch;
-        run_script(shared, client, script, args.keys, head, replies.len()).await
+        None => {
+            let mut all = Vec::with_capacity(2 + args.publications.len());
+            all.extend(call_head(shared));
+            all.append(&mut args.publications);
+            let script = &shared.scripts.publish_batch;
+            answers(shared, scripts::run(script, client, args.keys, all), count).await
+        }
     };
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(result);
     }
 }
 
-/// Runs a batch publish script; one result per publication, `count` in all.
-async fn run_script(
+/// The answers of one batch script call: one per publication, `count` in all.
+async fn answers(
     shared: &Shared,
-    client: &Client,
-    script: &Script,
-    keys: Vec<String>,
-    args: Vec<Value>,
+    call: impl Future<Output = Result<Value, FredError>>,
     count: usize,
 ) -> Vec<Reply> {
-    let script = scripts::run(script, client, keys, args);
-    match shared.timed("publish", script).await {
+    match shared.timed("publish", call).await {
         Ok(reply) => scripts::positions(reply, count),
         Err(e) => vec![Err(e); count],
     }
+}
+
+/// The arguments every batch call starts with: the publish command and the result TTL.
+fn call_head(shared: &Shared) -> [Value; 2] {
+    let command = if shared.cluster {
+        "spublish"
+    } else {
+        "publish"
+    };
+    [command.into(), (IDEMPOTENCY_TTL.as_secs() as i64).into()]
 }
 
 /// The keys and arguments of a group's publications, in order.
@@ -313,23 +323,12 @@ impl Args {
         ]);
     }
 
-    /// The arguments every call starts with: the publish command and the result TTL.
-    fn head(&self, shared: &Shared, head: &mut Vec<Value>) {
-        let command = if shared.cluster {
-            "spublish"
-        } else {
-            "publish"
-        };
-        head.push(command.into());
-        head.push((IDEMPOTENCY_TTL.as_secs() as i64).into());
-    }
-
     /// Keys and arguments of publication `i` alone, for the slot's script.
     fn alone(&self, shared: &Shared, i: usize) -> (Vec<String>, Vec<Value>) {
         let end = self.starts.get(i + 1).copied().unwrap_or(self.keys.len());
         let keys = self.keys[self.starts[i]..end].to_vec();
         let mut args = Vec::with_capacity(10);
-        self.head(shared, &mut args);
+        args.extend(call_head(shared));
         args.extend_from_slice(&self.publications[8 * i..8 * i + 8]);
         (keys, args)
     }

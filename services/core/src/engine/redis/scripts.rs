@@ -224,13 +224,13 @@ pub(super) async fn run(
     script.evalsha_with_reload(client, keys, args).await
 }
 
-/// Runs a script that declares no key on the Cluster node `node`, loading it
-/// when the node does not know it.
+/// Runs a script that declares no key on the Cluster node `node`, with the
+/// arguments `args` in order, loading it when the node does not know it.
 pub(super) async fn run_on(
     script: &Script,
     client: &Client,
     node: &Server,
-    args: Vec<Value>,
+    args: &[&[Value]],
 ) -> Result<Value, FredError> {
     let options = Options {
         cluster_node: Some(node.clone()),
@@ -238,14 +238,19 @@ pub(super) async fn run_on(
     };
     let routed = client.with_options(&options);
     let evalsha = || CustomCommand::new_static("EVALSHA", ClusterHash::Random, false);
-    let mut full = Vec::with_capacity(2 + args.len());
-    full.push(Value::from(script.sha1().clone()));
-    full.push(0.into());
-    full.extend(args);
-    match routed.custom(evalsha(), full.clone()).await {
+    let full = || {
+        let mut full = Vec::with_capacity(2 + args.iter().map(|a| a.len()).sum::<usize>());
+        full.push(Value::from(script.sha1().clone()));
+        full.push(0.into());
+        for part in args {
+            full.extend_from_slice(part);
+        }
+        full
+    };
+    match routed.custom(evalsha(), full()).await {
         Err(e) if e.details().starts_with("NOSCRIPT") => {
             script.load(client).await?;
-            routed.custom(evalsha(), full).await
+            routed.custom(evalsha(), full()).await
         }
         result => result,
     }
